@@ -1,0 +1,1 @@
+//! The sync loop: source → model → plan → dataplane.

@@ -1,0 +1,2 @@
+//! The only code that touches the kernel: IPVS through the `ipvs` crate, links and addresses
+//! through rtnetlink, sysctls.

@@ -1,0 +1,11 @@
+//! ipvsd: runs Kubernetes Services on Linux IPVS.
+//!
+//! Data flows one way: [`source`] → [`model`] → [`plan`] → [`dataplane`].
+
+#![forbid(unsafe_code)]
+
+pub mod controller;
+pub mod dataplane;
+pub mod model;
+pub mod plan;
+pub mod source;

@@ -1,0 +1,1 @@
+//! The desired IPVS rules: a pure function of Services, EndpointSlices, node addresses and flags.

@@ -1,0 +1,1 @@
+//! Services and EndpointSlices read from Kubernetes YAML manifests.
