@@ -7,5 +7,6 @@
 pub mod controller;
 pub mod dataplane;
 pub mod model;
+pub mod node_addresses;
 pub mod plan;
 pub mod source;
