@@ -1,1 +1,524 @@
 //! The sync loop: source → model → plan → dataplane.
+//!
+//! Sync is level-triggered and incremental. Every change (a source update, a node address
+//! appearing or going) leads to one sync, bursts coalesced within the minimum sync period: the
+//! desired rules are computed afresh, diffed against a cached copy of the kernel's table, and
+//! only the resulting operations are sent. The cache is updated from the operations' results, so
+//! a change never costs a dump of the whole table; every sync period the kernel is read again and
+//! repaired, so a rule deleted by hand comes back.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use crate::dataplane::link::{DummyLink, LinkError};
+use crate::dataplane::IpvsTable;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::model::{self, Desired, ModelConfig};
+use crate::node_addresses::NodeAddresses;
+use crate::plan::{self, Actual, ActualService, GracefulTermination, Operation, Ownership};
+use crate::source::Source;
+
+/// How often the connection counts of terminating real servers are read again.
+const TERMINATING_CHECK: Duration = Duration::from_secs(1);
+/// Longest wait before retrying a sync that failed.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// What the controller needs to know besides the model's own settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Settings of the model (node name, scheduler, ...).
+    pub model: ModelConfig,
+    /// The nodePorts ipvsd may own on node addresses.
+    pub nodeport_range: RangeInclusive<u16>,
+    /// Addresses ipvsd never touches.
+    pub exclude_cidrs: Vec<IpNet>,
+    /// Bursts of changes closer than this are applied together.
+    pub min_sync_period: Duration,
+    /// How often the kernel's table is read again and repaired.
+    pub sync_period: Duration,
+    /// How long a removed TCP real server may drain before it is deleted; `None` waits for its
+    /// connections to end.
+    pub graceful_termination_timeout: Option<Duration>,
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// Reading the kernel's IPVS table failed.
+    #[error("reading the IPVS table: {0}")]
+    Ipvs(#[from] ipvs::Error),
+    /// Reading or changing the dummy interface failed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Some operations of a one-shot sync failed.
+    #[error("{failed} of {total} operations failed (see the log)")]
+    Incomplete {
+        /// Operations that failed.
+        failed: usize,
+        /// Operations attempted.
+        total: usize,
+    },
+}
+
+/// The kernel-facing parts the controller drives.
+pub struct Dataplane {
+    /// IPVS.
+    pub ipvs: IpvsTable,
+    /// The dummy interface holding service addresses.
+    pub dummy: DummyLink,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Operations sent.
+    pub operations: usize,
+    /// Operations that failed.
+    pub failed: usize,
+}
+
+/// Inputs that change while the controller runs.
+pub struct Inputs {
+    /// Services and EndpointSlices.
+    pub source: Arc<dyn Source>,
+    /// Bumped by the source on every change.
+    pub changes: watch::Receiver<u64>,
+    /// The node's addresses, kept current by the address watcher.
+    pub node_addresses: watch::Receiver<NodeAddresses>,
+}
+
+/// The sync state: the cached kernel table and what is draining.
+pub struct Controller {
+    config: Config,
+    inputs: Inputs,
+    dataplane: Dataplane,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    actual: Option<Actual>,
+    graceful: GracefulTermination,
+    warnings: BTreeSet<String>,
+    /// When the oldest change not yet applied was seen.
+    pending_since: Option<std::time::Instant>,
+}
+
+impl Controller {
+    /// A controller that has not synced yet; its first sync reads the kernel and adopts what is
+    /// there.
+    pub fn new(
+        config: Config,
+        inputs: Inputs,
+        dataplane: Dataplane,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Controller {
+        let graceful = GracefulTermination {
+            timeout: config.graceful_termination_timeout,
+            since: Default::default(),
+        };
+        Controller {
+            config,
+            inputs,
+            dataplane,
+            health,
+            metrics,
+            actual: None,
+            graceful,
+            warnings: BTreeSet::new(),
+            pending_since: None,
+        }
+    }
+
+    /// Syncs once, with a fresh read of the kernel, as soon as the source is complete.
+    pub async fn run_once(mut self) -> Result<SyncReport, ControllerError> {
+        while self.inputs.source.snapshot().is_none() {
+            if self.inputs.changes.changed().await.is_err() {
+                break;
+            }
+        }
+        let report = self.sync(true).await?;
+        if report.failed > 0 {
+            return Err(ControllerError::Incomplete {
+                failed: report.failed,
+                total: report.operations,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Runs until `shutdown` resolves. The kernel's rules stay in place when it returns, so
+    /// traffic keeps flowing while ipvsd restarts.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut dirty = true;
+        let mut full = true;
+        let mut last_sync: Option<Instant> = None;
+        let mut next_full = Instant::now();
+        let mut failures: u32 = 0;
+        let mut changes_open = true;
+        let mut nodes_open = true;
+        loop {
+            let now = Instant::now();
+            let wake_at = if dirty {
+                last_sync
+                    .map(|t| t + self.config.min_sync_period)
+                    .unwrap_or(now)
+                    .max(now)
+            } else if self.graceful.since.is_empty() {
+                next_full
+            } else {
+                next_full.min(now + TERMINATING_CHECK)
+            };
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    info!("shutting down; the IPVS rules stay in place");
+                    return;
+                }
+                changed = self.inputs.changes.changed(), if changes_open => {
+                    changes_open = changed.is_ok();
+                    self.change_seen();
+                    dirty = true;
+                }
+                changed = self.inputs.node_addresses.changed(), if nodes_open => {
+                    nodes_open = changed.is_ok();
+                    debug!(addresses = ?self.inputs.node_addresses.borrow().0, "node addresses changed");
+                    self.change_seen();
+                    dirty = true;
+                }
+                _ = sleep_until(wake_at) => {
+                    let now = Instant::now();
+                    if now >= next_full {
+                        full = true;
+                        dirty = true;
+                    }
+                    if !dirty && !self.graceful.since.is_empty() {
+                        if let Err(e) = self.refresh_terminating().await {
+                            warn!(error = %e, "reading terminating real servers");
+                        }
+                        dirty = true;
+                    }
+                    if !dirty {
+                        continue;
+                    }
+                    last_sync = Some(now);
+                    match self.sync(full).await {
+                        Ok(report) if report.failed == 0 => {
+                            failures = 0;
+                            dirty = false;
+                            if full {
+                                full = false;
+                                next_full = now + self.config.sync_period;
+                            }
+                        }
+                        Ok(_) => {
+                            // Some operations failed: read the kernel again before retrying,
+                            // backing off so a rule the kernel keeps refusing does not spin.
+                            failures += 1;
+                            dirty = false;
+                            full = true;
+                            next_full = now + retry_delay(failures);
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            error!(error = %e, "sync failed");
+                            dirty = false;
+                            full = true;
+                            next_full = now + retry_delay(failures);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sync: model, plan against the cached table (read afresh when `full`), apply.
+    pub async fn sync(&mut self, full: bool) -> Result<SyncReport, ControllerError> {
+        let started = std::time::Instant::now();
+        let Some(snapshot) = self.inputs.source.snapshot() else {
+            debug!("source not complete yet; the kernel is left as it is");
+            return Ok(SyncReport::default());
+        };
+        let nodes = self.inputs.node_addresses.borrow().clone();
+        let desired = model::desired(&snapshot, &nodes, &self.config.model);
+        self.log_new_warnings(&desired);
+
+        if full || self.actual.is_none() {
+            let services = self.dataplane.ipvs.read().await?;
+            let bound_addresses = self.dataplane.dummy.addresses().await?;
+            self.publish_traffic(&desired, &services);
+            self.actual = Some(Actual {
+                services,
+                bound_addresses,
+            });
+        }
+        let ownership = Ownership {
+            node_addresses: nodes,
+            nodeport_range: self.config.nodeport_range.clone(),
+            exclude_cidrs: self.config.exclude_cidrs.clone(),
+        };
+        let now = std::time::Instant::now();
+        let actual = self.actual.as_ref().expect("read above");
+        let ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+        let failed = self.apply(&desired, &ops).await;
+        self.track_terminating(&desired, now);
+
+        let report = SyncReport {
+            operations: ops.len(),
+            failed,
+        };
+        let elapsed = started.elapsed();
+        self.metrics.observe_sync(elapsed);
+        self.publish_counts(&snapshot, &desired);
+        if failed == 0 {
+            self.health.synced(started);
+            if let Some(seen) = self.pending_since.take() {
+                self.metrics
+                    .observe_programming_latency(std::time::Instant::now() - seen);
+            }
+        }
+        if !ops.is_empty() || full {
+            info!(
+                operations = report.operations,
+                failed = report.failed,
+                full,
+                virtual_servers = desired.virtual_servers.len(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "synced"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Sends the operations: addresses first, so a new virtual server's address exists when
+    /// it does, then IPVS, then addresses no longer needed. Returns how many failed.
+    async fn apply(&mut self, desired: &Desired, ops: &[Operation]) -> usize {
+        let mut failed = 0;
+        let actual = self.actual.as_mut().expect("read before apply");
+        for op in ops {
+            if let Operation::BindAddress(addr) = op {
+                match self.dataplane.dummy.bind(*addr).await {
+                    Ok(()) => apply_to_cache(actual, op),
+                    Err(e) => {
+                        failed += 1;
+                        self.metrics.netlink_error("bind");
+                        error!(address = %addr, error = %e, "binding address");
+                    }
+                }
+            }
+        }
+        let results = self.dataplane.ipvs.apply(ops).await;
+        for (op, result) in ops.iter().zip(results) {
+            match result {
+                None => {}
+                Some(Ok(())) => apply_to_cache(actual, op),
+                Some(Err(e)) => {
+                    failed += 1;
+                    self.metrics.netlink_error(error_kind(&e));
+                    let origin = origin_of(desired, op);
+                    error!(operation = %op, service = origin.as_deref().unwrap_or("-"), error = %e, "IPVS operation failed");
+                }
+            }
+        }
+        for op in ops {
+            if let Operation::UnbindAddress(addr) = op {
+                match self.dataplane.dummy.unbind(*addr).await {
+                    Ok(()) => apply_to_cache(actual, op),
+                    Err(e) => {
+                        failed += 1;
+                        self.metrics.netlink_error("unbind");
+                        error!(address = %addr, error = %e, "unbinding address");
+                    }
+                }
+            }
+        }
+        failed
+    }
+
+    /// Records when each real server that is no longer wanted started draining (weight 0), so
+    /// plan can enforce the graceful termination timeout; forgets those that are gone or wanted
+    /// again.
+    fn track_terminating(&mut self, desired: &Desired, now: std::time::Instant) {
+        let Some(actual) = &self.actual else { return };
+        let mut draining = BTreeSet::new();
+        for (key, service) in &actual.services {
+            let Some(vs) = desired.virtual_servers.get(key) else {
+                continue;
+            };
+            for d in &service.destinations {
+                if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
+                    draining.insert((*key, d.address, d.port));
+                }
+            }
+        }
+        self.graceful.since.retain(|id, _| draining.contains(id));
+        for id in draining {
+            self.graceful.since.entry(id).or_insert(now);
+        }
+    }
+
+    /// Reads the connection counts of the virtual servers that have draining real servers.
+    async fn refresh_terminating(&mut self) -> Result<(), ControllerError> {
+        let keys: BTreeSet<ipvs::ServiceKey> =
+            self.graceful.since.keys().map(|(k, _, _)| *k).collect();
+        let keys: Vec<_> = keys.into_iter().collect();
+        let read = self.dataplane.ipvs.read_destinations(&keys).await?;
+        if let Some(actual) = self.actual.as_mut() {
+            for (key, destinations) in read {
+                if let Some(service) = actual.services.get_mut(&key) {
+                    service.destinations = destinations;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn change_seen(&mut self) {
+        let now = std::time::Instant::now();
+        self.health.change_seen(now);
+        self.pending_since.get_or_insert(now);
+    }
+
+    fn log_new_warnings(&mut self, desired: &Desired) {
+        let current: BTreeSet<String> = desired.warnings.iter().cloned().collect();
+        for w in current.difference(&self.warnings) {
+            warn!(problem = %w, "skipped part of a Service");
+        }
+        self.warnings = current;
+    }
+
+    fn publish_counts(&self, snapshot: &crate::source::Snapshot, desired: &Desired) {
+        let real_servers = desired
+            .virtual_servers
+            .values()
+            .map(|vs| vs.destinations.len())
+            .sum();
+        self.metrics.set_counts(
+            snapshot.services.len(),
+            desired.virtual_servers.len(),
+            real_servers,
+            desired.bound_addresses.len(),
+        );
+    }
+
+    fn publish_traffic(
+        &self,
+        desired: &Desired,
+        services: &std::collections::BTreeMap<ipvs::ServiceKey, ActualService>,
+    ) {
+        let traffic: Vec<_> = desired
+            .virtual_servers
+            .iter()
+            .filter_map(|(key, vs)| {
+                services
+                    .get(key)
+                    .map(|actual| (*key, vs.origin.to_string(), actual.service.stats))
+            })
+            .collect();
+        self.metrics.set_traffic(&traffic);
+    }
+}
+
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(5)).min(MAX_RETRY)
+}
+
+/// The metric label of an IPVS error.
+fn error_kind(e: &ipvs::Error) -> &'static str {
+    match e {
+        ipvs::Error::IpvsUnavailable => "unavailable",
+        ipvs::Error::NotPermitted { .. } => "not_permitted",
+        ipvs::Error::AlreadyExists { .. } => "already_exists",
+        ipvs::Error::NotFound { .. } => "not_found",
+        ipvs::Error::InvalidArgument { .. } => "invalid_argument",
+        ipvs::Error::Kernel { .. } => "kernel",
+        ipvs::Error::Decode { .. } => "decode",
+        _ => "io",
+    }
+}
+
+/// The Service an operation is for, to name it in errors.
+fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
+    let key = match op {
+        Operation::AddService(s) | Operation::UpdateService(s) => s.key,
+        Operation::DeleteService(k)
+        | Operation::AddDestination(k, _)
+        | Operation::UpdateDestination(k, _)
+        | Operation::DeleteDestination(k, _) => *k,
+        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
+    };
+    desired
+        .virtual_servers
+        .get(&key)
+        .map(|vs| vs.origin.to_string())
+}
+
+/// Keeps the cached kernel table in step with an operation the kernel accepted.
+pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
+    match op {
+        Operation::AddService(s) => {
+            actual.services.insert(
+                s.key,
+                ActualService {
+                    service: s.clone(),
+                    destinations: Vec::new(),
+                },
+            );
+        }
+        Operation::UpdateService(s) => {
+            if let Some(a) = actual.services.get_mut(&s.key) {
+                a.service = s.clone();
+            }
+        }
+        Operation::DeleteService(k) => {
+            actual.services.remove(k);
+        }
+        Operation::AddDestination(k, d) => {
+            if let Some(a) = actual.services.get_mut(k) {
+                a.destinations.push(d.clone());
+            }
+        }
+        Operation::UpdateDestination(k, d) => {
+            if let Some(a) = actual.services.get_mut(k) {
+                if let Some(old) = a
+                    .destinations
+                    .iter_mut()
+                    .find(|o| o.address == d.address && o.port == d.port)
+                {
+                    // The kernel keeps counting connections; only the settings changed.
+                    let (active, inactive, persistent, stats) = (
+                        old.active_connections,
+                        old.inactive_connections,
+                        old.persistent_connections,
+                        old.stats,
+                    );
+                    *old = d.clone();
+                    old.active_connections = active;
+                    old.inactive_connections = inactive;
+                    old.persistent_connections = persistent;
+                    old.stats = stats;
+                }
+            }
+        }
+        Operation::DeleteDestination(k, d) => {
+            if let Some(a) = actual.services.get_mut(k) {
+                a.destinations
+                    .retain(|o| !(o.address == d.address && o.port == d.port));
+            }
+        }
+        Operation::BindAddress(a) => {
+            actual.bound_addresses.insert(*a);
+        }
+        Operation::UnbindAddress(a) => {
+            actual.bound_addresses.remove(a);
+        }
+    }
+}

@@ -1,9 +1,12 @@
 //! ipvsd: runs Kubernetes Services on Linux IPVS.
 //!
-//! Data flows one way: [`source`] → [`model`] → [`plan`] → [`dataplane`].
+//! Data flows one way: [`source`] → [`model`] → [`plan`] → [`dataplane`]; the [`controller`]
+//! drives it and [`app`] wires the subcommands.
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
 pub mod controller;
 pub mod dataplane;
 pub mod model;

@@ -1,1 +1,43 @@
-fn main() {}
+//! The ipvsd binary: parses the command line, sets up logging, runs a subcommand.
+
+use anyhow::Result;
+use clap::Parser;
+use ipvsd::cli::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref(), cli.log_format);
+    match cli.command {
+        Command::Run(args) => ipvsd::app::run(args, shutdown_signal()).await,
+        Command::Plan(args) => ipvsd::app::plan(args).await,
+        Command::List(args) => ipvsd::app::list(args).await,
+        Command::Cleanup(args) => ipvsd::app::cleanup(args).await,
+    }
+}
+
+fn init_logging(level: Option<&str>, format: LogFormat) {
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

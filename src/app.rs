@@ -1,0 +1,361 @@
+//! The subcommands, wired from their parts. Errors here are for people: each says what failed
+//! and what to do.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArgs, RunArgs};
+use crate::controller::{Config, Controller, Dataplane, Inputs};
+use crate::dataplane::link::DummyLink;
+use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
+use crate::dataplane::sysctl::{self, Sysctls};
+use crate::dataplane::IpvsTable;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::model::{self, ModelConfig};
+use crate::plan::{self, Actual, GracefulTermination, Ownership};
+use crate::source::kube::KubeSource;
+use crate::source::manifest::{self, ManifestSource};
+use crate::source::{Snapshot, Source};
+
+/// `ipvsd run`.
+pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let model_config = model_config(&args.model)?;
+    let health_address = parse_listen_address(&args.health_address)
+        .map_err(anyhow::Error::msg)
+        .context("--health-address")?;
+    let metrics_address = parse_listen_address(&args.metrics_address)
+        .map_err(anyhow::Error::msg)
+        .context("--metrics-address")?;
+
+    let ipvs = connect_ipvs().await?;
+    ipvs.check_scheduler(&model_config.scheduler)
+        .await
+        .with_context(|| {
+            format!(
+                "scheduler {:?} is not available in this kernel (is the module ip_vs_{} present?)",
+                model_config.scheduler, model_config.scheduler
+            )
+        })?;
+    let timeouts = ipvs::Timeouts {
+        tcp: args.tcp_timeout.map(|d| d.as_secs() as u32),
+        tcp_fin: args.tcpfin_timeout.map(|d| d.as_secs() as u32),
+        udp: args.udp_timeout.map(|d| d.as_secs() as u32),
+    };
+    if timeouts != ipvs::Timeouts::default() {
+        ipvs.client()
+            .set_timeouts(&timeouts)
+            .await
+            .context("setting IPVS timeouts")?;
+    }
+    for change in sysctl::apply(&Sysctls {
+        strict_arp: args.strict_arp,
+    })
+    .context("setting sysctls")?
+    {
+        info!(change = ?change, "sysctl set");
+    }
+    let dummy = DummyLink::ensure(&args.model.dummy_interface)
+        .await
+        .with_context(|| format!("creating dummy interface {}", args.model.dummy_interface))?;
+
+    let nodes = node_addresses(&args.model.dummy_interface)
+        .await
+        .context("listing node addresses")?;
+    info!(node = %model_config.node_name, addresses = ?nodes.0, "starting");
+    let (nodes_tx, nodes_rx) = watch::channel(nodes);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(watch_node_addresses(
+        args.model.dummy_interface.clone(),
+        nodes_tx,
+        stopped(stop_rx.clone()),
+    ));
+
+    let (changes_tx, changes_rx) = watch::channel(0u64);
+    let source = start_source(&args.model, changes_tx).await?;
+
+    let health = Arc::new(Health::new(args.sync_period));
+    let metrics = Arc::new(Metrics::new());
+    let config = Config {
+        model: model_config,
+        nodeport_range: args.model.nodeport_range.clone(),
+        exclude_cidrs: args.model.exclude_cidrs.clone(),
+        min_sync_period: args.min_sync_period,
+        sync_period: args.sync_period,
+        graceful_termination_timeout: args.graceful_termination_timeout,
+    };
+    let controller = Controller::new(
+        config,
+        Inputs {
+            source,
+            changes: changes_rx,
+            node_addresses: nodes_rx,
+        },
+        Dataplane { ipvs, dummy },
+        health.clone(),
+        metrics.clone(),
+    );
+
+    if args.once {
+        let report = controller.run_once().await?;
+        info!(operations = report.operations, "synced once");
+        return Ok(());
+    }
+
+    for (what, address) in [("health", health_address), ("metrics", metrics_address)] {
+        let Some(address) = address else { continue };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening for {what} on {address}"))?;
+        info!(%address, what, "serving HTTP");
+        tokio::spawn(crate::http::serve(
+            listener,
+            health.clone(),
+            metrics.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+
+    controller.run(shutdown).await;
+    let _ = stop_tx.send(true);
+    match watcher.await {
+        Ok(Err(e)) => warn!(error = %e, "node address watcher"),
+        Err(e) => warn!(error = %e, "node address watcher"),
+        Ok(Ok(())) => {}
+    }
+    Ok(())
+}
+
+/// `ipvsd plan`.
+pub async fn plan(args: PlanArgs) -> Result<()> {
+    let model_config = model_config(&args.model)?;
+    let snapshot = load_snapshot(&args.model).await?;
+    let nodes = node_addresses(&args.model.dummy_interface)
+        .await
+        .context("listing node addresses")?;
+    let desired = model::desired(&snapshot, &nodes, &model_config);
+    for w in &desired.warnings {
+        warn!(problem = %w, "skipped part of a Service");
+    }
+    let mut out = String::new();
+    if args.diff {
+        let actual = read_actual(&args.model.dummy_interface).await?;
+        let ownership = Ownership {
+            node_addresses: nodes,
+            nodeport_range: args.model.nodeport_range.clone(),
+            exclude_cidrs: args.model.exclude_cidrs.clone(),
+        };
+        let graceful = GracefulTermination {
+            timeout: None,
+            since: BTreeMap::new(),
+        };
+        for op in plan::plan(
+            &desired,
+            &actual,
+            &ownership,
+            &graceful,
+            std::time::Instant::now(),
+        ) {
+            out.push_str(&op.to_string());
+            out.push('\n');
+        }
+    } else {
+        let table: Vec<_> = desired
+            .virtual_servers
+            .values()
+            .map(|vs| (vs.service.clone(), vs.destinations.values().cloned().collect()))
+            .collect();
+        out = ipvs::ipvsadm::save(&table);
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// `ipvsd list`.
+pub async fn list(args: ListArgs) -> Result<()> {
+    let ipvs = connect_ipvs().await?;
+    let client = ipvs.client();
+    let services = client.services().await.context("listing IPVS services")?;
+    let mut table = Vec::with_capacity(services.len());
+    for s in services {
+        let destinations = client
+            .destinations(&s.key)
+            .await
+            .with_context(|| format!("listing destinations of {}", s.key))?;
+        table.push((s, destinations));
+    }
+    let out = if args.save {
+        ipvs::ipvsadm::save(&table)
+    } else {
+        let info = client.info().await.context("reading IPVS info")?;
+        let view = if args.stats {
+            ipvs::ipvsadm::View::Stats
+        } else if args.rate {
+            ipvs::ipvsadm::View::Rate
+        } else {
+            ipvs::ipvsadm::View::Default
+        };
+        ipvs::ipvsadm::list(&info, &table, view)
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// `ipvsd cleanup`.
+pub async fn cleanup(args: CleanupArgs) -> Result<()> {
+    let ipvs = connect_ipvs().await?;
+    let dummy = DummyLink::find(&args.dummy_interface)
+        .await
+        .with_context(|| format!("looking for {}", args.dummy_interface))?;
+    let bound_addresses = match &dummy {
+        Some(d) => d.addresses().await?,
+        None => Default::default(),
+    };
+    let actual = Actual {
+        services: ipvs.read().await.context("reading the IPVS table")?,
+        bound_addresses,
+    };
+    let ownership = Ownership {
+        node_addresses: node_addresses(&args.dummy_interface).await?,
+        nodeport_range: args.nodeport_range.clone(),
+        exclude_cidrs: args.exclude_cidrs.clone(),
+    };
+    let nothing = model::Desired {
+        virtual_servers: BTreeMap::new(),
+        bound_addresses: Default::default(),
+        warnings: Vec::new(),
+    };
+    let graceful = GracefulTermination {
+        timeout: None,
+        since: BTreeMap::new(),
+    };
+    let ops = plan::plan(
+        &nothing,
+        &actual,
+        &ownership,
+        &graceful,
+        std::time::Instant::now(),
+    );
+    let mut failed = 0;
+    for (op, result) in ops.iter().zip(ipvs.apply(&ops).await) {
+        if let Some(Err(e)) = result {
+            failed += 1;
+            warn!(operation = %op, error = %e, "cleanup");
+        }
+    }
+    if let Some(dummy) = dummy {
+        let name = dummy.name().to_string();
+        dummy
+            .delete()
+            .await
+            .with_context(|| format!("deleting {name}"))?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} operations failed", ops.len());
+    }
+    info!(operations = ops.len(), "cleaned up");
+    Ok(())
+}
+
+async fn connect_ipvs() -> Result<IpvsTable> {
+    let ipvs = IpvsTable::connect().await?;
+    // The first request tells whether the family exists and whether we may use it.
+    ipvs.client().info().await?;
+    Ok(ipvs)
+}
+
+async fn read_actual(dummy_interface: &str) -> Result<Actual> {
+    let ipvs = connect_ipvs().await?;
+    let bound_addresses = match DummyLink::find(dummy_interface).await? {
+        Some(d) => d.addresses().await?,
+        None => Default::default(),
+    };
+    Ok(Actual {
+        services: ipvs.read().await.context("reading the IPVS table")?,
+        bound_addresses,
+    })
+}
+
+fn model_config(args: &ModelArgs) -> Result<ModelConfig> {
+    let scheduler_flags = match &args.scheduler_flags {
+        Some(s) => ipvs::ServiceFlags::parse_sched_flags(s)
+            .with_context(|| format!("--scheduler-flags {s:?}"))?,
+        None => ipvs::ServiceFlags::empty(),
+    };
+    Ok(ModelConfig {
+        node_name: node_name(args)?,
+        scheduler: args.scheduler.clone(),
+        scheduler_flags,
+        service_proxy_name: args.service_proxy_name.clone(),
+        nodeport_addresses: args.nodeport_addresses.clone(),
+    })
+}
+
+fn node_name(args: &ModelArgs) -> Result<String> {
+    if let Some(n) = &args.node_name {
+        return Ok(n.clone());
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("no --node-name or NODE_NAME, and the hostname is unreadable")?;
+    Ok(name.trim().to_string())
+}
+
+/// Starts the source: manifests when given, else the Kubernetes API.
+async fn start_source(args: &ModelArgs, changes: watch::Sender<u64>) -> Result<Arc<dyn Source>> {
+    if !args.manifests.is_empty() {
+        return Ok(Arc::new(ManifestSource::spawn(args.manifests.clone(), changes)));
+    }
+    let client = kube_client(args).await?;
+    Ok(Arc::new(KubeSource::spawn(
+        client,
+        args.service_proxy_name.clone(),
+        changes,
+    )))
+}
+
+/// Everything the source has, once complete.
+async fn load_snapshot(args: &ModelArgs) -> Result<Snapshot> {
+    if !args.manifests.is_empty() {
+        let loaded = manifest::load(&args.manifests);
+        for e in &loaded.errors {
+            warn!(error = %e, "skipped");
+        }
+        return Ok(loaded.snapshot);
+    }
+    let (tx, mut rx) = watch::channel(0u64);
+    let source = start_source(args, tx).await?;
+    loop {
+        if let Some(s) = source.snapshot() {
+            return Ok(s);
+        }
+        rx.changed()
+            .await
+            .context("the Kubernetes source stopped before it was complete")?;
+    }
+}
+
+async fn kube_client(args: &ModelArgs) -> Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no --manifests, and no Kubernetes configuration (in-cluster or KUBECONFIG)")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,236 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+/// Runs Kubernetes Services on Linux IPVS.
+#[derive(Debug, Parser)]
+#[command(name = "ipvsd", version, about)]
+pub struct Cli {
+    /// Log level or filter (overrides RUST_LOG), e.g. `info` or `ipvsd=debug`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keep the kernel's IPVS rules in step with the Services.
+    Run(RunArgs),
+    /// Print the rules ipvsd would program, as `ipvsadm -Sn` lines; touches nothing.
+    Plan(PlanArgs),
+    /// Print the kernel's IPVS table the way ipvsadm does.
+    List(ListArgs),
+    /// Remove everything ipvsd owns: its virtual servers, its addresses, the dummy interface.
+    Cleanup(CleanupArgs),
+}
+
+/// Where Services come from and how they become rules: shared by `run` and `plan`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Read Services and EndpointSlices from this YAML file or directory (repeatable) and follow
+    /// its changes; without it, the Kubernetes API is used.
+    #[arg(long = "manifests", value_name = "PATH")]
+    pub manifests: Vec<PathBuf>,
+    /// Kubeconfig for the Kubernetes API (else KUBECONFIG, else in-cluster config).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name (else NODE_NAME, else the hostname).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Only handle Services labelled service.kubernetes.io/service-proxy-name with this value
+    /// (and those without the label).
+    #[arg(long)]
+    pub service_proxy_name: Option<String>,
+    /// Restrict NodePort virtual servers to node addresses in these CIDRs.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub nodeport_addresses: Vec<IpNet>,
+    /// The dummy interface that holds cluster, external and load-balancer IPs.
+    #[arg(long, default_value = "kube-ipvs0")]
+    pub dummy_interface: String,
+    /// Default IPVS scheduler (any the kernel has: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed,
+    /// nq, fo, ovf, mh, twos).
+    #[arg(long, default_value = "rr")]
+    pub scheduler: String,
+    /// Default scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port, flag-1, flag-2, flag-3.
+    #[arg(long, value_name = "FLAG[,FLAG...]")]
+    pub scheduler_flags: Option<String>,
+    /// Never touch virtual servers on addresses in these CIDRs.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub exclude_cidrs: Vec<IpNet>,
+    /// The nodePort range whose virtual servers on node addresses ipvsd owns.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub nodeport_range: RangeInclusive<u16>,
+}
+
+/// `ipvsd run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Sync once and exit (0 on success).
+    #[arg(long)]
+    pub once: bool,
+    /// Changes closer together than this are applied together.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub min_sync_period: Duration,
+    /// How often the kernel is read again and repaired.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub sync_period: Duration,
+    /// Delete a draining TCP real server after this long even if it still has connections
+    /// (default: wait for them to end).
+    #[arg(long, value_parser = parse_duration)]
+    pub graceful_termination_timeout: Option<Duration>,
+    /// IPVS timeout of established TCP connections (unset: left alone).
+    #[arg(long, value_parser = parse_duration)]
+    pub tcp_timeout: Option<Duration>,
+    /// IPVS timeout of TCP connections after FIN (unset: left alone).
+    #[arg(long, value_parser = parse_duration)]
+    pub tcpfin_timeout: Option<Duration>,
+    /// IPVS timeout of UDP flows (unset: left alone).
+    #[arg(long, value_parser = parse_duration)]
+    pub udp_timeout: Option<Duration>,
+    /// Also set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for service
+    /// addresses.
+    #[arg(long)]
+    pub strict_arp: bool,
+    /// Serve /healthz, /livez and /readyz here (empty: off).
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    pub health_address: String,
+    /// Serve /metrics here (empty: off).
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    pub metrics_address: String,
+}
+
+/// `ipvsd plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print the operations that would bring the current kernel to the plan instead.
+    #[arg(long)]
+    pub diff: bool,
+}
+
+/// `ipvsd list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Counters, like `ipvsadm -Ln --stats`.
+    #[arg(long, conflicts_with_all = ["rate", "save"])]
+    pub stats: bool,
+    /// Rates, like `ipvsadm -Ln --rate`.
+    #[arg(long, conflicts_with_all = ["stats", "save"])]
+    pub rate: bool,
+    /// Rules in the save format, like `ipvsadm -Sn`.
+    #[arg(long, conflicts_with_all = ["stats", "rate"])]
+    pub save: bool,
+}
+
+/// `ipvsd cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The dummy interface ipvsd used.
+    #[arg(long, default_value = "kube-ipvs0")]
+    pub dummy_interface: String,
+    /// The nodePort range whose virtual servers on node addresses ipvsd owns.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub nodeport_range: RangeInclusive<u16>,
+    /// Never touch virtual servers on addresses in these CIDRs.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub exclude_cidrs: Vec<IpNet>,
+}
+
+/// An address flag: `None` when empty (the endpoint is off).
+pub fn parse_listen_address(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("invalid address {s:?}: {e}"))
+}
+
+/// Parses `90`, `90s`, `500ms`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected a number with ms, s, m or h"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+    })
+}
+
+/// Parses `30000-32767`.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("invalid port range {s:?}: expected FIRST-LAST"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid port range {s:?}: {a:?} is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid port range {s:?}: {b:?} is not a port"))?;
+    if a > b {
+        return Err(format!("invalid port range {s:?}: {a} is above {b}"));
+    }
+    Ok(a..=b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("30000-32767"), Ok(30000..=32767));
+        assert!(parse_port_range("5-1").is_err());
+        assert!(parse_port_range("70000-70001").is_err());
+        assert!(parse_port_range("100").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,123 @@
+//! The IPVS side of the dataplane: reads the kernel's virtual servers and applies planned
+//! operations, many requests in flight at once.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use ipvs::{Client, Request, ServiceKey};
+
+use crate::plan::{ActualService, Operation};
+
+/// The kernel's IPVS table, through one netlink socket.
+#[derive(Clone)]
+pub struct IpvsTable {
+    client: Client,
+}
+
+impl IpvsTable {
+    /// Connects to the kernel's IPVS family.
+    pub async fn connect() -> Result<IpvsTable, ipvs::Error> {
+        Ok(IpvsTable {
+            client: Client::connect().await?,
+        })
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads every virtual server with its destinations: one service dump, then one destination
+    /// dump per service, all in flight together.
+    pub async fn read(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
+        let services = self.client.services().await?;
+        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+        let destinations = self.read_destinations(&keys).await?;
+        Ok(services
+            .into_iter()
+            .zip(destinations)
+            .map(|(service, (_, destinations))| {
+                (
+                    service.key,
+                    ActualService {
+                        service,
+                        destinations,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Reads the destinations of the given virtual servers. A virtual server that disappeared
+    /// meanwhile reads as having none.
+    pub async fn read_destinations(
+        &self,
+        keys: &[ServiceKey],
+    ) -> Result<Vec<(ServiceKey, Vec<ipvs::Destination>)>, ipvs::Error> {
+        let dumps = join_all(keys.iter().map(|key| self.client.destinations(key))).await;
+        keys.iter()
+            .zip(dumps)
+            .map(|(key, dump)| match dump {
+                Ok(destinations) => Ok((*key, destinations)),
+                Err(ipvs::Error::NotFound { .. }) => Ok((*key, Vec::new())),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Applies the IPVS operations among `ops`, in order, pipelined on one socket. Returns one
+    /// result per operation given (address operations are not IPVS's and are returned as
+    /// `None`).
+    pub async fn apply(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {
+        let requests: Vec<(usize, Request)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| request_for(op).map(|r| (i, r)))
+            .collect();
+        let mut results: Vec<Option<Result<(), ipvs::Error>>> = ops.iter().map(|_| None).collect();
+        let (indices, requests): (Vec<usize>, Vec<Request>) = requests.into_iter().unzip();
+        for (i, result) in indices.into_iter().zip(self.client.execute(requests).await) {
+            results[i] = Some(result);
+        }
+        results
+    }
+}
+
+/// The IPVS request carrying out an operation, if it is an IPVS one.
+fn request_for(op: &Operation) -> Option<Request> {
+    Some(match op {
+        Operation::AddService(s) => Request::AddService(s.clone()),
+        Operation::UpdateService(s) => Request::UpdateService(s.clone()),
+        Operation::DeleteService(k) => Request::DeleteService(*k),
+        Operation::AddDestination(k, d) => Request::AddDestination(*k, d.clone()),
+        Operation::UpdateDestination(k, d) => Request::UpdateDestination(*k, d.clone()),
+        Operation::DeleteDestination(k, d) => Request::DeleteDestination(*k, d.clone()),
+        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
+    })
+}
+
+/// Firewall mark of the throwaway virtual server that probes for a scheduler. Fwmark services
+/// are never ipvsd's own, so the probe cannot collide with a managed rule.
+const PROBE_MARK: u32 = 0x1b5_d000;
+
+impl IpvsTable {
+    /// Checks that the kernel has scheduler `name`, by creating and deleting a throwaway
+    /// fwmark virtual server with it (the kernel loads scheduler modules on demand).
+    pub async fn check_scheduler(&self, name: &str) -> Result<(), ipvs::Error> {
+        let key = ServiceKey::FwMark {
+            mark: PROBE_MARK,
+            family: ipvs::Family::Inet,
+        };
+        let probe = ipvs::Service::new(key, name);
+        match self.client.add_service(&probe).await {
+            Ok(()) => {}
+            Err(ipvs::Error::AlreadyExists { .. }) => {
+                // Left over from a probe that was interrupted.
+                self.client.delete_service(&key).await?;
+                self.client.add_service(&probe).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.client.delete_service(&key).await
+    }
+}
