@@ -6,6 +6,9 @@
 
 pub mod controller;
 pub mod dataplane;
+pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod node_addresses;
 pub mod plan;
