@@ -137,7 +137,12 @@ impl FakeApi {
         let collection = match path.as_str() {
             SERVICES => SERVICES,
             SLICES => SLICES,
-            _ => return Ok(full(StatusCode::NOT_FOUND, json!({"kind": "Status", "code": 404}))),
+            _ => {
+                return Ok(full(
+                    StatusCode::NOT_FOUND,
+                    json!({"kind": "Status", "code": 404}),
+                ))
+            }
         };
         {
             let mut state = self.state.lock().unwrap();
@@ -169,7 +174,11 @@ impl FakeApi {
                             .cloned()
                             .collect()
                     });
-                    let kind = if collection == SERVICES { "ServiceList" } else { "EndpointSliceList" };
+                    let kind = if collection == SERVICES {
+                        "ServiceList"
+                    } else {
+                        "EndpointSliceList"
+                    };
                     return Ok(full(
                         StatusCode::OK,
                         json!({
@@ -189,13 +198,18 @@ impl FakeApi {
 
     /// A watch: the history after `from` that `selector` sees, then changes as they come.
     fn watch(&self, collection: &'static str, selector: String, from: u64) -> Response<Body> {
-        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+        let (mut tx, rx) =
+            futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
         let state = self.state.clone();
         let mut poked = self.poke.subscribe();
         tokio::spawn(async move {
             let (expire0, bookmark0, close0) = {
                 let s = state.lock().unwrap();
-                (s.expire_generation, s.bookmark_generation, s.close_generation)
+                (
+                    s.expire_generation,
+                    s.bookmark_generation,
+                    s.close_generation,
+                )
             };
             let mut bookmarks_sent = bookmark0;
             let mut sent_up_to = from;
@@ -214,8 +228,13 @@ impl FakeApi {
                         }})));
                         end = Some(Ok(()));
                     } else {
-                        let history = s.collections.get(collection).map_or(&[][..], |c| &c.history[..]);
-                        let unsent = history.iter().filter(|c| c.resource_version > from.max(sent_up_to));
+                        let history = s
+                            .collections
+                            .get(collection)
+                            .map_or(&[][..], |c| &c.history[..]);
+                        let unsent = history
+                            .iter()
+                            .filter(|c| c.resource_version > from.max(sent_up_to));
                         for change in unsent.collect::<Vec<_>>() {
                             if let Some(event) = watch_event(&selector, change) {
                                 frames.push(line(event));
@@ -224,7 +243,11 @@ impl FakeApi {
                         }
                         if s.bookmark_generation != bookmarks_sent {
                             bookmarks_sent = s.bookmark_generation;
-                            let kind = if collection == SERVICES { "Service" } else { "EndpointSlice" };
+                            let kind = if collection == SERVICES {
+                                "Service"
+                            } else {
+                                "EndpointSlice"
+                            };
                             frames.push(line(json!({"type": "BOOKMARK", "object": {
                                 "kind": kind, "apiVersion": "v1",
                                 "metadata": {"resourceVersion": s.resource_version.to_string()},
@@ -286,7 +309,10 @@ impl ApiState {
     fn delete(&mut self, path: &'static str, key: &str) {
         let version = self.next_version();
         let collection = self.collections.entry(path).or_default();
-        let mut before = collection.objects.remove(key).expect("deleting an object that exists");
+        let mut before = collection
+            .objects
+            .remove(key)
+            .expect("deleting an object that exists");
         before["metadata"]["resourceVersion"] = json!(version.to_string());
         collection.history.push(Change {
             resource_version: version,
@@ -305,8 +331,14 @@ impl ApiState {
 /// The event a watch with `selector` sees for `change`, as the API server computes it: an
 /// object leaving the selection is a deletion, one entering it an addition.
 fn watch_event(selector: &str, change: &Change) -> Option<Value> {
-    let was = change.before.as_ref().is_some_and(|o| selector_matches(selector, o));
-    let is = change.after.as_ref().is_some_and(|o| selector_matches(selector, o));
+    let was = change
+        .before
+        .as_ref()
+        .is_some_and(|o| selector_matches(selector, o));
+    let is = change
+        .after
+        .as_ref()
+        .is_some_and(|o| selector_matches(selector, o));
     let (kind, object) = match (was, is) {
         (false, true) if change.before.is_some() => ("ADDED", change.after.clone()),
         (false, true) => ("ADDED", change.after.clone()),
@@ -527,7 +559,10 @@ async fn converges(source: &KubeSource, expected: &Seen) {
 async fn until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -539,7 +574,12 @@ fn seed(api: &FakeApi) {
     api.put(SLICES, mk_slice("default", "web-abc", "web", &["10.1.0.1"]));
     api.put(
         SERVICES,
-        mk_service("default", "db", "None", &[("service.kubernetes.io/headless", "")]),
+        mk_service(
+            "default",
+            "db",
+            "None",
+            &[("service.kubernetes.io/headless", "")],
+        ),
     );
     api.put(
         SLICES,
@@ -580,30 +620,52 @@ async fn snapshot_waits_for_both_lists_then_follows_changes() {
     let source = KubeSource::spawn(client, None, changed_tx);
 
     // Services are listed and watched, slices are not answered yet: no snapshot.
-    until("the Services watch", || !api.requests(SERVICES, true).is_empty()).await;
-    until("the slices list request", || !api.requests(SLICES, false).is_empty()).await;
+    until("the Services watch", || {
+        !api.requests(SERVICES, true).is_empty()
+    })
+    .await;
+    until("the slices list request", || {
+        !api.requests(SLICES, false).is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(source.snapshot().is_none(), "snapshot before the slices were listed");
+    assert!(
+        source.snapshot().is_none(),
+        "snapshot before the slices were listed"
+    );
     let services_listed = *changed_rx.borrow();
-    assert!(services_listed >= 1, "completing the Services list did not signal a change");
+    assert!(
+        services_listed >= 1,
+        "completing the Services list did not signal a change"
+    );
 
     api.change(|s| {
         s.held_lists.clear();
     });
-    converges(&source, &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"])).await;
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]),
+    )
+    .await;
     assert!(*changed_rx.borrow() > services_listed);
 
     // Stored objects are trimmed to what ipvsd reads.
     let snapshot = source.snapshot().unwrap();
     assert_eq!(
         snapshot.services[0].metadata.annotations,
-        Some(BTreeMap::from([("ipvsd.io/scheduler".to_string(), "mh".to_string())]))
+        Some(BTreeMap::from([(
+            "ipvsd.io/scheduler".to_string(),
+            "mh".to_string()
+        )]))
     );
 
     // Adds, updates and deletes arrive through the watches.
     api.put(SERVICES, mk_service("shop", "cart", "10.96.0.30", &[]));
     api.put(SLICES, mk_slice("shop", "cart-1", "cart", &["10.1.1.1"]));
-    api.put(SLICES, mk_slice("default", "web-abc", "web", &["10.1.0.1", "10.1.0.2"]));
+    api.put(
+        SLICES,
+        mk_slice("default", "web-abc", "web", &["10.1.0.1", "10.1.0.2"]),
+    );
     api.put(SERVICES, mk_service("default", "web", "10.96.0.11", &[]));
     converges(
         &source,
@@ -619,15 +681,27 @@ async fn snapshot_waits_for_both_lists_then_follows_changes() {
     // A Service that becomes headless leaves the selection: the watch reports a deletion.
     api.put(
         SERVICES,
-        mk_service("default", "web", "10.96.0.11", &[("service.kubernetes.io/headless", "")]),
+        mk_service(
+            "default",
+            "web",
+            "10.96.0.11",
+            &[("service.kubernetes.io/headless", "")],
+        ),
     );
-    converges(&source, &expect(&[], &["default/web-abc=10.1.0.1,10.1.0.2"])).await;
+    converges(
+        &source,
+        &expect(&[], &["default/web-abc=10.1.0.1,10.1.0.2"]),
+    )
+    .await;
 
     // A Service taken from another proxy enters the selection.
     api.put(SERVICES, mk_service("default", "other", "10.96.0.20", &[]));
     converges(
         &source,
-        &expect(&["default/other=10.96.0.20"], &["default/web-abc=10.1.0.1,10.1.0.2"]),
+        &expect(
+            &["default/other=10.96.0.20"],
+            &["default/web-abc=10.1.0.1,10.1.0.2"],
+        ),
     )
     .await;
 
@@ -664,8 +738,14 @@ async fn proxy_name_takes_its_own_services_and_unlabelled_ones() {
     );
     let source = KubeSource::spawn(client, Some("ipvsd".into()), watch::channel(0).0);
     let slices = ["default/web-abc=10.1.0.1"];
-    converges(&source, &expect(&["default/mine=10.96.0.40", "default/web=10.96.0.10"], &slices))
-        .await;
+    converges(
+        &source,
+        &expect(
+            &["default/mine=10.96.0.40", "default/web=10.96.0.10"],
+            &slices,
+        ),
+    )
+    .await;
 
     // Moving a Service from unlabelled to ours keeps it exactly once.
     api.put(
@@ -694,7 +774,11 @@ async fn relists_after_410_gone() {
     let (api, client) = FakeApi::start().await;
     seed(&api);
     let source = KubeSource::spawn(client, None, watch::channel(0).0);
-    converges(&source, &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"])).await;
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]),
+    )
+    .await;
     until("both watches", || {
         !api.requests(SERVICES, true).is_empty() && !api.requests(SLICES, true).is_empty()
     })
@@ -715,12 +799,24 @@ async fn relists_after_410_gone() {
         ),
     )
     .await;
-    assert_eq!(api.requests(SERVICES, false).len(), 2, "Services were not relisted");
-    assert_eq!(api.requests(SLICES, false).len(), 2, "slices were not relisted");
+    assert_eq!(
+        api.requests(SERVICES, false).len(),
+        2,
+        "Services were not relisted"
+    );
+    assert_eq!(
+        api.requests(SLICES, false).len(),
+        2,
+        "slices were not relisted"
+    );
 
     // And the new watches carry on from the relist.
     api.delete(SERVICES, "shop/cart");
-    converges(&source, &expect(&["default/web=10.96.0.10"], &["shop/cart-1=10.1.1.1"])).await;
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["shop/cart-1=10.1.1.1"]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -728,26 +824,44 @@ async fn bookmarks_move_the_resume_point() {
     let (api, client) = FakeApi::start().await;
     seed(&api);
     let source = KubeSource::spawn(client, None, watch::channel(0).0);
-    converges(&source, &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"])).await;
-    until("the Services watch", || !api.requests(SERVICES, true).is_empty()).await;
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]),
+    )
+    .await;
+    until("the Services watch", || {
+        !api.requests(SERVICES, true).is_empty()
+    })
+    .await;
     let first_watch = api.requests(SERVICES, true)[0].clone();
     assert_eq!(first_watch["allowWatchBookmarks"], "true");
 
     // Slices move the resourceVersion on; a bookmark tells the Services watch about it.
     api.put(SLICES, mk_slice("default", "web-abc", "web", &["10.1.0.3"]));
     api.put(SLICES, mk_slice("default", "web-abc", "web", &["10.1.0.4"]));
-    converges(&source, &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.4"])).await;
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.4"]),
+    )
+    .await;
     let bookmarked = api.state.lock().unwrap().resource_version;
     api.change(|s| s.bookmark_generation += 1);
     // Give the bookmark time to be read before the watch ends.
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.change(|s| s.close_generation += 1);
 
-    until("the Services watch to resume", || api.requests(SERVICES, true).len() >= 2).await;
+    until("the Services watch to resume", || {
+        api.requests(SERVICES, true).len() >= 2
+    })
+    .await;
     let resumed = api.requests(SERVICES, true)[1].clone();
     assert_eq!(resumed["resourceVersion"], bookmarked.to_string());
     assert_ne!(first_watch["resourceVersion"], resumed["resourceVersion"]);
-    assert_eq!(api.requests(SERVICES, false).len(), 1, "a clean watch end must not relist");
+    assert_eq!(
+        api.requests(SERVICES, false).len(),
+        1,
+        "a clean watch end must not relist"
+    );
 
     api.put(SERVICES, mk_service("shop", "cart", "10.96.0.30", &[]));
     converges(
