@@ -59,15 +59,18 @@ fn load() -> Manifests {
             }
             match document["kind"].as_str() {
                 Some("DaemonSet") => manifests.daemon_sets.push(typed(file, index, &document)),
-                Some("ServiceAccount") => {
-                    manifests.service_accounts.push(typed(file, index, &document))
-                }
+                Some("ServiceAccount") => manifests
+                    .service_accounts
+                    .push(typed(file, index, &document)),
                 Some("ClusterRole") => manifests.cluster_roles.push(typed(file, index, &document)),
                 Some("ClusterRoleBinding") => manifests
                     .cluster_role_bindings
                     .push(typed(file, index, &document)),
                 Some("ConfigMap") => manifests.config_maps.push(typed(file, index, &document)),
-                other => panic!("{} document {index}: unexpected kind {other:?}", file.display()),
+                other => panic!(
+                    "{} document {index}: unexpected kind {other:?}",
+                    file.display()
+                ),
             }
         }
     }
@@ -81,8 +84,10 @@ fn only<'a, T>(objects: &'a [T], what: &str) -> &'a T {
 
 fn ipvsd_container(daemon_set: &DaemonSet) -> &Container {
     let pod = daemon_set.spec.template.spec.as_ref().unwrap();
-    let containers: Vec<&Container> = pod.containers.iter().filter(|c| c.name == "ipvsd").collect();
-    *only(&containers, "ipvsd container")
+    let mut named = pod.containers.iter().filter(|c| c.name == "ipvsd");
+    let container = named.next().expect("a container named ipvsd");
+    assert!(named.next().is_none(), "more than one container named ipvsd");
+    container
 }
 
 /// The value following `flag` in the container's arguments.
@@ -101,9 +106,20 @@ fn daemon_set_runs_on_the_node_network_with_net_admin_only() {
     let manifests = load();
     let daemon_set = only(&manifests.daemon_sets, "DaemonSet");
     let spec = &daemon_set.spec;
-    let template_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
     for (key, value) in spec.selector.match_labels.as_ref().unwrap() {
-        assert_eq!(template_labels.get(key), Some(value), "selector does not match the pods");
+        assert_eq!(
+            template_labels.get(key),
+            Some(value),
+            "selector does not match the pods"
+        );
     }
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.host_network, Some(true));
@@ -113,7 +129,10 @@ fn daemon_set_runs_on_the_node_network_with_net_admin_only() {
     assert_ne!(security.privileged, Some(true));
     assert_eq!(security.allow_privilege_escalation, Some(false));
     let capabilities = security.capabilities.as_ref().unwrap();
-    assert_eq!(capabilities.add.as_deref(), Some(&["NET_ADMIN".to_string()][..]));
+    assert_eq!(
+        capabilities.add.as_deref(),
+        Some(&["NET_ADMIN".to_string()][..])
+    );
     assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_string()][..]));
     for other in pod.init_containers.iter().flatten() {
         let caps = other
@@ -122,7 +141,11 @@ fn daemon_set_runs_on_the_node_network_with_net_admin_only() {
             .and_then(|s| s.capabilities.as_ref())
             .and_then(|c| c.add.clone())
             .unwrap_or_default();
-        assert!(caps.is_empty(), "init container {} adds {caps:?}", other.name);
+        assert!(
+            caps.is_empty(),
+            "init container {} adds {caps:?}",
+            other.name
+        );
     }
 
     // The node name comes from the downward API and reaches the flag.
@@ -133,7 +156,13 @@ fn daemon_set_runs_on_the_node_network_with_net_admin_only() {
         .flatten()
         .find(|e| e.name == "NODE_NAME")
         .expect("NODE_NAME in env");
-    let field = node_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    let field = node_name
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap();
     assert_eq!(field.field_path, "spec.nodeName");
 
     // /lib/modules from the node, read-only.
@@ -238,8 +267,18 @@ fn api_server_address_comes_from_the_config_map() {
             .flatten()
             .find(|e| e.name == variable)
             .unwrap_or_else(|| panic!("{variable} not set"));
-        let key = env.value_from.as_ref().unwrap().config_map_key_ref.as_ref().unwrap();
+        let key = env
+            .value_from
+            .as_ref()
+            .unwrap()
+            .config_map_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!(Some(&key.name), config_map.metadata.name.as_ref());
-        assert!(data.contains_key(&key.key), "{variable}: no key {}", key.key);
+        assert!(
+            data.contains_key(&key.key),
+            "{variable}: no key {}",
+            key.key
+        );
     }
 }
