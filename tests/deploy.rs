@@ -86,7 +86,10 @@ fn ipvsd_container(daemon_set: &DaemonSet) -> &Container {
     let pod = daemon_set.spec.template.spec.as_ref().unwrap();
     let mut named = pod.containers.iter().filter(|c| c.name == "ipvsd");
     let container = named.next().expect("a container named ipvsd");
-    assert!(named.next().is_none(), "more than one container named ipvsd");
+    assert!(
+        named.next().is_none(),
+        "more than one container named ipvsd"
+    );
     container
 }
 
