@@ -340,7 +340,6 @@ fn watch_event(selector: &str, change: &Change) -> Option<Value> {
         .as_ref()
         .is_some_and(|o| selector_matches(selector, o));
     let (kind, object) = match (was, is) {
-        (false, true) if change.before.is_some() => ("ADDED", change.after.clone()),
         (false, true) => ("ADDED", change.after.clone()),
         (true, true) => ("MODIFIED", change.after.clone()),
         (true, false) => {
@@ -659,7 +658,8 @@ async fn snapshot_waits_for_both_lists_then_follows_changes() {
         )]))
     );
 
-    // Adds, updates and deletes arrive through the watches.
+    // Adds, updates and deletes arrive through the watches, each one signalled.
+    let before_changes = *changed_rx.borrow();
     api.put(SERVICES, mk_service("shop", "cart", "10.96.0.30", &[]));
     api.put(SLICES, mk_slice("shop", "cart-1", "cart", &["10.1.1.1"]));
     api.put(
@@ -674,6 +674,10 @@ async fn snapshot_waits_for_both_lists_then_follows_changes() {
             &["default/web-abc=10.1.0.1,10.1.0.2", "shop/cart-1=10.1.1.1"],
         ),
     )
+    .await;
+    until("a signal for each of the four changes", || {
+        *changed_rx.borrow() >= before_changes + 4
+    })
     .await;
 
     api.delete(SERVICES, "shop/cart");
@@ -845,10 +849,11 @@ async fn bookmarks_move_the_resume_point() {
     )
     .await;
     let bookmarked = api.state.lock().unwrap().resource_version;
-    api.change(|s| s.bookmark_generation += 1);
-    // Give the bookmark time to be read before the watch ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    api.change(|s| s.close_generation += 1);
+    // The bookmark is sent, then the watch ends cleanly, as at the API server's watch timeout.
+    api.change(|s| {
+        s.bookmark_generation += 1;
+        s.close_generation += 1;
+    });
 
     until("the Services watch to resume", || {
         api.requests(SERVICES, true).len() >= 2
