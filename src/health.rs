@@ -1,6 +1,6 @@
 //! Whether ipvsd keeps the kernel up to date: the state behind `/healthz` and `/readyz`.
 //!
-//! A node agent that is running but no longer applying changes is worse than one that crashed:
+//! A proxy that is running but no longer applying changes is worse than one that crashed:
 //! traffic keeps flowing to endpoints that are gone. So health is judged by how long a seen
 //! change has waited to be applied, as kube-proxy does: longer than twice the sync period means
 //! something is stuck, and the kubelet should restart us.

@@ -177,6 +177,9 @@ where
     let (store, writer) = reflector::store();
     let listed = Arc::new(AtomicBool::new(false));
     let kind = K::kind(&());
+    // Lists stay quorum reads (the default) rather than answers from an API server's cache:
+    // after an outage a stale cache in another API server could otherwise hand back an older
+    // state than the store already holds, and the node would briefly program the past.
     let config = watcher::Config::default().labels(&label_selector);
     let stream = watcher::watcher(api, config)
         .default_backoff()
