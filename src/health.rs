@@ -3,7 +3,8 @@
 //! A proxy that is running but no longer applying changes is worse than one that crashed:
 //! traffic keeps flowing to endpoints that are gone. So health is judged by how long a seen
 //! change has waited to be applied, as kube-proxy does: longer than twice the sync period means
-//! something is stuck, and the kubelet should restart us.
+//! something is stuck, and load balancers that check the node's `/healthz` (as cloud load
+//! balancers do with kube-proxy's) should stop sending it traffic.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
