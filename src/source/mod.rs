@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+pub mod kube;
 pub mod manifest;
 
 /// Everything a source knows at one moment.

@@ -1,0 +1,371 @@
+//! Prometheus metrics: how long syncs take, how fast a change reaches the kernel, how much
+//! ipvsd programs, how often the kernel refuses, and the traffic each virtual server carries.
+//!
+//! The traffic series are what kube-proxy never offered: per-Service connection, packet and
+//! byte counts read from the kernel's IPVS statistics, labelled with the Service they belong to.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type [`Metrics::encode`] produces (OpenMetrics text, which Prometheus scrapes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of one netlink error series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+}
+
+/// Labels of one virtual server's traffic series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VirtualServerLabels {
+    /// `tcp`, `udp`, `sctp`, `proto-N`, or `fwmark` for a firewall-mark service.
+    protocol: String,
+    /// The virtual address, or the mark for a firewall-mark service.
+    address: String,
+    /// The virtual port; empty for a firewall-mark service.
+    port: String,
+    /// `namespace/name:port` of the Service the virtual server implements.
+    service: String,
+}
+
+type TrafficFamily = Family<VirtualServerLabels, Counter>;
+
+/// The traffic families, replaced together so a scrape never sees half of an update.
+#[derive(Debug)]
+struct Traffic {
+    connections: TrafficFamily,
+    packets_in: TrafficFamily,
+    packets_out: TrafficFamily,
+    bytes_in: TrafficFamily,
+    bytes_out: TrafficFamily,
+}
+
+/// All of ipvsd's metrics, shared as `Arc<Metrics>` between the sync loop and the HTTP server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sync_duration: Histogram,
+    programming_latency: Histogram,
+    services: Gauge,
+    virtual_servers: Gauge,
+    real_servers: Gauge,
+    bound_addresses: Gauge,
+    netlink_errors: Family<ErrorLabels, Counter>,
+    /// Held while the traffic families are rewritten and while encoding, so a scrape sees
+    /// either the old set or the new one.
+    traffic: Mutex<Traffic>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every series, all prefixed `ipvsd_`.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ipvsd");
+
+        // A sync is a netlink dump plus a handful of writes: milliseconds normally, seconds
+        // when something is very wrong (kube-proxy's were measured in minutes at scale).
+        let sync_duration = Histogram::new([
+            0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]);
+        registry.register(
+            "sync_duration_seconds",
+            "Time one sync of the kernel's IPVS table took",
+            sync_duration.clone(),
+        );
+        // From a change in the cluster (the object's update time) to its rules in the kernel;
+        // dominated by watch delivery, so the buckets reach minutes.
+        let programming_latency = Histogram::new([
+            0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]);
+        registry.register(
+            "network_programming_duration_seconds",
+            "Time from a Service or EndpointSlice change to its rules being in the kernel",
+            programming_latency.clone(),
+        );
+
+        let services = Gauge::default();
+        registry.register("services", "Services ipvsd programs", services.clone());
+        let virtual_servers = Gauge::default();
+        registry.register(
+            "virtual_servers",
+            "IPVS virtual servers ipvsd keeps in the kernel",
+            virtual_servers.clone(),
+        );
+        let real_servers = Gauge::default();
+        registry.register(
+            "real_servers",
+            "IPVS real servers ipvsd keeps in the kernel, over all virtual servers",
+            real_servers.clone(),
+        );
+        let bound_addresses = Gauge::default();
+        registry.register(
+            "bound_addresses",
+            "Service addresses bound to the local interface",
+            bound_addresses.clone(),
+        );
+        let netlink_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "netlink_errors",
+            "Netlink requests the kernel refused or that failed, by kind",
+            netlink_errors.clone(),
+        );
+
+        let traffic = Traffic {
+            connections: Family::default(),
+            packets_in: Family::default(),
+            packets_out: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+        };
+        for (name, help, family) in [
+            (
+                "virtual_server_connections",
+                "Connections the kernel scheduled to this virtual server",
+                &traffic.connections,
+            ),
+            (
+                "virtual_server_packets_in",
+                "Packets received by this virtual server",
+                &traffic.packets_in,
+            ),
+            (
+                "virtual_server_packets_out",
+                "Packets sent by this virtual server",
+                &traffic.packets_out,
+            ),
+            (
+                "virtual_server_bytes_in",
+                "Bytes received by this virtual server",
+                &traffic.bytes_in,
+            ),
+            (
+                "virtual_server_bytes_out",
+                "Bytes sent by this virtual server",
+                &traffic.bytes_out,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+
+        Metrics {
+            registry,
+            sync_duration,
+            programming_latency,
+            services,
+            virtual_servers,
+            real_servers,
+            bound_addresses,
+            netlink_errors,
+            traffic: Mutex::new(traffic),
+        }
+    }
+
+    /// Records how long one sync took (`ipvsd_sync_duration_seconds`).
+    pub fn observe_sync(&self, duration: Duration) {
+        self.sync_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Records how long a change took to reach the kernel
+    /// (`ipvsd_network_programming_duration_seconds`).
+    pub fn observe_programming_latency(&self, latency: Duration) {
+        self.programming_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Sets the sizes of what the last sync programmed.
+    pub fn set_counts(
+        &self,
+        services: usize,
+        virtual_servers: usize,
+        real_servers: usize,
+        bound_addresses: usize,
+    ) {
+        self.services.set(gauge_value(services));
+        self.virtual_servers.set(gauge_value(virtual_servers));
+        self.real_servers.set(gauge_value(real_servers));
+        self.bound_addresses.set(gauge_value(bound_addresses));
+    }
+
+    /// Counts one failed netlink request (`ipvsd_netlink_errors_total{kind}`), e.g. `kind`
+    /// `"new_service"` or `"dump"`.
+    pub fn netlink_error(&self, kind: &str) {
+        self.netlink_errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Replaces the traffic series with the kernel's current counters, one entry per virtual
+    /// server: its key, the `namespace/name:port` of its Service, and its statistics.
+    ///
+    /// The whole set is replaced so that virtual servers that vanished stop being reported.
+    /// The kernel's numbers are totals since the virtual server was created; a recreated one
+    /// starts again from zero, which Prometheus treats as a counter reset.
+    pub fn set_traffic(&self, per_vs: &[(ipvs::ServiceKey, String, ipvs::Stats)]) {
+        let traffic = self.lock_traffic();
+        traffic.connections.clear();
+        traffic.packets_in.clear();
+        traffic.packets_out.clear();
+        traffic.bytes_in.clear();
+        traffic.bytes_out.clear();
+        for (key, service, stats) in per_vs {
+            let labels = virtual_server_labels(key, service);
+            traffic
+                .connections
+                .get_or_create(&labels)
+                .inc_by(stats.connections);
+            traffic
+                .packets_in
+                .get_or_create(&labels)
+                .inc_by(stats.packets_in);
+            traffic
+                .packets_out
+                .get_or_create(&labels)
+                .inc_by(stats.packets_out);
+            traffic
+                .bytes_in
+                .get_or_create(&labels)
+                .inc_by(stats.bytes_in);
+            traffic
+                .bytes_out
+                .get_or_create(&labels)
+                .inc_by(stats.bytes_out);
+        }
+    }
+
+    /// Every series in the OpenMetrics text format (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let _traffic = self.lock_traffic();
+        let mut out = String::new();
+        // Encoding into a String only fails if a label value cannot be formatted, which
+        // none of ours (plain strings) can.
+        if let Err(error) = encode(&mut out, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        out
+    }
+
+    fn lock_traffic(&self) -> std::sync::MutexGuard<'_, Traffic> {
+        // The families stay consistent on their own; a poisoned lock only means a panic
+        // happened mid-update, and the next update replaces everything anyway.
+        self.traffic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn gauge_value(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+fn virtual_server_labels(key: &ipvs::ServiceKey, service: &str) -> VirtualServerLabels {
+    match key {
+        ipvs::ServiceKey::Addr {
+            address,
+            protocol,
+            port,
+        } => VirtualServerLabels {
+            protocol: match protocol {
+                ipvs::Protocol::Tcp => "tcp".to_string(),
+                ipvs::Protocol::Udp => "udp".to_string(),
+                ipvs::Protocol::Sctp => "sctp".to_string(),
+                ipvs::Protocol::Other(n) => format!("proto-{n}"),
+            },
+            address: address.to_string(),
+            port: port.to_string(),
+            service: service.to_string(),
+        },
+        ipvs::ServiceKey::FwMark { mark, .. } => VirtualServerLabels {
+            protocol: "fwmark".to_string(),
+            address: mark.to_string(),
+            port: String::new(),
+            service: service.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn mk_key(port: u16) -> ipvs::ServiceKey {
+        ipvs::ServiceKey::Addr {
+            address: IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)),
+            protocol: ipvs::Protocol::Tcp,
+            port,
+        }
+    }
+
+    fn mk_stats(connections: u64) -> ipvs::Stats {
+        ipvs::Stats {
+            connections,
+            packets_in: 11,
+            packets_out: 12,
+            bytes_in: 1300,
+            bytes_out: 1400,
+            ..ipvs::Stats::default()
+        }
+    }
+
+    #[test]
+    fn traffic_carries_kernel_totals_and_drops_vanished_servers() {
+        let metrics = Metrics::new();
+        metrics.set_traffic(&[
+            (
+                mk_key(53),
+                "kube-system/kube-dns:dns-tcp".into(),
+                mk_stats(7),
+            ),
+            (
+                mk_key(9153),
+                "kube-system/kube-dns:metrics".into(),
+                mk_stats(3),
+            ),
+        ]);
+        metrics.set_traffic(&[(
+            mk_key(53),
+            "kube-system/kube-dns:dns-tcp".into(),
+            mk_stats(9),
+        )]);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"ipvsd_virtual_server_connections_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 9"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("9153"), "{text}");
+    }
+
+    #[test]
+    fn netlink_errors_count_by_kind() {
+        let metrics = Metrics::new();
+        metrics.netlink_error("new_service");
+        metrics.netlink_error("new_service");
+        metrics.netlink_error("dump");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"ipvsd_netlink_errors_total{kind="new_service"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ipvsd_netlink_errors_total{kind="dump"} 1"#),
+            "{text}"
+        );
+    }
+}
