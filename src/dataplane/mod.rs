@@ -1,2 +1,6 @@
 //! The only code that touches the kernel: IPVS through the `ipvs` crate, links and addresses
 //! through rtnetlink, sysctls.
+
+pub mod link;
+pub mod node_addresses;
+pub mod sysctl;
