@@ -4,8 +4,11 @@
 use std::future::Future;
 use std::net::IpAddr;
 
+use futures::FutureExt;
 use neli::consts::rtnl::Rtm;
+use neli::nl::Nlmsghdr;
 use neli::rtnl::Ifaddrmsg;
+use neli::types::Buffer;
 use neli::FromBytesWithInput;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -24,6 +27,10 @@ const RT_SCOPE_HOST: u8 = 254;
 /// Receive buffer asked for the notification socket: a burst of address changes (a thousand
 /// service addresses bound at start-up) should not overrun it. Overruns are still handled.
 const NOTIFICATION_BUFFER_BYTES: usize = 1 << 20;
+
+/// Most notification datagrams taken off the socket before listing; bounds the time between
+/// listings while changes keep streaming in.
+const MAX_DRAINED_BATCHES: usize = 4096;
 
 /// Interfaces whose addresses are not node addresses, by index, as found at listing time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,23 +135,17 @@ pub async fn watch_node_addresses(
             () = &mut shutdown => return Ok(()),
             batch = notifications.notifications() => batch,
         };
-        match batch {
-            Ok(messages) => {
-                let only_dummy = messages.iter().all(|msg| {
-                    notification_interface(msg).is_some_and(|index| Some(index) == excluded.dummy)
-                });
-                if only_dummy {
-                    continue;
+        if !needs_listing(batch, &excluded)? {
+            continue;
+        }
+        // One listing covers every notification already queued: take them off the socket
+        // first, so a burst (or the backlog after an overrun) costs one listing, not one each.
+        for _ in 0..MAX_DRAINED_BATCHES {
+            match notifications.notifications().now_or_never() {
+                Some(batch) => {
+                    needs_listing(batch, &excluded)?;
                 }
-            }
-            Err(NetlinkFailure::Socket(err)) if is_overrun(&err) => {
-                warn!("address notifications overran; listing addresses again");
-            }
-            Err(source) => {
-                return Err(LinkError::Netlink {
-                    action: "follow address changes".to_owned(),
-                    source,
-                })
+                None => break,
             }
         }
         let (addresses, now_excluded) = list(&mut requests, &exclude_interface).await?;
@@ -153,8 +154,29 @@ pub async fn watch_node_addresses(
     }
 }
 
+/// Whether a batch of notifications can change the node addresses: batches only about the
+/// dummy interface cannot; an overrun may have lost anything. Other socket errors end the watch.
+fn needs_listing(
+    batch: Result<Vec<Nlmsghdr<u16, Buffer>>, NetlinkFailure>,
+    excluded: &ExcludedInterfaces,
+) -> Result<bool, LinkError> {
+    match batch {
+        Ok(messages) => Ok(!messages.iter().all(|msg| {
+            notification_interface(msg).is_some_and(|index| Some(index) == excluded.dummy)
+        })),
+        Err(NetlinkFailure::Socket(err)) if is_overrun(&err) => {
+            warn!("address notifications overran; listing addresses again");
+            Ok(true)
+        }
+        Err(source) => Err(LinkError::Netlink {
+            action: "follow address changes".to_owned(),
+            source,
+        }),
+    }
+}
+
 /// The interface an RTM_NEWADDR/RTM_DELADDR notification is about; `None` for anything else.
-fn notification_interface(msg: &neli::nl::Nlmsghdr<u16, neli::types::Buffer>) -> Option<u32> {
+fn notification_interface(msg: &Nlmsghdr<u16, Buffer>) -> Option<u32> {
     let ty = *msg.nl_type();
     if ty != u16::from(Rtm::Newaddr) && ty != u16::from(Rtm::Deladdr) {
         return None;

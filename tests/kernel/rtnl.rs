@@ -385,3 +385,77 @@ fn sysctls_are_applied() {
     }
     assert!(apply(&Sysctls { strict_arp: true }).unwrap().is_empty());
 }
+
+/// Drops counted on this namespace's rtnetlink sockets subscribed to exactly the IPv4 and IPv6
+/// address groups (bitmask 0x110), from /proc/net/netlink: the address watcher's socket.
+fn address_watcher_drops() -> u64 {
+    let table = std::fs::read_to_string("/proc/net/netlink").expect("read /proc/net/netlink");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column in /proc/net/netlink"))
+    };
+    let (eth, groups, drops) = (column("Eth"), column("Groups"), column("Drops"));
+    lines
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|row| row[eth] == "0" && row[groups] == "00000110")
+        .map(|row| row[drops].parse::<u64>().expect("drops"))
+        .sum()
+}
+
+#[test]
+fn watch_node_addresses_recovers_from_an_overrun() {
+    const ADDED: u32 = 3000;
+    mk_veth("veth-o0", "veth-o1", &["192.0.2.30/24"]);
+    // A runtime that only runs while the test drives it: while it is idle the watcher cannot
+    // read, and the kernel has to drop notifications.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = watch::channel(NodeAddresses::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watcher = runtime.spawn(watch_node_addresses(DUMMY.to_owned(), tx, async move {
+        let _ = stopped.await;
+    }));
+    runtime.block_on(wait_for(&mut rx, "the initial listing", |v| {
+        v.0 == addrs(&["192.0.2.30"])
+    }));
+
+    let drops_before = address_watcher_drops();
+    let batch: String = (0..ADDED)
+        .map(|i| {
+            format!(
+                "addr add 10.200.{}.{}/32 dev veth-o0\n",
+                i / 200,
+                i % 200 + 1
+            )
+        })
+        .collect();
+    let batch_file = std::env::temp_dir().join("overrun.batch");
+    std::fs::write(&batch_file, batch).unwrap();
+    ip(&["-batch", batch_file.to_str().unwrap()]);
+    assert!(
+        address_watcher_drops() > drops_before,
+        "{ADDED} notifications did not overrun the watcher's socket; the test proves nothing"
+    );
+
+    let expected = 1 + ADDED as usize;
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|v| v.0.len() == expected),
+        )
+        .await
+        .expect("the watcher did not catch up after the overrun")
+        .expect("the watcher stopped");
+    });
+    stop.send(()).unwrap();
+    runtime
+        .block_on(watcher)
+        .expect("watcher task")
+        .expect("watcher survives an overrun");
+}
