@@ -118,7 +118,10 @@ pub enum LinkError {
         source: NetlinkFailure,
     },
     /// An interface of that name exists but is not a dummy, so it is not ours to bind to.
-    #[error("interface {name} exists but is of kind {kind:?}, not a dummy interface")]
+    #[error(
+        "interface {name} exists but is not a dummy interface (kind: {})",
+        kind.as_deref().unwrap_or("none, a physical device")
+    )]
     NotDummy { name: String, kind: Option<String> },
     /// The interface was created but a lookup right after did not find it.
     #[error("dummy interface {name} was created but is gone again")]
@@ -561,32 +564,7 @@ impl DummyLink {
 
     async fn create(socket: &mut RouteSocket, name: &str) -> Result<(), LinkError> {
         let action = || format!("create dummy interface {name}");
-        let kind = RtattrBuilder::default()
-            .rta_type(IflaInfo::Kind)
-            .rta_payload("dummy")
-            .build()
-            .map_err(|e| LinkError::netlink_action(action())(encode_err(e)))?;
-        let mut link_info = RtBuffer::new();
-        link_info.push(kind);
-        let mut attrs = RtBuffer::new();
-        for attr in [
-            RtattrBuilder::default()
-                .rta_type(Ifla::Ifname)
-                .rta_payload(name)
-                .build(),
-            RtattrBuilder::default()
-                .rta_type(Ifla::Linkinfo)
-                .rta_payload(link_info)
-                .build(),
-        ] {
-            attrs.push(attr.map_err(|e| LinkError::netlink_action(action())(encode_err(e)))?);
-        }
-        // No IFF_UP in ifi_change: the link stays DOWN, as kube-proxy leaves kube-ipvs0.
-        let msg = IfinfomsgBuilder::default()
-            .ifi_family(RtAddrFamily::Unspecified)
-            .rtattrs(attrs)
-            .build()
-            .map_err(|e| LinkError::netlink_action(action())(encode_err(e)))?;
+        let msg = new_dummy_message(name).map_err(LinkError::netlink_action(action()))?;
         match socket
             .request(Rtm::Newlink, NlmF::CREATE | NlmF::EXCL, msg)
             .await
@@ -696,6 +674,39 @@ impl DummyLink {
     }
 }
 
+/// RTM_NEWLINK body creating dummy interface `name`. No IFF_UP in `ifi_change`: the link
+/// stays DOWN, as kube-proxy leaves kube-ipvs0, so it never takes part in ARP or ND.
+fn new_dummy_message(name: &str) -> Result<Ifinfomsg, NetlinkFailure> {
+    let mut link_info = RtBuffer::new();
+    link_info.push(
+        RtattrBuilder::default()
+            .rta_type(IflaInfo::Kind)
+            .rta_payload("dummy")
+            .build()
+            .map_err(encode_err)?,
+    );
+    let mut attrs = RtBuffer::new();
+    attrs.push(
+        RtattrBuilder::default()
+            .rta_type(Ifla::Ifname)
+            .rta_payload(name)
+            .build()
+            .map_err(encode_err)?,
+    );
+    attrs.push(
+        RtattrBuilder::default()
+            .rta_type(Ifla::Linkinfo)
+            .rta_payload(link_info)
+            .build()
+            .map_err(encode_err)?,
+    );
+    IfinfomsgBuilder::default()
+        .ifi_family(RtAddrFamily::Unspecified)
+        .rtattrs(attrs)
+        .build()
+        .map_err(encode_err)
+}
+
 /// RTM_NEWADDR/RTM_DELADDR body for `addr` on interface `index`.
 fn address_message(
     index: u32,
@@ -803,6 +814,38 @@ mod tests {
         0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
     ];
 
+    fn encode(msg: &impl ToBytes) -> Vec<u8> {
+        let mut buf = Cursor::new(Vec::new());
+        msg.to_bytes(&mut buf).unwrap();
+        buf.into_inner()
+    }
+
+    /// RTM_NEWLINK body for a dummy named kube-ipvs0, as `ip link add kube-ipvs0 type dummy`
+    /// sends it (minus ip's extra attributes).
+    #[rustfmt::skip]
+    const NEW_DUMMY: [u8; 48] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,    // AF_UNSPEC, index 0, no flags
+        15, 0, 3, 0, b'k', b'u', b'b', b'e', b'-', b'i', b'p', b'v', b's', b'0', 0, 0, // IFLA_IFNAME
+        16, 0, 18, 0,                                         // IFLA_LINKINFO
+        10, 0, 1, 0, b'd', b'u', b'm', b'm', b'y', 0, 0, 0,  //   IFLA_INFO_KIND "dummy"
+    ];
+
+    #[test]
+    fn new_dummy_message_encodes_name_and_kind() {
+        assert_eq!(encode(&new_dummy_message("kube-ipvs0").unwrap()), NEW_DUMMY);
+    }
+
+    #[test]
+    fn link_record_reads_the_kind() {
+        let mut bytes = NEW_DUMMY;
+        bytes[4] = 9; // ifi_index
+        let msg =
+            Ifinfomsg::from_bytes_with_input(&mut Cursor::new(&bytes[..]), bytes.len()).unwrap();
+        let link = LinkRecord::from_message(&msg);
+        assert_eq!(link.index, 9);
+        assert_eq!(link.kind.as_deref(), Some("dummy"));
+    }
+
     fn parse(bytes: &[u8]) -> Ifaddrmsg {
         Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(bytes), bytes.len()).unwrap()
     }
@@ -850,15 +893,13 @@ mod tests {
             true,
         )
         .unwrap();
-        let mut buf = Cursor::new(vec![0; msg.padded_size()]);
-        msg.to_bytes(&mut buf).unwrap();
         #[rustfmt::skip]
         let expected: Vec<u8> = vec![
             2, 32, 0, 0, 9, 0, 0, 0,
             8, 0, 2, 0, 10, 96, 0, 10,   // IFA_LOCAL
             8, 0, 1, 0, 10, 96, 0, 10,   // IFA_ADDRESS
         ];
-        assert_eq!(buf.into_inner(), expected);
+        assert_eq!(encode(&msg), expected);
     }
 
     #[test]
