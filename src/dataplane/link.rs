@@ -266,6 +266,10 @@ impl LinkRecord {
 pub(crate) struct RouteSocket {
     socket: NlSocketHandle,
     next_seq: u32,
+    /// Sequence number of a dump whose end has not been read yet. The kernel runs one dump
+    /// per socket at a time and refuses another with EBUSY, so a dump abandoned by a dropped
+    /// future is read to its end before the next request.
+    unfinished_dump: Option<u32>,
 }
 
 impl RouteSocket {
@@ -293,6 +297,7 @@ impl RouteSocket {
         Ok(RouteSocket {
             socket,
             next_seq: 1,
+            unfinished_dump: None,
         })
     }
 
@@ -305,6 +310,7 @@ impl RouteSocket {
     where
         P: Size + ToBytes,
     {
+        self.finish_abandoned_dump().await?;
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1).max(1);
         let msg = NlmsghdrBuilder::default()
@@ -316,6 +322,21 @@ impl RouteSocket {
             .map_err(encode_err)?;
         self.socket.send(&msg).await?;
         Ok(seq)
+    }
+
+    /// Reads and discards the rest of a dump whose reader went away.
+    async fn finish_abandoned_dump(&mut self) -> Result<(), NetlinkFailure> {
+        while let Some(seq) = self.unfinished_dump {
+            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
+            for msg in messages {
+                let msg: Nlmsghdr<u16, Buffer> = msg?;
+                if *msg.nl_seq() == seq && ends_dump(&msg) {
+                    debug!(seq, "finished reading an abandoned rtnetlink dump");
+                    self.unfinished_dump = None;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends a request that changes something and waits for the kernel's ack.
@@ -388,6 +409,7 @@ impl RouteSocket {
         R: FromBytesWithInput<Input = usize>,
     {
         let seq = self.send(ty, NlmF::DUMP, payload).await?;
+        self.unfinished_dump = Some(seq);
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
@@ -399,6 +421,9 @@ impl RouteSocket {
                 }
                 interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
                 let done = *msg.nl_type() == u16::from(Nlmsg::Done);
+                if ends_dump(&msg) {
+                    self.unfinished_dump = None;
+                }
                 match msg.nl_payload() {
                     NlPayload::Err(err) => return Err(NetlinkFailure::refused(err)),
                     NlPayload::DumpExtAck(err) if *err.error() != 0 => {
@@ -474,6 +499,11 @@ impl RouteSocket {
             .filter(|record| interface_index.is_none_or(|index| record.interface_index == index))
             .collect())
     }
+}
+
+/// Whether `msg` is the last message of a dump: NLMSG_DONE, or an error instead of the dump.
+fn ends_dump(msg: &Nlmsghdr<u16, Buffer>) -> bool {
+    *msg.nl_type() == u16::from(Nlmsg::Done) || matches!(msg.nl_payload(), NlPayload::Err(_))
 }
 
 fn decode<R>(body: &Buffer) -> Result<R, NetlinkFailure>
