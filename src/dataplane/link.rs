@@ -932,6 +932,48 @@ mod tests {
         assert_eq!(encode(&msg), expected);
     }
 
+    /// Runs against the host's own namespace: rtnetlink address dumps need no IPVS or dummy.
+    #[tokio::test]
+    async fn a_walked_away_dump_is_read_to_its_end_before_the_next_request() {
+        let mut socket = RouteSocket::open().expect("rtnetlink socket");
+        let request = IfaddrmsgBuilder::default()
+            .ifa_family(RtAddrFamily::Unspecified)
+            .ifa_prefixlen(0)
+            .ifa_scope(RtScope::Universe)
+            .ifa_index(0)
+            .build()
+            .unwrap();
+        // What a dump future dropped right after sending leaves behind.
+        let abandoned = socket
+            .send(Rtm::Getaddr, NlmF::DUMP, request)
+            .await
+            .unwrap();
+        socket.unfinished_dump = Some(abandoned);
+
+        let records = socket
+            .addresses(None)
+            .await
+            .expect("dump after abandoned dump");
+        assert_eq!(socket.unfinished_dump, None);
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(
+            records
+                .iter()
+                .any(|r| r.address == loopback && r.scope == 254 && r.prefix_len == 8),
+            "no 127.0.0.1/8 scope host in {records:?}"
+        );
+        // Replies of the abandoned dump were not taken for this one's.
+        let unique: BTreeSet<_> = records
+            .iter()
+            .map(|r| (r.interface_index, r.address))
+            .collect();
+        assert_eq!(unique.len(), records.len(), "duplicates in {records:?}");
+
+        // A link lookup works on the same socket afterwards; a missing name is None.
+        assert!(socket.link_by_name("lo").await.unwrap().is_some());
+        assert!(socket.link_by_name("no-such-link").await.unwrap().is_none());
+    }
+
     #[test]
     fn refusal_names_the_errno() {
         let err = NetlinkFailure::Refused {
