@@ -2,5 +2,8 @@
 //! through rtnetlink, sysctls.
 
 mod ipvs;
+pub mod link;
+pub mod node_addresses;
+pub mod sysctl;
 
 pub use self::ipvs::IpvsTable;

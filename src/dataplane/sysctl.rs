@@ -1,0 +1,210 @@
+//! Kernel settings IPVS service proxying depends on.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, info};
+
+/// Which optional settings to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sysctls {
+    /// Answer ARP only for addresses on the receiving interface and announce only those, so
+    /// the node does not answer ARP for service addresses bound to the dummy interface
+    /// (needed with MetalLB-style L2 announcements).
+    pub strict_arp: bool,
+}
+
+/// One setting that was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlChange {
+    /// Dotted name, e.g. `net.ipv4.ip_forward`.
+    pub name: &'static str,
+    pub old: String,
+    pub new: &'static str,
+}
+
+/// A setting that could not be read or written; names the sysctl and its /proc path.
+#[derive(Debug, thiserror::Error)]
+pub enum SysctlError {
+    #[error("cannot read sysctl {name} ({})", path.display())]
+    Read {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set sysctl {name} ({}) to {value}", path.display())]
+    Write {
+        name: &'static str,
+        path: PathBuf,
+        value: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Settings every node needs:
+/// - `ip_forward`: masqueraded replies and pod traffic are forwarded;
+/// - `vs.conntrack`: keep netfilter conntrack entries for IPVS connections, which SNAT
+///   (masquerade) of service traffic needs;
+/// - `vs.expire_nodest_conn`: drop connections whose real server was deleted instead of
+///   black-holing their packets until they time out;
+/// - `vs.expire_quiescent_template`: let persistence (session affinity) templates pointing
+///   at a weight-0 real server expire, so new connections go to live endpoints.
+const ALWAYS: [(&str, &str); 4] = [
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.vs.conntrack", "1"),
+    ("net.ipv4.vs.expire_nodest_conn", "1"),
+    ("net.ipv4.vs.expire_quiescent_template", "1"),
+];
+
+/// Settings for [`Sysctls::strict_arp`].
+const STRICT_ARP: [(&str, &str); 2] = [
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+];
+
+/// Sets net.ipv4.ip_forward=1, net.ipv4.vs.conntrack=1, net.ipv4.vs.expire_nodest_conn=1,
+/// net.ipv4.vs.expire_quiescent_template=1, and with `strict_arp` net.ipv4.conf.all.arp_ignore=1
+/// and arp_announce=2. Only a value that differs is written; each change is logged and
+/// returned. The net.ipv4.vs.* settings exist only once the kernel's IPVS is loaded, so call
+/// this after the IPVS client has connected.
+pub fn apply(s: &Sysctls) -> Result<Vec<SysctlChange>, SysctlError> {
+    apply_under(Path::new("/proc/sys"), s)
+}
+
+/// [`apply`] against another root than /proc/sys.
+fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, SysctlError> {
+    let wanted = ALWAYS
+        .iter()
+        .chain(if s.strict_arp { &STRICT_ARP[..] } else { &[] });
+    let mut changes = Vec::new();
+    for &(name, value) in wanted {
+        if let Some(change) = ensure(root, name, value)? {
+            changes.push(change);
+        }
+    }
+    Ok(changes)
+}
+
+fn ensure(
+    root: &Path,
+    name: &'static str,
+    value: &'static str,
+) -> Result<Option<SysctlChange>, SysctlError> {
+    let path = root.join(name.replace('.', "/"));
+    let old = fs::read_to_string(&path)
+        .map_err(|source| SysctlError::Read {
+            name,
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if old == value {
+        debug!(sysctl = name, value, "sysctl already set");
+        return Ok(None);
+    }
+    fs::write(&path, value).map_err(|source| SysctlError::Write {
+        name,
+        path: path.clone(),
+        value,
+        source,
+    })?;
+    info!(sysctl = name, %old, new = value, "set sysctl");
+    Ok(Some(SysctlChange {
+        name,
+        old,
+        new: value,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_proc_sys(values: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in values {
+            let path = dir.path().join(name.replace('.', "/"));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, format!("{value}\n")).unwrap();
+        }
+        dir
+    }
+
+    fn read(dir: &tempfile::TempDir, name: &str) -> String {
+        fs::read_to_string(dir.path().join(name.replace('.', "/"))).unwrap()
+    }
+
+    const ALL_ZERO: [(&str, &str); 6] = [
+        ("net.ipv4.ip_forward", "0"),
+        ("net.ipv4.vs.conntrack", "0"),
+        ("net.ipv4.vs.expire_nodest_conn", "0"),
+        ("net.ipv4.vs.expire_quiescent_template", "0"),
+        ("net.ipv4.conf.all.arp_ignore", "0"),
+        ("net.ipv4.conf.all.arp_announce", "0"),
+    ];
+
+    #[test]
+    fn writes_only_differing_values_and_reports_them() {
+        let dir = mk_proc_sys(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.vs.conntrack", "0"),
+            ("net.ipv4.vs.expire_nodest_conn", "0"),
+            ("net.ipv4.vs.expire_quiescent_template", "1"),
+        ]);
+        let changes = apply_under(dir.path(), &Sysctls { strict_arp: false }).unwrap();
+        let names: Vec<_> = changes
+            .iter()
+            .map(|c| (c.name, c.old.as_str(), c.new))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("net.ipv4.vs.conntrack", "0", "1"),
+                ("net.ipv4.vs.expire_nodest_conn", "0", "1"),
+            ]
+        );
+        // The untouched file keeps its trailing newline: it was not rewritten.
+        assert_eq!(read(&dir, "net.ipv4.ip_forward"), "1\n");
+        assert_eq!(read(&dir, "net.ipv4.vs.conntrack"), "1");
+        assert!(apply_under(dir.path(), &Sysctls { strict_arp: false })
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn strict_arp_sets_arp_ignore_and_announce() {
+        let dir = mk_proc_sys(&ALL_ZERO);
+        apply_under(dir.path(), &Sysctls { strict_arp: false }).unwrap();
+        assert_eq!(read(&dir, "net.ipv4.conf.all.arp_ignore"), "0\n");
+        let changes = apply_under(dir.path(), &Sysctls { strict_arp: true }).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(read(&dir, "net.ipv4.conf.all.arp_ignore"), "1");
+        assert_eq!(read(&dir, "net.ipv4.conf.all.arp_announce"), "2");
+    }
+
+    #[test]
+    fn missing_sysctl_is_named_in_the_error() {
+        let dir = mk_proc_sys(&[("net.ipv4.ip_forward", "1")]);
+        let err = apply_under(dir.path(), &Sysctls::default()).unwrap_err();
+        let expected_path = dir.path().join("net/ipv4/vs/conntrack");
+        match &err {
+            SysctlError::Read { name, path, source } => {
+                assert_eq!(*name, "net.ipv4.vs.conntrack");
+                assert_eq!(path, &expected_path);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read sysctl net.ipv4.vs.conntrack ({})",
+                expected_path.display()
+            )
+        );
+    }
+}

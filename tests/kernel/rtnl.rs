@@ -1,0 +1,466 @@
+//! The rtnetlink and sysctl part of the dataplane against a real kernel: the dummy interface,
+//! address binding, node address listing and following, sysctls. Each test runs in its own
+//! fresh network namespace, so interface names can be fixed.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipvsd::dataplane::link::{DummyLink, LinkError};
+use ipvsd::dataplane::node_addresses::{node_addresses, watch_node_addresses};
+use ipvsd::dataplane::sysctl::{apply, Sysctls};
+use ipvsd::node_addresses::NodeAddresses;
+use tokio::sync::{oneshot, watch};
+
+const DUMMY: &str = "kube-ipvs0";
+/// How long a change may take to reach the address watcher.
+const WATCH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// iproute2's `ip`: `$IP` if set, else /sbin/ip (busybox's `ip` can't make veth or dummy links).
+fn ip(args: &[&str]) -> String {
+    let program = std::env::var("IP").unwrap_or_else(|_| "/sbin/ip".to_owned());
+    let output = Command::new(&program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program} {}`: {e}", args.join(" ")));
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed with {}: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether `ip` succeeds, for checking that something is gone.
+fn ip_succeeds(args: &[&str]) -> bool {
+    let program = std::env::var("IP").unwrap_or_else(|_| "/sbin/ip".to_owned());
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("cannot run ip")
+        .success()
+}
+
+/// Addresses of `dev` as `ip -o addr show dev DEV` prints them (`... inet 10.0.0.1/32 ...`).
+fn ip_addresses(dev: &str) -> BTreeSet<IpAddr> {
+    ip(&["-o", "addr", "show", "dev", dev])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            let cidr = words.next()?;
+            Some(cidr.split('/').next()?.parse().expect("address from ip"))
+        })
+        .collect()
+}
+
+fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+/// Fails when the kernel has no IPVS: the sysctls under net.ipv4.vs exist only with it.
+fn require_ipvs() {
+    assert!(
+        std::path::Path::new("/proc/net/ip_vs").exists(),
+        "/proc/net/ip_vs is missing: this kernel has no IPVS (run kernel tests in the test bed)"
+    );
+}
+
+/// A veth pair `a`/`b` in this namespace, both UP, `a` holding `addresses` (IPv6 without DAD,
+/// so they are usable at once).
+fn mk_veth(a: &str, b: &str, addresses: &[&str]) {
+    ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+    for addr in addresses {
+        if addr.contains(':') {
+            ip(&["addr", "add", addr, "dev", a, "nodad"]);
+        } else {
+            ip(&["addr", "add", addr, "dev", a]);
+        }
+    }
+    ip(&["link", "set", a, "up"]);
+    ip(&["link", "set", b, "up"]);
+}
+
+/// Waits until `dev` has an IPv6 link-local address (the kernel adds it once the link has
+/// carrier), so that leaving it out is actually tested.
+fn wait_for_link_local(dev: &str) -> IpAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(addr) = ip_addresses(dev)
+            .into_iter()
+            .find(|a| matches!(a, IpAddr::V6(v6) if v6.segments()[0] == 0xfe80))
+        {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dev} got no IPv6 link-local address"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the watched value satisfies `pred`, failing after [`WATCH_DEADLINE`].
+async fn wait_for(
+    rx: &mut watch::Receiver<NodeAddresses>,
+    what: &str,
+    pred: impl Fn(&NodeAddresses) -> bool,
+) {
+    let result = tokio::time::timeout(WATCH_DEADLINE, rx.wait_for(|v| pred(v)))
+        .await
+        .map(|seen| seen.map(drop));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("the address watcher stopped before {what}"),
+        Err(_) => panic!(
+            "the address watcher did not see {what} within {WATCH_DEADLINE:?}; it holds {:?}",
+            *rx.borrow()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn ensure_creates_a_down_dummy_and_is_idempotent() {
+    assert!(
+        !ip_succeeds(&["link", "show", DUMMY]),
+        "fresh netns expected"
+    );
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    assert_eq!(link.name(), DUMMY);
+
+    let shown = ip(&["-d", "-o", "link", "show", "dev", DUMMY]);
+    assert!(shown.contains(" dummy "), "not a dummy: {shown}");
+    assert!(
+        shown.starts_with(&format!("{}: {DUMMY}:", link.index())),
+        "index {} differs from ip's: {shown}",
+        link.index()
+    );
+    let flags = shown
+        .split('<')
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .expect("link flags");
+    assert!(
+        !flags.split(',').any(|f| f == "UP"),
+        "dummy must stay DOWN: <{flags}>"
+    );
+
+    let again = DummyLink::ensure(DUMMY)
+        .await
+        .expect("ensure existing dummy");
+    assert_eq!(again.index(), link.index());
+    let found = DummyLink::find(DUMMY).await.expect("find").expect("found");
+    assert_eq!(found.index(), link.index());
+    assert_eq!(
+        ip(&["-o", "link", "show", "type", "dummy"]).lines().count(),
+        1,
+        "ensure must not create a second interface"
+    );
+}
+
+#[tokio::test]
+async fn find_returns_none_for_a_missing_interface_and_refuses_other_kinds() {
+    assert!(DummyLink::find(DUMMY).await.expect("find").is_none());
+    mk_veth("veth-x0", "veth-x1", &[]);
+    match DummyLink::find("veth-x0").await {
+        Err(LinkError::NotDummy { name, kind }) => {
+            assert_eq!(name, "veth-x0");
+            assert_eq!(kind.as_deref(), Some("veth"));
+        }
+        other => panic!("a veth is not a dummy: {other:?}"),
+    }
+    assert!(matches!(
+        DummyLink::ensure("veth-x0").await,
+        Err(LinkError::NotDummy { .. })
+    ));
+    assert!(matches!(
+        DummyLink::ensure("bad name").await,
+        Err(LinkError::InvalidName { .. })
+    ));
+}
+
+#[tokio::test]
+async fn bind_and_unbind_v4_and_v6_match_ip_addr_show() {
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    assert!(link.addresses().await.unwrap().is_empty());
+
+    let bound = ["10.96.0.1", "10.96.0.10", "fd00:96::1", "fd00:96::a"];
+    for addr in bound {
+        link.bind(addr.parse().unwrap()).await.expect("bind");
+    }
+    // Binding again is fine.
+    link.bind("10.96.0.1".parse().unwrap())
+        .await
+        .expect("bind again");
+    link.bind("fd00:96::1".parse().unwrap())
+        .await
+        .expect("bind again");
+    assert_eq!(link.addresses().await.unwrap(), addrs(&bound));
+    assert_eq!(ip_addresses(DUMMY), addrs(&bound));
+    let shown = ip(&["-o", "addr", "show", "dev", DUMMY]);
+    assert!(shown.contains("10.96.0.1/32"), "{shown}");
+    assert!(shown.contains("fd00:96::1/128"), "{shown}");
+    assert!(!shown.contains("tentative"), "{shown}");
+
+    for addr in ["10.96.0.10", "fd00:96::a"] {
+        link.unbind(addr.parse().unwrap()).await.expect("unbind");
+        link.unbind(addr.parse().unwrap())
+            .await
+            .expect("unbind absent");
+    }
+    let left = addrs(&["10.96.0.1", "fd00:96::1"]);
+    assert_eq!(link.addresses().await.unwrap(), left);
+    assert_eq!(ip_addresses(DUMMY), left);
+}
+
+#[tokio::test]
+async fn unbind_removes_addresses_bound_with_another_prefix() {
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    ip(&["addr", "add", "10.97.0.1/24", "dev", DUMMY]);
+    ip(&["addr", "add", "fd00:97::1/64", "dev", DUMMY, "nodad"]);
+    assert_eq!(
+        link.addresses().await.unwrap(),
+        addrs(&["10.97.0.1", "fd00:97::1"])
+    );
+    link.unbind("10.97.0.1".parse().unwrap()).await.unwrap();
+    link.unbind("fd00:97::1".parse().unwrap()).await.unwrap();
+    assert!(ip_addresses(DUMMY).is_empty(), "{:?}", ip_addresses(DUMMY));
+}
+
+#[tokio::test]
+async fn binding_a_thousand_addresses_reuses_one_socket() {
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    let open_files = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_files();
+    let wanted: BTreeSet<IpAddr> = (0..1000u32)
+        .map(|i| IpAddr::from([10, 100, (i / 250) as u8, (i % 250 + 1) as u8]))
+        .collect();
+    let started = Instant::now();
+    for addr in &wanted {
+        link.bind(*addr).await.expect("bind");
+    }
+    let took = started.elapsed();
+    assert_eq!(open_files(), before, "binding must not open sockets");
+    assert_eq!(link.addresses().await.unwrap(), wanted);
+    assert_eq!(ip_addresses(DUMMY).len(), 1000);
+    // About 2 s in the emulated test bed with a debug build; far more means a per-address cost
+    // that grows (a socket, a listing) has crept in.
+    assert!(
+        took < Duration::from_secs(30),
+        "binding 1000 addresses took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_the_interface() {
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    link.bind("10.96.0.1".parse().unwrap()).await.unwrap();
+    link.delete().await.expect("delete");
+    assert!(!ip_succeeds(&["link", "show", DUMMY]), "still there");
+    assert!(DummyLink::find(DUMMY).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn node_addresses_exclude_dummy_loopback_and_link_local() {
+    mk_veth("veth-n0", "veth-n1", &["192.0.2.10/24", "2001:db8::10/64"]);
+    let link_local = wait_for_link_local("veth-n0");
+    let dummy = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    dummy.bind("10.96.0.1".parse().unwrap()).await.unwrap();
+    dummy.bind("fd00:96::1".parse().unwrap()).await.unwrap();
+    // What is left out must be there to be left out.
+    let lo = ip_addresses("lo");
+    assert!(
+        lo.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()),
+        "{lo:?}"
+    );
+    assert!(lo.contains(&"::1".parse::<IpAddr>().unwrap()), "{lo:?}");
+
+    let got = node_addresses(DUMMY).await.expect("list node addresses");
+    assert_eq!(got.0, addrs(&["192.0.2.10", "2001:db8::10"]));
+    assert!(!got.contains(&link_local));
+
+    // Without the dummy excluded, its addresses count as node addresses.
+    let with_dummy = node_addresses("no-such-link").await.unwrap();
+    assert_eq!(
+        with_dummy.0,
+        addrs(&["192.0.2.10", "2001:db8::10", "10.96.0.1", "fd00:96::1"])
+    );
+}
+
+#[tokio::test]
+async fn watch_node_addresses_sees_added_and_removed_addresses() {
+    mk_veth("veth-w0", "veth-w1", &["192.0.2.20/24"]);
+    let dummy = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    let (tx, mut rx) = watch::channel(NodeAddresses::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watcher = tokio::spawn(watch_node_addresses(DUMMY.to_owned(), tx, async move {
+        let _ = stopped.await;
+    }));
+
+    wait_for(&mut rx, "the initial listing", |v| {
+        v.0 == addrs(&["192.0.2.20"])
+    })
+    .await;
+
+    ip(&["addr", "add", "198.51.100.7/24", "dev", "veth-w0"]);
+    wait_for(&mut rx, "an added IPv4 address", |v| {
+        v.0 == addrs(&["192.0.2.20", "198.51.100.7"])
+    })
+    .await;
+
+    ip(&["addr", "add", "2001:db8::7/64", "dev", "veth-w0", "nodad"]);
+    wait_for(&mut rx, "an added IPv6 address", |v| {
+        v.contains(&"2001:db8::7".parse().unwrap())
+    })
+    .await;
+
+    ip(&["addr", "del", "198.51.100.7/24", "dev", "veth-w0"]);
+    wait_for(&mut rx, "a removed address", |v| {
+        !v.contains(&"198.51.100.7".parse().unwrap())
+    })
+    .await;
+
+    // Service addresses bound to the dummy never become node addresses.
+    dummy.bind("10.96.0.1".parse().unwrap()).await.unwrap();
+    ip(&["addr", "add", "198.51.100.8/24", "dev", "veth-w0"]);
+    wait_for(&mut rx, "an address added after a dummy binding", |v| {
+        v.contains(&"198.51.100.8".parse().unwrap())
+    })
+    .await;
+    assert!(!rx.borrow().contains(&"10.96.0.1".parse().unwrap()));
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watcher)
+        .await
+        .expect("watcher stops on shutdown")
+        .expect("watcher task")
+        .expect("watcher result");
+}
+
+fn read_sysctl(name: &str) -> String {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        .trim()
+        .to_owned()
+}
+
+fn write_sysctl(name: &str, value: &str) {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::write(&path, value).unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+#[test]
+fn sysctls_are_applied() {
+    require_ipvs();
+    let wanted = [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.vs.conntrack", "1"),
+        ("net.ipv4.vs.expire_nodest_conn", "1"),
+        ("net.ipv4.vs.expire_quiescent_template", "1"),
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+    ];
+    for (name, _) in wanted {
+        write_sysctl(name, "0");
+    }
+
+    let changes = apply(&Sysctls { strict_arp: false }).expect("apply");
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert_eq!(read_sysctl("net.ipv4.conf.all.arp_ignore"), "0");
+
+    let changes = apply(&Sysctls { strict_arp: true }).expect("apply strict ARP");
+    let changed: Vec<_> = changes.iter().map(|c| c.name).collect();
+    assert_eq!(
+        changed,
+        [
+            "net.ipv4.conf.all.arp_ignore",
+            "net.ipv4.conf.all.arp_announce"
+        ]
+    );
+    for (name, value) in wanted {
+        assert_eq!(read_sysctl(name), value, "{name}");
+    }
+    assert!(apply(&Sysctls { strict_arp: true }).unwrap().is_empty());
+}
+
+/// Drops counted on this namespace's rtnetlink sockets subscribed to exactly the IPv4 and IPv6
+/// address groups (bitmask 0x110), from /proc/net/netlink: the address watcher's socket.
+fn address_watcher_drops() -> u64 {
+    let table = std::fs::read_to_string("/proc/net/netlink").expect("read /proc/net/netlink");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column in /proc/net/netlink"))
+    };
+    let (eth, groups, drops) = (column("Eth"), column("Groups"), column("Drops"));
+    lines
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|row| row[eth] == "0" && row[groups] == "00000110")
+        .map(|row| row[drops].parse::<u64>().expect("drops"))
+        .sum()
+}
+
+#[test]
+fn watch_node_addresses_recovers_from_an_overrun() {
+    const ADDED: u32 = 3000;
+    mk_veth("veth-o0", "veth-o1", &["192.0.2.30/24"]);
+    // A runtime that only runs while the test drives it: while it is idle the watcher cannot
+    // read, and the kernel has to drop notifications.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = watch::channel(NodeAddresses::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watcher = runtime.spawn(watch_node_addresses(DUMMY.to_owned(), tx, async move {
+        let _ = stopped.await;
+    }));
+    runtime.block_on(wait_for(&mut rx, "the initial listing", |v| {
+        v.0 == addrs(&["192.0.2.30"])
+    }));
+
+    let drops_before = address_watcher_drops();
+    let batch: String = (0..ADDED)
+        .map(|i| {
+            format!(
+                "addr add 10.200.{}.{}/32 dev veth-o0\n",
+                i / 200,
+                i % 200 + 1
+            )
+        })
+        .collect();
+    let batch_file = std::env::temp_dir().join("overrun.batch");
+    std::fs::write(&batch_file, batch).unwrap();
+    ip(&["-batch", batch_file.to_str().unwrap()]);
+    assert!(
+        address_watcher_drops() > drops_before,
+        "{ADDED} notifications did not overrun the watcher's socket; the test proves nothing"
+    );
+
+    let expected = 1 + ADDED as usize;
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|v| v.0.len() == expected),
+        )
+        .await
+        .expect("the watcher did not catch up after the overrun")
+        .expect("the watcher stopped");
+    });
+    stop.send(()).unwrap();
+    runtime
+        .block_on(watcher)
+        .expect("watcher task")
+        .expect("watcher survives an overrun");
+}
