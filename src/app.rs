@@ -53,13 +53,13 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
             .await
             .context("setting IPVS timeouts")?;
     }
-    for change in sysctl::apply(&Sysctls {
-        strict_arp: args.strict_arp,
-    })
-    .context("setting sysctls")?
-    {
-        info!(change = ?change, "sysctl set");
-    }
+    sysctl::apply_under(
+        &args.sysctl_root,
+        &Sysctls {
+            strict_arp: args.strict_arp,
+        },
+    )
+    .context("setting sysctls")?;
     let dummy = DummyLink::ensure(&args.model.dummy_interface)
         .await
         .with_context(|| format!("creating dummy interface {}", args.model.dummy_interface))?;
@@ -107,16 +107,18 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
         return Ok(());
     }
 
-    for (what, address) in [("health", health_address), ("metrics", metrics_address)] {
+    for (what, address, metrics) in [
+        ("health", health_address, None),
+        ("metrics", metrics_address, Some(metrics.clone())),
+    ] {
         let Some(address) = address else { continue };
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("listening for {what} on {address}"))?;
-        info!(%address, what, "serving HTTP");
         tokio::spawn(crate::http::serve(
             listener,
             health.clone(),
-            metrics.clone(),
+            metrics,
             stopped(stop_rx.clone()),
         ));
     }

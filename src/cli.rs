@@ -114,6 +114,9 @@ pub struct RunArgs {
     /// addresses.
     #[arg(long)]
     pub strict_arp: bool,
+    /// Where the node's sysctls are (a container mounts the host's /proc/sys elsewhere).
+    #[arg(long, default_value = "/proc/sys")]
+    pub sysctl_root: PathBuf,
     /// Serve /healthz, /livez and /readyz here (empty: off).
     #[arg(long, default_value = "0.0.0.0:10256")]
     pub health_address: String,

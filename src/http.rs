@@ -29,14 +29,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `/healthz` (200, or 503 when a change has waited more than twice the sync period —
 /// see [`Health::healthy`]), `/livez` (200 while the process answers), `/readyz` (200 after
-/// the first sync, else 503) and `/metrics` on `listener` until `shutdown` resolves.
+/// the first sync, else 503) and, when `metrics` is given, `/metrics` on `listener` until
+/// `shutdown` resolves. Metrics name every service and its traffic, so they are served apart
+/// (on loopback by default) from the health endpoints the network may reach.
 ///
 /// Errors accepting a connection are logged and do not stop the server: running out of file
 /// descriptors for a moment must not take health checks down for good.
 pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
@@ -58,7 +60,7 @@ pub async fn serve(
         let health = health.clone();
         let metrics = metrics.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = respond(&request, &health, &metrics);
+            let response = respond(&request, &health, metrics.as_deref());
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -80,7 +82,11 @@ pub async fn serve(
 }
 
 /// The answer to one request; pure apart from reading the clock.
-fn respond<B>(request: &Request<B>, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn respond<B>(
+    request: &Request<B>,
+    health: &Health,
+    metrics: Option<&Metrics>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
@@ -111,7 +117,8 @@ fn respond<B>(request: &Request<B>, health: &Health, metrics: &Metrics) -> Respo
                 )
             }
         }
-        "/metrics" => {
+        "/metrics" if metrics.is_some() => {
+            let metrics = metrics.expect("checked by the guard");
             let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
             response.headers_mut().insert(
                 CONTENT_TYPE,

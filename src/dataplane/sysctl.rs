@@ -75,7 +75,7 @@ pub fn apply(s: &Sysctls) -> Result<Vec<SysctlChange>, SysctlError> {
 }
 
 /// [`apply`] against another root than /proc/sys.
-fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, SysctlError> {
+pub fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, SysctlError> {
     let wanted = ALWAYS
         .iter()
         .chain(if s.strict_arp { &STRICT_ARP[..] } else { &[] });
