@@ -351,3 +351,53 @@ keep_console_log() {
     mv "$dir/$name.$$.log.tmp" "$dir/$name.log"
     log "console log: $dir/$name.log"
 }
+
+# Reads the result markers of a kernel test run from the console log $1 (qemu's exit status $2,
+# filter $3, overall timeout $4), prints the failed tests, every problem with the run and the
+# summary line, and returns non-zero unless every planned test ran and none failed. A run that did
+# not boot, hung, ran no test or lost a result is a failure, never a skip.
+report_kernel_suite() {
+    local log=$1 qemu_status=$2 filter=$3 limit=$4
+    local console guest_kernel boot_failure planned exit_status started passed failed ignored
+    local problems=() problem summary
+    console=$(mktemp "${TMPDIR:-/tmp}/testbed-console.XXXXXX")
+    tr -d '\r' <"$log" >"$console"
+    guest_kernel=$(console_marker "$console" TESTBED-BOOTED)
+    boot_failure=$(console_marker "$console" TESTBED-BOOT-FAILED)
+    planned=$(console_marker "$console" TESTBED-PLANNED)
+    exit_status=$(console_marker "$console" TESTBED-EXIT)
+    started=$(grep -c '@@TESTBED-START ' "$console" || true)
+    passed=$(grep -c '@@TESTBED-RESULT ok ' "$console" || true)
+    failed=$(grep -c '@@TESTBED-RESULT FAILED ' "$console" || true)
+    ignored=$(grep -c '@@TESTBED-RESULT ignored ' "$console" || true)
+
+    [ "$qemu_status" -eq 124 ] && problems+=("the VM did not finish within ${limit}s")
+    [ "$qemu_status" -ne 0 ] && [ "$qemu_status" -ne 124 ] && problems+=("qemu exited with status $qemu_status")
+    [ -n "$boot_failure" ] && problems+=("the VM failed to boot: $boot_failure")
+    [ -z "$guest_kernel" ] && [ -z "$boot_failure" ] && problems+=("the VM never reached the test runner")
+    if [ -n "$guest_kernel" ]; then
+        if [ -z "$planned" ]; then
+            problems+=("the test runner did not finish (last test started: $(sed -n 's/.*@@TESTBED-START //p' "$console" | tail -n1))")
+        elif [ "$planned" -eq 0 ]; then
+            problems+=("no kernel test matched${filter:+ the filter '$filter'}")
+        elif [ $((passed + failed + ignored)) -ne "$planned" ]; then
+            problems+=("$planned tests planned but $((passed + failed + ignored)) results reported")
+        fi
+        [ "$started" -gt $((passed + failed + ignored)) ] && problems+=("a test started but reported no result")
+        [ -n "$exit_status" ] && [ "$exit_status" -ne 0 ] && problems+=("the test runner exited with status $exit_status")
+    fi
+
+    echo
+    if [ "$failed" -gt 0 ]; then
+        echo "failed kernel tests:"
+        sed -n 's/.*@@TESTBED-RESULT FAILED /  /p' "$console"
+    fi
+    for problem in "${problems[@]}"; do
+        echo "testbed: error: $problem"
+    done
+    summary="kernel suite: $passed passed, $failed failed"
+    [ "$ignored" -gt 0 ] && summary+=", $ignored ignored"
+    echo "$summary (Linux ${guest_kernel:-?, did not boot})"
+    rm -f "$console"
+    [ "$failed" -eq 0 ] && [ ${#problems[@]} -eq 0 ]
+}
