@@ -260,6 +260,11 @@ stage_initramfs() {
     if [ -d "$workspace/examples" ]; then
         cp -r "$workspace/examples/." "$root/testbed/examples/"
     fi
+    # Further files or directories a script wants in the guest, as "HOST_PATH=GUEST_PATH".
+    for entry in "${STAGE_EXTRA[@]+"${STAGE_EXTRA[@]}"}"; do
+        mkdir -p "$root$(dirname "${entry#*=}")"
+        cp -r "${entry%%=*}" "$root${entry#*=}"
+    done
 
     {
         echo "PATH=/sbin:/usr/sbin:/bin:/usr/bin"
