@@ -1,0 +1,220 @@
+//! The workload of the pods in kernel tests and the demo: it answers with its name, so a client
+//! can tell which backend IPVS chose.
+//!
+//! ```text
+//! pod_server --name NAME [--tcp PORT...] [--udp PORT...]
+//! pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT
+//! ```
+//!
+//! Server: listens on 0.0.0.0 and :: on every port. TCP: on connect it writes `NAME\n`, then
+//! answers each line received with `NAME: <line>\n`, so a test can hold a connection open (to see
+//! IPVS keep it on one backend) and keep talking. UDP: answers each datagram with `NAME\n`. It
+//! prints `ready` on standard output once every socket is bound, so whoever starts it knows when
+//! connections can succeed.
+//!
+//! Client: connects (TCP) or sends one datagram (UDP), prints the first line of the answer and
+//! exits; this is how tests talk from another network namespace (via `ip netns exec`).
+//!
+//! Threads and std only: it has to start fast in a slow VM and be trivially correct.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+const USAGE: &str = "usage: pod_server --name NAME [--tcp PORT...] [--udp PORT...]\n       \
+                     pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT";
+
+/// How long a client waits for an answer before it gives up.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Mode {
+    Serve {
+        name: String,
+        tcp_ports: Vec<u16>,
+        udp_ports: Vec<u16>,
+    },
+    ClientTcp(String),
+    ClientUdp(String),
+}
+
+fn parse_args(args: &[String]) -> Result<Mode, String> {
+    let mut name = None;
+    let mut tcp_ports = Vec::new();
+    let mut udp_ports = Vec::new();
+    let mut client = None;
+    let mut list: Option<bool> = None; // Some(true): TCP ports follow; Some(false): UDP ports.
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--name" => {
+                name = Some(args.next().ok_or("--name needs a value")?.clone());
+                list = None;
+            }
+            "--tcp" => list = Some(true),
+            "--udp" => list = Some(false),
+            "--client-tcp" | "--client-udp" => {
+                let addr = args.next().ok_or(format!("{arg} needs ADDR:PORT"))?.clone();
+                client = Some(if arg == "--client-tcp" {
+                    Mode::ClientTcp(addr)
+                } else {
+                    Mode::ClientUdp(addr)
+                });
+                list = None;
+            }
+            port => {
+                let Some(is_tcp) = list else {
+                    return Err(format!("unexpected argument {port:?}"));
+                };
+                let port: u16 = port
+                    .parse()
+                    .map_err(|e| format!("invalid port {port:?}: {e}"))?;
+                if is_tcp {
+                    tcp_ports.push(port);
+                } else {
+                    udp_ports.push(port);
+                }
+            }
+        }
+    }
+    if let Some(client) = client {
+        return Ok(client);
+    }
+    let name = name.ok_or("--name is required")?;
+    if tcp_ports.is_empty() && udp_ports.is_empty() {
+        return Err("give at least one --tcp or --udp port".to_owned());
+    }
+    Ok(Mode::Serve {
+        name,
+        tcp_ports,
+        udp_ports,
+    })
+}
+
+/// Binds on :: and 0.0.0.0. On Linux a :: socket also takes IPv4 unless `bindv6only` is set, and
+/// then the 0.0.0.0 bind fails with "address in use": that is the IPv4 side already covered. A
+/// kernel without IPv6 fails the :: bind; then IPv4 alone is served.
+fn bind_both<S>(port: u16, bind: impl Fn(SocketAddr) -> io::Result<S>) -> Result<Vec<S>, String> {
+    let mut sockets = Vec::new();
+    let v6 = bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+    let v6_failed = v6.is_err();
+    if let Ok(socket) = v6 {
+        sockets.push(socket);
+    }
+    match bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))) {
+        Ok(socket) => sockets.push(socket),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && !v6_failed => {}
+        Err(e) => return Err(format!("cannot bind 0.0.0.0:{port}: {e}")),
+    }
+    Ok(sockets)
+}
+
+fn serve_tcp_connection(name: &str, stream: TcpStream) -> io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    writer.write_all(format!("{name}\n").as_bytes())?;
+    for line in BufReader::new(stream).lines() {
+        writer.write_all(format!("{name}: {}\n", line?).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn serve(name: String, tcp_ports: Vec<u16>, udp_ports: Vec<u16>) -> Result<(), String> {
+    let mut threads = Vec::new();
+    for port in tcp_ports {
+        for listener in bind_both(port, TcpListener::bind)? {
+            let name = name.clone();
+            threads.push(thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let name = name.clone();
+                    // A client that goes away mid-conversation is normal; nothing to report.
+                    thread::spawn(move || serve_tcp_connection(&name, stream));
+                }
+            }));
+        }
+    }
+    for port in udp_ports {
+        for socket in bind_both(port, UdpSocket::bind)? {
+            let answer = format!("{name}\n");
+            threads.push(thread::spawn(move || {
+                let mut buffer = [0u8; 2048];
+                while let Ok((_, peer)) = socket.recv_from(&mut buffer) {
+                    let _ = socket.send_to(answer.as_bytes(), peer);
+                }
+            }));
+        }
+    }
+    println!("ready");
+    io::stdout()
+        .flush()
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    for thread in threads {
+        let _ = thread.join();
+    }
+    Ok(())
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("invalid address {addr:?}: {e}"))?
+        .next()
+        .ok_or(format!("{addr:?} resolves to no address"))
+}
+
+fn client_tcp(addr: &str) -> Result<String, String> {
+    let target = resolve(addr)?;
+    let stream = TcpStream::connect_timeout(&target, CLIENT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(|e| format!("cannot set a timeout on the connection to {target}: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from {target}: {e}"))?;
+    Ok(line)
+}
+
+fn client_udp(addr: &str) -> Result<String, String> {
+    let target = resolve(addr)?;
+    let local = match target {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = UdpSocket::bind(local).map_err(|e| format!("cannot bind {local}: {e}"))?;
+    socket
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(|e| format!("cannot set a timeout on a UDP socket: {e}"))?;
+    socket
+        .send_to(b"hello\n", target)
+        .map_err(|e| format!("cannot send to {target}: {e}"))?;
+    let mut buffer = [0u8; 2048];
+    let (len, _) = socket
+        .recv_from(&mut buffer)
+        .map_err(|e| format!("no answer from {target}: {e}"))?;
+    Ok(String::from_utf8_lossy(&buffer[..len]).into_owned())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match parse_args(&args) {
+        Err(e) => {
+            eprintln!("pod_server: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Ok(Mode::Serve {
+            name,
+            tcp_ports,
+            udp_ports,
+        }) => serve(name, tcp_ports, udp_ports),
+        Ok(Mode::ClientTcp(addr)) => client_tcp(&addr).map(|line| print!("{line}")),
+        Ok(Mode::ClientUdp(addr)) => client_udp(&addr).map(|line| print!("{line}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pod_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
