@@ -156,7 +156,14 @@ pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig)
         key(a).cmp(&key(b))
     });
     for service in services {
-        ServiceRules::build(service, &slices, nodes, &node_port_addresses, config, &mut out);
+        ServiceRules::build(
+            service,
+            &slices,
+            nodes,
+            &node_port_addresses,
+            config,
+            &mut out,
+        );
     }
     out
 }
@@ -376,6 +383,8 @@ impl<'a> ServiceRules<'a> {
             .clone()
             .unwrap_or_else(|| "default".to_string());
         let Some(spec) = service.spec.as_ref() else {
+            out.warnings
+                .push(format!("Service {full}: no spec, ignored"));
             return;
         };
         let labels = service.metadata.labels.as_ref();
@@ -503,9 +512,8 @@ impl<'a> ServiceRules<'a> {
                 match port.node_port {
                     None | Some(0) => {
                         if spec.type_.as_deref() == Some("NodePort") {
-                            out.warnings.push(format!(
-                                "Service {full}: spec.ports[{i}] has no nodePort"
-                            ));
+                            out.warnings
+                                .push(format!("Service {full}: spec.ports[{i}] has no nodePort"));
                         }
                     }
                     Some(np) => match u16::try_from(np) {

@@ -252,12 +252,9 @@ impl fmt::Display for Operation {
             Operation::UpdateDestination(k, d) => {
                 write!(f, "-e {} {}", KeyArgs(k), DestinationArgs(d))
             }
-            Operation::DeleteDestination(k, d) => write!(
-                f,
-                "-d {} -r {}",
-                KeyArgs(k),
-                SocketText(d.address, d.port)
-            ),
+            Operation::DeleteDestination(k, d) => {
+                write!(f, "-d {} -r {}", KeyArgs(k), SocketText(d.address, d.port))
+            }
             Operation::BindAddress(a) => write!(f, "bind {a}/{}", host_prefix(a)),
             Operation::UnbindAddress(a) => write!(f, "unbind {a}/{}", host_prefix(a)),
         }

@@ -118,7 +118,9 @@ impl ManifestError {
                 line,
                 source,
                 ..
-            } => tracing::warn!(%file, document, line, error = %source, "manifest document is not YAML, skipped"),
+            } => {
+                tracing::warn!(%file, document, line, error = %source, "manifest document is not YAML, skipped")
+            }
             ManifestError::Document {
                 document, problem, ..
             } => tracing::warn!(%file, document, problem, "manifest document skipped"),
@@ -398,9 +400,7 @@ impl Loader {
                 }
             }
         }
-        self.result
-            .errors
-            .extend(problems.into_iter().map(|problem| invalid(problem)));
+        self.result.errors.extend(problems.into_iter().map(invalid));
     }
 
     /// Whether `key` is seen for the first time; a later definition is reported and left out, so
@@ -513,9 +513,11 @@ fn service_problems(service: &Service) -> Vec<String> {
             );
         }
         match &port.target_port {
-            Some(IntOrString::Int(target)) => {
-                check_port(&mut problems, format!("spec.ports[{i}].targetPort"), *target)
-            }
+            Some(IntOrString::Int(target)) => check_port(
+                &mut problems,
+                format!("spec.ports[{i}].targetPort"),
+                *target,
+            ),
             Some(IntOrString::String(name)) if name.is_empty() => {
                 problems.push(format!("spec.ports[{i}].targetPort is empty"))
             }
@@ -584,9 +586,7 @@ fn slice_problems(slice: &EndpointSlice) -> Vec<String> {
         "IPv6" => Some(true),
         "FQDN" => None,
         other => {
-            problems.push(format!(
-                "addressType {other:?} is not IPv4, IPv6 or FQDN"
-            ));
+            problems.push(format!("addressType {other:?} is not IPv4, IPv6 or FQDN"));
             None
         }
     };
@@ -724,7 +724,10 @@ mod tests {
         let text = "a: 1\n---\nb: |\n  --- not a marker\n...\n--- {c: 3}\n";
         let docs = split_documents(text);
         let bodies: Vec<&str> = docs.iter().map(|(_, d)| d.as_str()).collect();
-        assert_eq!(bodies, ["a: 1\n", "\nb: |\n  --- not a marker\n", "{c: 3}\n"]);
+        assert_eq!(
+            bodies,
+            ["a: 1\n", "\nb: |\n  --- not a marker\n", "{c: 3}\n"]
+        );
         assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
     }
 
