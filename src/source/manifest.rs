@@ -45,7 +45,7 @@ pub enum ManifestError {
         source: io::Error,
     },
     /// A document is not valid YAML.
-    #[error("{}: document {document} (line {line}): {source}", path.display())]
+    #[error("{}: document {document}: {source}", path.display())]
     Yaml {
         /// The file.
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum ManifestError {
         document: usize,
         /// The line of the file it starts on, from 1.
         line: usize,
-        /// The parser's complaint.
+        /// The parser's complaint, with the line and column in the file.
         #[source]
         source: serde_yaml_ng::Error,
     },
@@ -282,7 +282,9 @@ impl Loader {
     fn parse_file(&mut self, path: &Path, text: &str) {
         for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
             let number = index + 1;
-            let value: Value = match serde_yaml_ng::from_str(&document) {
+            // Blank lines in front make the parser's line numbers those of the file.
+            let padded = "\n".repeat(line.saturating_sub(1)) + &document;
+            let value: Value = match serde_yaml_ng::from_str(&padded) {
                 Ok(v) => v,
                 Err(source) => {
                     self.result.errors.push(ManifestError::Yaml {
@@ -348,6 +350,12 @@ impl Loader {
             object: object.to_string(),
             problem,
         };
+        if api_version.is_empty() {
+            self.result
+                .errors
+                .push(invalid(format!("apiVersion is required ({expected})")));
+            return;
+        }
         if api_version != expected {
             self.result.errors.push(invalid(format!(
                 "apiVersion {api_version:?} is not supported, only {expected}"
