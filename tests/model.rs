@@ -840,3 +840,199 @@ fn default_config_is_round_robin_without_flags() {
     assert!(c.nodeport_addresses.is_empty());
     assert_eq!(c.service_proxy_name, None);
 }
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<T: Copy>(&mut self, pool: &[T]) -> T {
+        pool[self.below(pool.len() as u64) as usize]
+    }
+    /// Usually a good value, sometimes a bad one, sometimes nothing.
+    fn mostly<T: Copy>(&mut self, good: &[T], bad: &[T]) -> Option<T> {
+        match self.below(8) {
+            0 => None,
+            1 => Some(self.pick(bad)),
+            _ => Some(self.pick(good)),
+        }
+    }
+}
+
+/// Services and slices assembled from good and bad values: the model must not panic, and what it
+/// produces must still be consistent.
+#[test]
+fn garbage_in_gives_warnings_not_panics_and_consistent_rules() {
+    let (good_ips, bad_ips) = (
+        ["10.96.0.1", "10.96.0.2", "fd00:96::1", "192.168.1.10"],
+        ["None", "", "garbage", "999.1.1.1", "::ffff:1.2.3.4"],
+    );
+    let (good_pod_ips, bad_pod_ips) = (
+        ["10.244.0.1", "10.244.0.2", "10.244.0.3", "fd00:244::1"],
+        ["nope", "10.244.0.256", ""],
+    );
+    let (good_ports, bad_ports) = ([80, 443, 1, 65535], [-1, 0, 65536, i32::MAX, i32::MIN]);
+    let (good_types, bad_types) = (
+        ["ClusterIP", "NodePort", "LoadBalancer"],
+        ["ExternalName", "Weird"],
+    );
+    let (good_protocols, bad_protocols) = (["TCP", "UDP", "SCTP"], ["ICMP", ""]);
+    let names = ["http", "dns", ""];
+    let (good_families, bad_families) = (["IPv4", "IPv6"], ["FQDN", "IPX"]);
+    let (good_policies, bad_policies) = (["Local", "Cluster"], ["Other"]);
+    let (good_schedulers, bad_schedulers) = (["mh", "wlc", "rr"], ["", "RR", "a-b"]);
+    let (good_flags, bad_flags) = (["mh-port", "", "flag-1,flag-3"], ["bogus", "mh-port,x"]);
+    let node_names = [NODE, "node-b", ""];
+    let conditions = [true, false];
+    let node_set = nodes(&["192.168.1.10", "fd00::10"]);
+    let (mut made, mut with_destinations, mut warned) = (0, 0, 0);
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for i in 0..4 {
+            let name = format!("s{}", i % 3);
+            let cluster: Vec<&str> = (0..1 + rng.below(2))
+                .filter_map(|_| rng.mostly(&good_ips, &bad_ips))
+                .collect();
+            let port_list = (0..1 + rng.below(2))
+                .map(|_| ServicePort {
+                    name: Some(rng.pick(&names).to_string()),
+                    port: rng.mostly(&good_ports, &bad_ports).unwrap_or(0),
+                    node_port: rng.mostly(&[30080, 30443], &bad_ports),
+                    protocol: rng
+                        .mostly(&good_protocols, &bad_protocols)
+                        .map(str::to_string),
+                    ..ServicePort::default()
+                })
+                .collect();
+            let service_type = rng.mostly(&good_types, &bad_types).unwrap_or("ClusterIP");
+            let mut s = mk_service(&name, service_type, &cluster, port_list);
+            let spec = spec_mut(&mut s);
+            if rng.below(3) == 0 {
+                spec.cluster_ips = None;
+            }
+            spec.external_ips = rng
+                .mostly(&good_ips, &bad_ips)
+                .map(|ip| vec![ip.to_string()]);
+            spec.external_traffic_policy = rng
+                .mostly(&good_policies, &bad_policies)
+                .map(str::to_string);
+            spec.internal_traffic_policy = rng
+                .mostly(&good_policies, &bad_policies)
+                .map(str::to_string);
+            if rng.below(2) == 0 {
+                spec.session_affinity = Some("ClientIP".into());
+                spec.session_affinity_config = Some(SessionAffinityConfig {
+                    client_ip: Some(ClientIPConfig {
+                        timeout_seconds: rng.mostly(&[60, 86400], &[0, -5, 86401]),
+                    }),
+                });
+            }
+            if let Some(v) = rng.mostly(&good_schedulers, &bad_schedulers) {
+                annotate(&mut s, "ipvsd.io/scheduler", v);
+            }
+            if let Some(v) = rng.mostly(&good_flags, &bad_flags) {
+                annotate(&mut s, "ipvsd.io/scheduler-flags", v);
+            }
+            s.status = Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: rng.mostly(&good_ips, &bad_ips).map(str::to_string),
+                        ..Default::default()
+                    }]),
+                }),
+                conditions: None,
+            });
+            services.push(s);
+
+            let endpoints = (0..rng.below(4))
+                .map(|_| Endpoint {
+                    addresses: rng
+                        .mostly(&good_pod_ips, &bad_pod_ips)
+                        .map(|a| vec![a.to_string()])
+                        .unwrap_or_default(),
+                    conditions: Some(EndpointConditions {
+                        ready: rng.mostly(&[true], &[false]),
+                        serving: rng.mostly(&conditions, &conditions),
+                        terminating: rng.mostly(&conditions, &conditions),
+                    }),
+                    node_name: Some(rng.pick(&node_names).to_string()),
+                    ..Endpoint::default()
+                })
+                .collect();
+            let family = rng.mostly(&good_families, &bad_families).unwrap_or("IPv4");
+            let mut slice = mk_slice(&format!("{name}-{i}"), &name, family, &[], endpoints);
+            slice.ports = Some(
+                (0..1 + rng.below(2))
+                    .map(|_| EndpointPort {
+                        name: Some(rng.pick(&names).to_string()),
+                        port: rng.mostly(&[8080, 5353], &[0, 70000, -1]),
+                        ..EndpointPort::default()
+                    })
+                    .collect(),
+            );
+            slices.push(slice);
+        }
+        let snapshot = Snapshot {
+            services,
+            endpoint_slices: slices,
+        };
+        let got = desired(&snapshot, &node_set, &config());
+        made += got.virtual_servers.len();
+        with_destinations += got
+            .virtual_servers
+            .values()
+            .filter(|vs| !vs.destinations.is_empty())
+            .count();
+        warned += got.warnings.len();
+        for (key, vs) in &got.virtual_servers {
+            let ipvs::ServiceKey::Addr { address, port, .. } = key else {
+                panic!("seed {seed}: the model made a firewall-mark service");
+            };
+            assert_ne!(*port, 0, "seed {seed}: {key}");
+            assert!(!address.is_unspecified(), "seed {seed}: {key}");
+            let is_v6 = address.is_ipv6();
+            let full = if is_v6 { 128 } else { 32 };
+            assert_eq!(vs.service.netmask, full, "seed {seed}: {key}");
+            for (dest_address, dest_port) in vs.destinations.keys() {
+                assert_eq!(
+                    dest_address.is_ipv6(),
+                    is_v6,
+                    "seed {seed}: {key} has a real server of the other family"
+                );
+                assert_ne!(*dest_port, 0, "seed {seed}: {key}");
+            }
+            if vs.kind != AddressKind::NodePort {
+                assert!(
+                    node_set.contains(address) || got.bound_addresses.contains(address),
+                    "seed {seed}: {key} is neither a node address nor bound"
+                );
+            }
+            let scheduler = &vs.service.scheduler;
+            assert!(
+                ["rr", "mh", "wlc"].contains(&scheduler.as_str()),
+                "seed {seed}: scheduler {scheduler:?}"
+            );
+        }
+        for address in &got.bound_addresses {
+            assert!(
+                !node_set.contains(address),
+                "seed {seed}: node address {address} bound"
+            );
+        }
+    }
+    // The generator must reach the interesting paths, not only the rejections.
+    assert!(
+        made > 300 && with_destinations > 100 && warned > 100,
+        "{made} virtual servers, {with_destinations} with real servers, {warned} warnings"
+    );
+}
