@@ -430,6 +430,13 @@ impl<'a> ServiceRules<'a> {
                 )),
             }
         }
+        if cluster_ip_texts.iter().all(|t| t.is_empty()) {
+            // Kubernetes allocates one to every non-headless Service; a hand-written manifest
+            // may simply have forgotten it.
+            out.warnings.push(format!(
+                "Service {full}: no cluster IP (spec.clusterIP is empty), only its other addresses apply"
+            ));
+        }
         let mut external_ips = Vec::new();
         for (i, text) in spec.external_ips.iter().flatten().enumerate() {
             match text.parse::<IpAddr>() {

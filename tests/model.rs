@@ -285,6 +285,14 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
+            name: "a Service without a cluster IP is warned about; its node ports still apply",
+            services: vec![mk_service("web", "NodePort", &[], vec![mk_node_port("http", 80, 30080)])],
+            slices: vec![web_slice()],
+            rules: &["tcp 192.168.1.10:30080 rr [nodeport default/web:http] -> 10.244.0.11:8080 10.244.0.12:8080"],
+            warnings: &["Service default/web: no cluster IP"],
+            ..Case::default()
+        },
+        Case {
             name: "headless, headless-labelled and ExternalName Services are skipped",
             services: vec![
                 mk_service("headless", "ClusterIP", &["None"], vec![mk_port("http", 80, None)]),
