@@ -401,8 +401,9 @@ fn owned(key: &ServiceKey, desired: &Desired, actual: &Actual, ownership: &Owner
 
 /// What to do with a destination no Service wants any more. TCP connections get to finish: the
 /// destination is first set to weight 0 (no new connections) and deleted once it has none, or
-/// once the graceful timeout has passed since it was first seen at weight 0. UDP and SCTP have
-/// no end of connection to wait for, so waiting would only send replies into a void.
+/// once the graceful timeout has passed since it was first seen at weight 0. UDP and SCTP (and
+/// any other protocol) have no end of connection IPVS could count down to, so a removed pod would
+/// keep receiving datagrams until the entries expire: those go at once.
 fn retire_destination(
     key: &ServiceKey,
     have: &Destination,
