@@ -1,1 +1,742 @@
 //! The desired IPVS rules: a pure function of Services, EndpointSlices, node addresses and flags.
+//!
+//! [`desired`] never fails and never panics: data it cannot use (an address that does not parse,
+//! a port out of range, an unknown scheduler flag) becomes a warning naming the object, and only
+//! that part is left out. One broken Service must not take the node's other Services down with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipvs::{Destination, Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+
+use crate::node_addresses::NodeAddresses;
+use crate::source::Snapshot;
+
+/// Label of Services that another proxy implementation handles.
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+/// Label marking a Service headless whatever its spec says.
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// Label tying an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Per-Service scheduler override.
+pub const SCHEDULER_ANNOTATION: &str = "ipvsd.io/scheduler";
+/// Per-Service scheduler flags override (comma-separated names, as ipvsadm's `-b`).
+pub const SCHEDULER_FLAGS_ANNOTATION: &str = "ipvsd.io/scheduler-flags";
+/// Session affinity timeout when a ClientIP Service does not set one (Kubernetes' default).
+pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
+/// Largest session affinity timeout the Kubernetes API accepts.
+pub const MAX_AFFINITY_TIMEOUT_SECONDS: u32 = 86400;
+/// Longest scheduler name the kernel takes (`IP_VS_SCHEDNAME_MAXLEN` less the NUL).
+const SCHEDULER_NAME_MAX_LEN: usize = 15;
+
+/// The node agent's settings that shape the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// This node's name: `Local` traffic policies keep only endpoints whose `nodeName` is this.
+    pub node_name: String,
+    /// Scheduler of every virtual server unless a Service's annotation says otherwise.
+    pub scheduler: String,
+    /// Scheduler flags of every virtual server unless a Service's annotation says otherwise.
+    pub scheduler_flags: ServiceFlags,
+    /// The value of `service.kubernetes.io/service-proxy-name` this agent answers to; Services
+    /// labelled with any other value belong to another proxy.
+    pub service_proxy_name: Option<String>,
+    /// Node addresses NodePorts listen on, as kube-proxy's `--nodeport-addresses`; empty means
+    /// all of them.
+    pub nodeport_addresses: Vec<ipnet::IpNet>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            node_name: String::new(),
+            scheduler: "rr".to_string(),
+            scheduler_flags: ServiceFlags::empty(),
+            service_proxy_name: None,
+            nodeport_addresses: Vec::new(),
+        }
+    }
+}
+
+/// The Service port a virtual server was made for: what logs and warnings name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    /// Namespace of the Service.
+    pub namespace: String,
+    /// Name of the Service.
+    pub name: String,
+    /// Name of the port; empty for the single unnamed port a Service may have.
+    pub port_name: String,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Like kube-proxy's service port names: the single unnamed port is just the Service.
+        if self.port_name.is_empty() {
+            write!(f, "{}/{}", self.namespace, self.name)
+        } else {
+            write!(f, "{}/{}:{}", self.namespace, self.name, self.port_name)
+        }
+    }
+}
+
+/// Which of a Service's addresses a virtual server listens on; it decides which traffic policy
+/// applies and whether the address is bound to the dummy interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressKind {
+    /// A cluster IP (`spec.clusterIPs`).
+    ClusterIp,
+    /// A node address at the Service port's `nodePort`.
+    NodePort,
+    /// An address of `spec.externalIPs`.
+    ExternalIp,
+    /// An address of `status.loadBalancer.ingress[].ip`.
+    LoadBalancer,
+}
+
+impl fmt::Display for AddressKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressKind::ClusterIp => "cluster IP",
+            AddressKind::NodePort => "node port",
+            AddressKind::ExternalIp => "external IP",
+            AddressKind::LoadBalancer => "load-balancer IP",
+        })
+    }
+}
+
+/// One desired IPVS virtual service with its real servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualServer {
+    /// The service as it should be in the kernel.
+    pub service: IpvsService,
+    /// Its real servers by (address, port).
+    pub destinations: BTreeMap<(IpAddr, u16), Destination>,
+    /// The Service port it was made for.
+    pub origin: ServiceRef,
+    /// Which kind of the Service's addresses it listens on.
+    pub kind: AddressKind,
+}
+
+/// Everything the kernel should hold for the current Services.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// Virtual servers by key.
+    pub virtual_servers: BTreeMap<ServiceKey, VirtualServer>,
+    /// Addresses that must be on the dummy interface so the node accepts their packets: the
+    /// cluster, external and load-balancer IPs that are not already node addresses.
+    pub bound_addresses: BTreeSet<IpAddr>,
+    /// Problems found in the input, each naming its object; the rest was applied.
+    pub warnings: Vec<String>,
+}
+
+/// Computes the rules for `snapshot` on the node with `nodes` under `config`.
+///
+/// Services are handled in namespace/name order so that when two of them claim the same virtual
+/// server the outcome (the first keeps it, the other gets a warning) does not depend on the order
+/// the source happened to list them in.
+pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig) -> Desired {
+    let mut out = Desired::default();
+    let slices = SliceIndex::new(&snapshot.endpoint_slices, &mut out.warnings);
+    let node_port_addresses: Vec<IpAddr> = nodes
+        .iter()
+        .filter(|a| {
+            config.nodeport_addresses.is_empty()
+                || config.nodeport_addresses.iter().any(|net| net.contains(*a))
+        })
+        .copied()
+        .collect();
+
+    let mut services: Vec<&Service> = snapshot.services.iter().collect();
+    services.sort_by(|a, b| {
+        let key = |s: &Service| (s.metadata.namespace.clone(), s.metadata.name.clone());
+        key(a).cmp(&key(b))
+    });
+    for service in services {
+        ServiceRules::build(
+            service,
+            &slices,
+            nodes,
+            &node_port_addresses,
+            config,
+            &mut out,
+        );
+    }
+    out
+}
+
+/// `namespace/name` of an object, with placeholders for what is missing so a warning still says
+/// something useful.
+fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("<unnamed>")
+    )
+}
+
+/// One usable endpoint of a slice: the pieces the model needs, already parsed.
+#[derive(Debug, Clone)]
+struct UsableEndpoint {
+    address: IpAddr,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+    node_name: Option<String>,
+}
+
+/// A slice reduced to what the model uses, with its ports by name.
+#[derive(Debug, Clone)]
+struct ParsedSlice {
+    family: Family,
+    ports: BTreeMap<String, u16>,
+    endpoints: Vec<UsableEndpoint>,
+}
+
+/// EndpointSlices grouped by the Service they belong to, parsed once.
+struct SliceIndex {
+    by_service: BTreeMap<(String, String), Vec<ParsedSlice>>,
+}
+
+impl SliceIndex {
+    fn new(slices: &[EndpointSlice], warnings: &mut Vec<String>) -> SliceIndex {
+        let mut by_service: BTreeMap<(String, String), Vec<ParsedSlice>> = BTreeMap::new();
+        for slice in slices {
+            let name = object_name(&slice.metadata);
+            let Some(service) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                warnings.push(format!(
+                    "EndpointSlice {name}: no {SERVICE_NAME_LABEL} label, ignored"
+                ));
+                continue;
+            };
+            let family = match slice.address_type.as_str() {
+                "IPv4" => Family::Inet,
+                "IPv6" => Family::Inet6,
+                // FQDN endpoints cannot be real servers; Kubernetes never makes them for
+                // Services, so there is nothing to warn about.
+                "FQDN" => continue,
+                other => {
+                    warnings.push(format!(
+                        "EndpointSlice {name}: addressType {other:?} is not IPv4, IPv6 or FQDN, ignored"
+                    ));
+                    continue;
+                }
+            };
+            let mut ports = BTreeMap::new();
+            for (i, port) in slice.ports.iter().flatten().enumerate() {
+                let Some(number) = port.port else {
+                    continue;
+                };
+                match u16::try_from(number) {
+                    Ok(n) if n != 0 => {
+                        ports.insert(port.name.clone().unwrap_or_default(), n);
+                    }
+                    _ => warnings.push(format!(
+                        "EndpointSlice {name}: ports[{i}].port {number} out of range"
+                    )),
+                }
+            }
+            let mut endpoints = Vec::new();
+            for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+                if let Some(usable) = parse_endpoint(endpoint, family, &name, i, warnings) {
+                    endpoints.push(usable);
+                }
+            }
+            let namespace = slice
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string());
+            by_service
+                .entry((namespace, service.clone()))
+                .or_default()
+                .push(ParsedSlice {
+                    family,
+                    ports,
+                    endpoints,
+                });
+        }
+        SliceIndex { by_service }
+    }
+
+    fn slices_of(&self, namespace: &str, name: &str) -> &[ParsedSlice] {
+        self.by_service
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// The first address of an endpoint: the API says the addresses are fungible and consumers may use
+/// the first one only, which is what kube-proxy does.
+fn parse_endpoint(
+    endpoint: &Endpoint,
+    family: Family,
+    slice: &str,
+    index: usize,
+    warnings: &mut Vec<String>,
+) -> Option<UsableEndpoint> {
+    let Some(text) = endpoint.addresses.first() else {
+        warnings.push(format!(
+            "EndpointSlice {slice}: endpoints[{index}] has no address"
+        ));
+        return None;
+    };
+    let address: IpAddr = match text.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            warnings.push(format!(
+                "EndpointSlice {slice}: endpoints[{index}].addresses[0] {text:?} is not an IP address"
+            ));
+            return None;
+        }
+    };
+    if Family::of(&address) != family {
+        warnings.push(format!(
+            "EndpointSlice {slice}: endpoints[{index}].addresses[0] {address} does not match the slice's addressType"
+        ));
+        return None;
+    }
+    let conditions = endpoint.conditions.clone().unwrap_or_default();
+    // The API's rules: ready unset means ready; serving unset means "same as ready".
+    let ready = conditions.ready.unwrap_or(true);
+    Some(UsableEndpoint {
+        address,
+        ready,
+        serving: conditions.serving.unwrap_or(ready),
+        terminating: conditions.terminating.unwrap_or(false),
+        node_name: endpoint.node_name.clone(),
+    })
+}
+
+/// Parses scheduler flag names as ipvsadm's `-b` does: comma-separated, each one of
+/// `sh-fallback`/`mh-fallback`/`flag-1`, `sh-port`/`mh-port`/`flag-2`, `flag-3`. An empty string
+/// is no flag at all.
+fn parse_sched_flags(text: &str) -> Result<ServiceFlags, String> {
+    let mut flags = ServiceFlags::empty();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        flags = flags
+            | match name {
+                "sh-fallback" | "mh-fallback" | "flag-1" => ServiceFlags::SCHED1,
+                "sh-port" | "mh-port" | "flag-2" => ServiceFlags::SCHED2,
+                "flag-3" => ServiceFlags::SCHED3,
+                other => return Err(format!("unknown scheduler flag {other:?}")),
+            };
+    }
+    Ok(flags)
+}
+
+/// Whether `name` can be a kernel scheduler's name: a lowercase identifier that fits the kernel's
+/// buffer. The kernel is the judge of whether such a scheduler exists; this only keeps junk out.
+fn is_scheduler_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= SCHEDULER_NAME_MAX_LEN
+}
+
+/// Settings shared by every virtual server of one Service.
+struct ServiceSettings {
+    scheduler: String,
+    flags: ServiceFlags,
+    timeout: u32,
+    persistent: bool,
+}
+
+/// The rules of one Service, built up port by port.
+struct ServiceRules<'a> {
+    namespace: String,
+    name: String,
+    slices: &'a [ParsedSlice],
+    settings: ServiceSettings,
+    external_local: bool,
+    internal_local: bool,
+    node_name: &'a str,
+}
+
+impl<'a> ServiceRules<'a> {
+    fn build(
+        service: &'a Service,
+        slices: &'a SliceIndex,
+        nodes: &NodeAddresses,
+        node_port_addresses: &[IpAddr],
+        config: &'a ModelConfig,
+        out: &mut Desired,
+    ) {
+        let full = object_name(&service.metadata);
+        let Some(name) = service.metadata.name.clone() else {
+            out.warnings
+                .push(format!("Service {full}: no metadata.name, ignored"));
+            return;
+        };
+        let namespace = service
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let Some(spec) = service.spec.as_ref() else {
+            out.warnings
+                .push(format!("Service {full}: no spec, ignored"));
+            return;
+        };
+        let labels = service.metadata.labels.as_ref();
+        if let Some(owner) = labels.and_then(|l| l.get(SERVICE_PROXY_NAME_LABEL)) {
+            if config.service_proxy_name.as_deref() != Some(owner.as_str()) {
+                return;
+            }
+        }
+        if labels.is_some_and(|l| l.contains_key(HEADLESS_LABEL)) {
+            return;
+        }
+        match spec.type_.as_deref().unwrap_or("ClusterIP") {
+            "ClusterIP" | "NodePort" | "LoadBalancer" => {}
+            "ExternalName" => return,
+            other => {
+                out.warnings.push(format!(
+                    "Service {full}: spec.type {other:?} is not ClusterIP, NodePort, LoadBalancer or ExternalName, ignored"
+                ));
+                return;
+            }
+        }
+        let cluster_ip_texts: Vec<&str> = match spec.cluster_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+            _ => spec.cluster_ip.as_deref().into_iter().collect(),
+        };
+        if cluster_ip_texts.first() == Some(&"None") {
+            return;
+        }
+        let field = if spec.cluster_ips.as_deref().is_some_and(|i| !i.is_empty()) {
+            "spec.clusterIPs"
+        } else {
+            "spec.clusterIP"
+        };
+        let mut cluster_ips = Vec::new();
+        for (i, text) in cluster_ip_texts.iter().enumerate() {
+            if text.is_empty() {
+                continue;
+            }
+            match text.parse::<IpAddr>() {
+                Ok(ip) => cluster_ips.push(ip),
+                Err(_) => out.warnings.push(format!(
+                    "Service {full}: {field}[{i}] {text:?} is not an IP address"
+                )),
+            }
+        }
+        if cluster_ip_texts.iter().all(|t| t.is_empty()) {
+            // Kubernetes allocates one to every non-headless Service; a hand-written manifest
+            // may simply have forgotten it.
+            out.warnings.push(format!(
+                "Service {full}: no cluster IP (spec.clusterIP is empty), only its other addresses apply"
+            ));
+        }
+        let mut external_ips = Vec::new();
+        for (i, text) in spec.external_ips.iter().flatten().enumerate() {
+            match text.parse::<IpAddr>() {
+                Ok(ip) => external_ips.push(ip),
+                Err(_) => out.warnings.push(format!(
+                    "Service {full}: spec.externalIPs[{i}] {text:?} is not an IP address"
+                )),
+            }
+        }
+        let is_node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        let mut lb_ips = Vec::new();
+        if spec.type_.as_deref() == Some("LoadBalancer") {
+            let ingress = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref());
+            for (i, entry) in ingress.into_iter().flatten().enumerate() {
+                // ipMode Proxy: the load balancer terminates the traffic itself and sends it to
+                // node ports, so its address must not be captured on the node.
+                if entry.ip_mode.as_deref() == Some("Proxy") {
+                    continue;
+                }
+                let Some(text) = entry.ip.as_deref() else {
+                    continue;
+                };
+                match text.parse::<IpAddr>() {
+                    Ok(ip) => lb_ips.push(ip),
+                    Err(_) => out.warnings.push(format!(
+                        "Service {full}: status.loadBalancer.ingress[{i}].ip {text:?} is not an IP address"
+                    )),
+                }
+            }
+        }
+        // A Service serves the families of its cluster IPs; node ports follow them so that a
+        // single-stack Service does not appear on the node's addresses of the other family.
+        let families: BTreeSet<Family> = if cluster_ips.is_empty() {
+            [Family::Inet, Family::Inet6].into()
+        } else {
+            cluster_ips.iter().map(Family::of).collect()
+        };
+
+        let settings = Self::settings(service, &full, config, &mut out.warnings);
+        let rules = ServiceRules {
+            slices: slices.slices_of(&namespace, &name),
+            namespace,
+            name,
+            settings,
+            external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+            internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            node_name: &config.node_name,
+        };
+
+        for ip in cluster_ips
+            .iter()
+            .chain(external_ips.iter())
+            .chain(lb_ips.iter())
+        {
+            if !nodes.contains(ip) {
+                out.bound_addresses.insert(*ip);
+            }
+        }
+
+        for (i, port) in spec.ports.iter().flatten().enumerate() {
+            let Some((protocol, number)) = Self::port(port, i, &full, &mut out.warnings) else {
+                continue;
+            };
+            let origin = ServiceRef {
+                namespace: rules.namespace.clone(),
+                name: rules.name.clone(),
+                port_name: port.name.clone().unwrap_or_default(),
+            };
+            let mut targets: Vec<(IpAddr, u16, AddressKind)> = Vec::new();
+            targets.extend(
+                cluster_ips
+                    .iter()
+                    .map(|ip| (*ip, number, AddressKind::ClusterIp)),
+            );
+            if is_node_port_type {
+                match port.node_port {
+                    None | Some(0) => {
+                        if spec.type_.as_deref() == Some("NodePort") {
+                            out.warnings
+                                .push(format!("Service {full}: spec.ports[{i}] has no nodePort"));
+                        }
+                    }
+                    Some(np) => match u16::try_from(np) {
+                        Ok(np) => targets.extend(
+                            node_port_addresses
+                                .iter()
+                                .filter(|a| families.contains(&Family::of(a)))
+                                .map(|a| (*a, np, AddressKind::NodePort)),
+                        ),
+                        Err(_) => out.warnings.push(format!(
+                            "Service {full}: spec.ports[{i}].nodePort {np} out of range"
+                        )),
+                    },
+                }
+            }
+            targets.extend(
+                external_ips
+                    .iter()
+                    .map(|ip| (*ip, number, AddressKind::ExternalIp)),
+            );
+            targets.extend(
+                lb_ips
+                    .iter()
+                    .map(|ip| (*ip, number, AddressKind::LoadBalancer)),
+            );
+            for (address, vport, kind) in targets {
+                let vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                match out.virtual_servers.get(&vs.service.key) {
+                    Some(existing) => out.warnings.push(format!(
+                        "Service {full}: {kind} {} is already used by {} ({}), skipped",
+                        vs.service.key, existing.origin, existing.kind
+                    )),
+                    None => {
+                        out.virtual_servers.insert(vs.service.key, vs);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scheduler, flags and persistence, with the annotations' overrides where they are valid.
+    fn settings(
+        service: &Service,
+        full: &str,
+        config: &ModelConfig,
+        warnings: &mut Vec<String>,
+    ) -> ServiceSettings {
+        let annotations = service.metadata.annotations.as_ref();
+        let mut scheduler = config.scheduler.clone();
+        if let Some(value) = annotations.and_then(|a| a.get(SCHEDULER_ANNOTATION)) {
+            if is_scheduler_name(value) {
+                scheduler = value.clone();
+            } else {
+                warnings.push(format!(
+                    "Service {full}: annotation {SCHEDULER_ANNOTATION} {value:?} is not a scheduler name, using {:?}",
+                    config.scheduler
+                ));
+            }
+        }
+        let mut flags = config.scheduler_flags;
+        if let Some(value) = annotations.and_then(|a| a.get(SCHEDULER_FLAGS_ANNOTATION)) {
+            match parse_sched_flags(value) {
+                Ok(parsed) => flags = parsed,
+                Err(problem) => warnings.push(format!(
+                    "Service {full}: annotation {SCHEDULER_FLAGS_ANNOTATION}: {problem}, using the default flags"
+                )),
+            }
+        }
+        let spec = service.spec.as_ref();
+        let persistent = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");
+        let mut timeout = 0;
+        if persistent {
+            flags = flags | ServiceFlags::PERSISTENT;
+            timeout = DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+            let configured = spec
+                .and_then(|s| s.session_affinity_config.as_ref())
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds);
+            if let Some(seconds) = configured {
+                match u32::try_from(seconds) {
+                    Ok(s) if (1..=MAX_AFFINITY_TIMEOUT_SECONDS).contains(&s) => timeout = s,
+                    _ => warnings.push(format!(
+                        "Service {full}: spec.sessionAffinityConfig.clientIP.timeoutSeconds {seconds} out of range 1..={MAX_AFFINITY_TIMEOUT_SECONDS}, using {DEFAULT_AFFINITY_TIMEOUT_SECONDS}"
+                    )),
+                }
+            }
+        }
+        ServiceSettings {
+            scheduler,
+            flags,
+            timeout,
+            persistent,
+        }
+    }
+
+    /// The protocol and port number of a Service port, or a warning.
+    fn port(
+        port: &ServicePort,
+        index: usize,
+        full: &str,
+        warnings: &mut Vec<String>,
+    ) -> Option<(Protocol, u16)> {
+        let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            "SCTP" => Protocol::Sctp,
+            other => {
+                warnings.push(format!(
+                    "Service {full}: spec.ports[{index}].protocol {other:?} is not TCP, UDP or SCTP"
+                ));
+                return None;
+            }
+        };
+        match u16::try_from(port.port) {
+            Ok(n) if n != 0 => Some((protocol, n)),
+            _ => {
+                warnings.push(format!(
+                    "Service {full}: spec.ports[{index}].port {} out of range",
+                    port.port
+                ));
+                None
+            }
+        }
+    }
+
+    fn virtual_server(
+        &self,
+        address: IpAddr,
+        protocol: Protocol,
+        port: u16,
+        kind: AddressKind,
+        origin: &ServiceRef,
+    ) -> VirtualServer {
+        let key = ServiceKey::Addr {
+            address,
+            protocol,
+            port,
+        };
+        let mut service = IpvsService::new(key, self.settings.scheduler.clone());
+        service.flags = self.settings.flags;
+        if self.settings.persistent {
+            service.timeout = self.settings.timeout;
+        }
+        let local_only = match kind {
+            AddressKind::ClusterIp => self.internal_local,
+            AddressKind::NodePort | AddressKind::ExternalIp | AddressKind::LoadBalancer => {
+                self.external_local
+            }
+        };
+        VirtualServer {
+            service,
+            destinations: self.destinations(Family::of(&address), &origin.port_name, local_only),
+            origin: origin.clone(),
+            kind,
+        }
+    }
+
+    /// Real servers of one Service port for one family: ready endpoints, or when there are none
+    /// the serving terminating ones, so that a rollout's last pods still get traffic rather than
+    /// none.
+    fn destinations(
+        &self,
+        family: Family,
+        port_name: &str,
+        local_only: bool,
+    ) -> BTreeMap<(IpAddr, u16), Destination> {
+        let candidates: Vec<(&UsableEndpoint, u16)> = self
+            .slices
+            .iter()
+            .filter(|s| s.family == family)
+            .filter_map(|s| s.ports.get(port_name).map(|p| (s, *p)))
+            .flat_map(|(s, p)| s.endpoints.iter().map(move |e| (e, p)))
+            .filter(|(e, _)| !local_only || e.node_name.as_deref() == Some(self.node_name))
+            .collect();
+        let ready: Vec<_> = candidates.iter().filter(|(e, _)| e.ready).collect();
+        let chosen: Vec<_> = if ready.is_empty() {
+            candidates
+                .iter()
+                .filter(|(e, _)| e.serving && e.terminating)
+                .collect()
+        } else {
+            ready
+        };
+        chosen
+            .into_iter()
+            .map(|(e, p)| ((e.address, *p), Destination::new(e.address, *p)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sched_flags_parse_ipvsadm_names() {
+        assert_eq!(parse_sched_flags(""), Ok(ServiceFlags::empty()));
+        assert_eq!(parse_sched_flags("mh-port"), Ok(ServiceFlags::SCHED2));
+        assert_eq!(
+            parse_sched_flags("sh-fallback,sh-port"),
+            Ok(ServiceFlags::SCHED1 | ServiceFlags::SCHED2)
+        );
+        assert_eq!(
+            parse_sched_flags("flag-1, flag-3"),
+            Ok(ServiceFlags::SCHED1 | ServiceFlags::SCHED3)
+        );
+        assert!(parse_sched_flags("mh-port,bogus").is_err());
+    }
+
+    #[test]
+    fn scheduler_names_are_plain_lowercase_identifiers() {
+        for good in ["rr", "wlc", "mh", "twos", "my_sched2"] {
+            assert!(is_scheduler_name(good), "{good}");
+        }
+        for bad in ["", "RR", "2rr", "r r", "rr;", "sixteen_chars_xx"] {
+            assert!(!is_scheduler_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,1 +1,524 @@
 //! The operations that turn the kernel's actual rules into the desired ones: a pure diff.
+//!
+//! The diff only touches what ipvsd owns, so rules an operator or keepalived put in the same
+//! kernel table survive every sync. It changes services in place rather than deleting and
+//! re-adding them, because a deleted service loses its connections and persistence templates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use ipvs::{Destination, Family, ForwardingMethod, Protocol, Service, ServiceFlags, ServiceKey};
+
+use crate::model::Desired;
+use crate::node_addresses::NodeAddresses;
+
+/// A service as read from the kernel, with its destinations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActualService {
+    /// The service.
+    pub service: Service,
+    /// Its destinations, in the kernel's order.
+    pub destinations: Vec<Destination>,
+}
+
+/// What the kernel holds now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Actual {
+    /// Every IPVS service of the network namespace, owned or not.
+    pub services: BTreeMap<ServiceKey, ActualService>,
+    /// The addresses on ipvsd's dummy interface.
+    pub bound_addresses: BTreeSet<IpAddr>,
+}
+
+/// Which kernel rules are ipvsd's to change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ownership {
+    /// The node's addresses: a service on one of them at a port of `nodeport_range` is a node
+    /// port, ipvsd's even when no Service wants it any more.
+    pub node_addresses: NodeAddresses,
+    /// The cluster's NodePort range (`--service-node-port-range`).
+    pub nodeport_range: RangeInclusive<u16>,
+    /// Addresses ipvsd never creates, changes or deletes anything on, as kube-proxy's
+    /// `--ipvs-exclude-cidrs`.
+    pub exclude_cidrs: Vec<ipnet::IpNet>,
+}
+
+/// The Kubernetes default NodePort range.
+pub const DEFAULT_NODEPORT_RANGE: RangeInclusive<u16> = 30000..=32767;
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership {
+            node_addresses: NodeAddresses::default(),
+            nodeport_range: DEFAULT_NODEPORT_RANGE,
+            exclude_cidrs: Vec::new(),
+        }
+    }
+}
+
+impl Ownership {
+    fn excluded(&self, address: &IpAddr) -> bool {
+        self.exclude_cidrs.iter().any(|net| net.contains(address))
+    }
+}
+
+/// A destination of a service: (service, real server address, real server port).
+pub type DestinationId = (ServiceKey, IpAddr, u16);
+
+/// How long a removed TCP real server may keep its connections.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GracefulTermination {
+    /// How long after it was set to weight 0 a destination that still has connections is deleted
+    /// anyway; `None` waits for the connections to end however long that takes.
+    pub timeout: Option<Duration>,
+    /// When each undesired destination was first seen at weight 0, as recorded by the controller
+    /// (plan is pure and keeps no clock of its own).
+    pub since: BTreeMap<DestinationId, Instant>,
+}
+
+/// One change to the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// Create a service.
+    AddService(Service),
+    /// Change a service's settings in place.
+    UpdateService(Service),
+    /// Delete a service and its destinations.
+    DeleteService(ServiceKey),
+    /// Add a destination to a service.
+    AddDestination(ServiceKey, Destination),
+    /// Change a destination's weight, forwarding or thresholds.
+    UpdateDestination(ServiceKey, Destination),
+    /// Delete a destination.
+    DeleteDestination(ServiceKey, Destination),
+    /// Put an address on the dummy interface.
+    BindAddress(IpAddr),
+    /// Take an address off the dummy interface.
+    UnbindAddress(IpAddr),
+}
+
+/// ipvsadm's way of naming a service: `-t 10.96.0.1:443`, `-u [fd00::1]:53`, `-f 7`.
+struct KeyArgs<'a>(&'a ServiceKey);
+
+impl fmt::Display for KeyArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ServiceKey::Addr {
+                address,
+                protocol,
+                port,
+            } => {
+                match protocol {
+                    Protocol::Tcp => f.write_str("-t ")?,
+                    Protocol::Udp => f.write_str("-u ")?,
+                    Protocol::Sctp => f.write_str("--sctp-service ")?,
+                    Protocol::Other(n) => write!(f, "--protocol-{n} ")?,
+                }
+                write!(f, "{}", SocketText(*address, *port))
+            }
+            ServiceKey::FwMark { mark, family } => match family {
+                Family::Inet => write!(f, "-f {mark}"),
+                Family::Inet6 => write!(f, "-f {mark} -6"),
+            },
+        }
+    }
+}
+
+/// `addr:port`, with brackets around IPv6 addresses.
+struct SocketText(IpAddr, u16);
+
+impl fmt::Display for SocketText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// A service's settings as ipvsadm's options: `-s sh -p 600 -b sh-fallback,sh-port`.
+struct ServiceArgs<'a>(&'a Service);
+
+impl fmt::Display for ServiceArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(f, "{} -s {}", KeyArgs(&s.key), s.scheduler)?;
+        if s.flags.contains(ServiceFlags::PERSISTENT) {
+            write!(f, " -p {}", s.timeout)?;
+            let full = match s.key.family() {
+                Family::Inet => 32,
+                Family::Inet6 => 128,
+            };
+            if s.netmask != full {
+                // ipvsadm takes an IPv4 netmask dotted and an IPv6 one as a prefix length.
+                match s.key.family() {
+                    Family::Inet => {
+                        let bits = u32::MAX
+                            .checked_shl(32 - u32::from(s.netmask.min(32)))
+                            .unwrap_or(0);
+                        write!(f, " -M {}", std::net::Ipv4Addr::from(bits))?;
+                    }
+                    Family::Inet6 => write!(f, " -M {}", s.netmask)?,
+                }
+            }
+        }
+        if let Some(pe) = &s.persistence_engine {
+            write!(f, " --pe {pe}")?;
+        }
+        if s.flags.contains(ServiceFlags::ONEPACKET) {
+            f.write_str(" -o")?;
+        }
+        let names = sched_flag_names(&s.scheduler, s.flags);
+        if !names.is_empty() {
+            write!(f, " -b {}", names.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// The scheduler flags' names as ipvsadm shows them for `scheduler`.
+fn sched_flag_names(scheduler: &str, flags: ServiceFlags) -> Vec<&'static str> {
+    let named: [(ServiceFlags, &'static str); 3] = match scheduler {
+        "sh" => [
+            (ServiceFlags::SCHED1, "sh-fallback"),
+            (ServiceFlags::SCHED2, "sh-port"),
+            (ServiceFlags::SCHED3, "flag-3"),
+        ],
+        "mh" => [
+            (ServiceFlags::SCHED1, "mh-fallback"),
+            (ServiceFlags::SCHED2, "mh-port"),
+            (ServiceFlags::SCHED3, "flag-3"),
+        ],
+        _ => [
+            (ServiceFlags::SCHED1, "flag-1"),
+            (ServiceFlags::SCHED2, "flag-2"),
+            (ServiceFlags::SCHED3, "flag-3"),
+        ],
+    };
+    named
+        .into_iter()
+        .filter(|(flag, _)| flags.contains(*flag))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// A destination's settings as ipvsadm's options: `-r 10.244.0.7:8443 -m -w 1`.
+struct DestinationArgs<'a>(&'a Destination);
+
+impl fmt::Display for DestinationArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        let forwarding = match d.forwarding {
+            ForwardingMethod::Masquerade => "-m",
+            ForwardingMethod::Tunnel => "-i",
+            ForwardingMethod::DirectRoute | ForwardingMethod::Local => "-g",
+        };
+        write!(
+            f,
+            "-r {} {forwarding} -w {}",
+            SocketText(d.address, d.port),
+            d.weight
+        )?;
+        if d.upper_threshold != 0 {
+            write!(f, " -x {}", d.upper_threshold)?;
+        }
+        if d.lower_threshold != 0 {
+            write!(f, " -y {}", d.lower_threshold)?;
+        }
+        Ok(())
+    }
+}
+
+/// The length of a single-address prefix of `address`'s family.
+fn host_prefix(address: &IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::AddService(s) => write!(f, "-A {}", ServiceArgs(s)),
+            Operation::UpdateService(s) => write!(f, "-E {}", ServiceArgs(s)),
+            Operation::DeleteService(k) => write!(f, "-D {}", KeyArgs(k)),
+            Operation::AddDestination(k, d) => {
+                write!(f, "-a {} {}", KeyArgs(k), DestinationArgs(d))
+            }
+            Operation::UpdateDestination(k, d) => {
+                write!(f, "-e {} {}", KeyArgs(k), DestinationArgs(d))
+            }
+            Operation::DeleteDestination(k, d) => {
+                write!(f, "-d {} -r {}", KeyArgs(k), SocketText(d.address, d.port))
+            }
+            Operation::BindAddress(a) => write!(f, "bind {a}/{}", host_prefix(a)),
+            Operation::UnbindAddress(a) => write!(f, "unbind {a}/{}", host_prefix(a)),
+        }
+    }
+}
+
+/// Whether the kernel's service already has the settings `desired` asks for. HASHED is the
+/// kernel's own bookkeeping and counters are not settings.
+fn same_settings(actual: &Service, desired: &Service) -> bool {
+    actual.scheduler == desired.scheduler
+        && actual.flags.difference(ServiceFlags::HASHED)
+            == desired.flags.difference(ServiceFlags::HASHED)
+        && actual.timeout == desired.timeout
+        && actual.netmask == desired.netmask
+        && actual.persistence_engine == desired.persistence_engine
+}
+
+/// Whether the kernel's destination already has the settings `desired` asks for. Tunnel settings
+/// matter only for tunnelled destinations: the kernel reports zeroes for the others.
+fn same_destination(actual: &Destination, desired: &Destination) -> bool {
+    actual.weight == desired.weight
+        && actual.forwarding == desired.forwarding
+        && actual.upper_threshold == desired.upper_threshold
+        && actual.lower_threshold == desired.lower_threshold
+        && (desired.forwarding != ForwardingMethod::Tunnel || actual.tunnel == desired.tunnel)
+}
+
+/// The operations that make `actual` into `desired`, touching only what `ownership` says is
+/// ipvsd's. Their order is one the kernel accepts: addresses before the services on them,
+/// services before their destinations, and removals last so traffic moves to the new rules
+/// before the old ones go.
+pub fn plan(
+    desired: &Desired,
+    actual: &Actual,
+    ownership: &Ownership,
+    graceful: &GracefulTermination,
+    now: Instant,
+) -> Vec<Operation> {
+    let mut binds = Vec::new();
+    let mut service_changes = Vec::new();
+    let mut destination_changes = Vec::new();
+    let mut destination_deletes = Vec::new();
+    let mut service_deletes = Vec::new();
+    let mut unbinds = Vec::new();
+
+    for address in &desired.bound_addresses {
+        if !actual.bound_addresses.contains(address) && !ownership.excluded(address) {
+            binds.push(Operation::BindAddress(*address));
+        }
+    }
+    for address in &actual.bound_addresses {
+        if !desired.bound_addresses.contains(address) && !ownership.excluded(address) {
+            unbinds.push(Operation::UnbindAddress(*address));
+        }
+    }
+
+    for (key, vs) in &desired.virtual_servers {
+        let ServiceKey::Addr { address, .. } = key else {
+            continue;
+        };
+        if ownership.excluded(address) {
+            continue;
+        }
+        let Some(current) = actual.services.get(key) else {
+            service_changes.push(Operation::AddService(vs.service.clone()));
+            destination_changes.extend(
+                vs.destinations
+                    .values()
+                    .map(|d| Operation::AddDestination(*key, d.clone())),
+            );
+            continue;
+        };
+        if !same_settings(&current.service, &vs.service) {
+            service_changes.push(Operation::UpdateService(vs.service.clone()));
+        }
+        let current_dests: BTreeMap<(IpAddr, u16), &Destination> = current
+            .destinations
+            .iter()
+            .map(|d| ((d.address, d.port), d))
+            .collect();
+        for (id, want) in &vs.destinations {
+            match current_dests.get(id) {
+                None => destination_changes.push(Operation::AddDestination(*key, want.clone())),
+                Some(have) if !same_destination(have, want) => {
+                    destination_changes.push(Operation::UpdateDestination(*key, want.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        for (id, have) in &current_dests {
+            if vs.destinations.contains_key(id) {
+                continue;
+            }
+            if let Some(op) = retire_destination(key, have, graceful, now) {
+                match op {
+                    Operation::DeleteDestination(..) => destination_deletes.push(op),
+                    _ => destination_changes.push(op),
+                }
+            }
+        }
+    }
+
+    for key in actual.services.keys() {
+        if !desired.virtual_servers.contains_key(key) && owned(key, desired, actual, ownership) {
+            service_deletes.push(Operation::DeleteService(*key));
+        }
+    }
+
+    destination_changes.sort_by_key(destination_order);
+    let mut ops = binds;
+    ops.extend(service_changes);
+    ops.extend(destination_changes);
+    ops.extend(destination_deletes);
+    ops.extend(service_deletes);
+    ops.extend(unbinds);
+    ops
+}
+
+/// Destination operations in service, then real server order, whatever order they were found in.
+fn destination_order(op: &Operation) -> Option<(ServiceKey, IpAddr, u16)> {
+    match op {
+        Operation::AddDestination(k, d)
+        | Operation::UpdateDestination(k, d)
+        | Operation::DeleteDestination(k, d) => Some((*k, d.address, d.port)),
+        _ => None,
+    }
+}
+
+/// Whether an actual service that no Service wants is ipvsd's to delete: on an address ipvsd
+/// binds, or a node port. Firewall-mark services are never ipvsd's, and excluded CIDRs are never
+/// anyone's but the operator's.
+fn owned(key: &ServiceKey, desired: &Desired, actual: &Actual, ownership: &Ownership) -> bool {
+    let ServiceKey::Addr { address, port, .. } = key else {
+        return false;
+    };
+    if ownership.excluded(address) {
+        return false;
+    }
+    actual.bound_addresses.contains(address)
+        || desired.bound_addresses.contains(address)
+        || (ownership.node_addresses.contains(address) && ownership.nodeport_range.contains(port))
+        || desired.virtual_servers.contains_key(key)
+}
+
+/// What to do with a destination no Service wants any more. TCP connections get to finish: the
+/// destination is first set to weight 0 (no new connections) and deleted once it has none, or
+/// once the graceful timeout has passed since it was first seen at weight 0. UDP and SCTP (and
+/// any other protocol) have no end of connection IPVS could count down to, so a removed pod would
+/// keep receiving datagrams until the entries expire: those go at once.
+fn retire_destination(
+    key: &ServiceKey,
+    have: &Destination,
+    graceful: &GracefulTermination,
+    now: Instant,
+) -> Option<Operation> {
+    let delete = || Some(Operation::DeleteDestination(*key, have.clone()));
+    let ServiceKey::Addr { protocol, .. } = key else {
+        return delete();
+    };
+    if *protocol != Protocol::Tcp {
+        return delete();
+    }
+    if have.active_connections == 0 && have.inactive_connections == 0 {
+        return delete();
+    }
+    if have.weight != 0 {
+        let mut quiesced = have.clone();
+        quiesced.weight = 0;
+        return Some(Operation::UpdateDestination(*key, quiesced));
+    }
+    let id: DestinationId = (*key, have.address, have.port);
+    match (graceful.timeout, graceful.since.get(&id)) {
+        (Some(timeout), Some(since)) if *since + timeout <= now => delete(),
+        _ => None,
+    }
+}
+
+/// The ids of the destinations that are at weight 0 and not desired: those the controller must
+/// keep a [`GracefulTermination::since`] time for. Ids it has a time for but that are not listed
+/// any more can be forgotten.
+pub fn draining_destinations(desired: &Desired, actual: &Actual) -> BTreeSet<DestinationId> {
+    let mut out = BTreeSet::new();
+    for (key, current) in &actual.services {
+        let Some(vs) = desired.virtual_servers.get(key) else {
+            continue;
+        };
+        for d in &current.destinations {
+            if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
+                out.insert((*key, d.address, d.port));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn tcp(address: &str, port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            address: address.parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port,
+        }
+    }
+
+    #[test]
+    fn operations_read_like_ipvsadm() {
+        let key = tcp("10.96.0.20", 443);
+        let mut svc = Service::new(key, "sh");
+        svc.flags = ServiceFlags::PERSISTENT | ServiceFlags::SCHED1 | ServiceFlags::SCHED2;
+        svc.timeout = 600;
+        assert_eq!(
+            Operation::AddService(svc.clone()).to_string(),
+            "-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port"
+        );
+        assert_eq!(
+            Operation::UpdateService(Service::new(key, "rr")).to_string(),
+            "-E -t 10.96.0.20:443 -s rr"
+        );
+        let dest = Destination::new(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 7)), 8443);
+        assert_eq!(
+            Operation::AddDestination(key, dest.clone()).to_string(),
+            "-a -t 10.96.0.20:443 -r 10.244.0.7:8443 -m -w 1"
+        );
+        assert_eq!(
+            Operation::DeleteDestination(key, dest).to_string(),
+            "-d -t 10.96.0.20:443 -r 10.244.0.7:8443"
+        );
+        let v6 = ServiceKey::Addr {
+            address: "fd00:96::a".parse().unwrap(),
+            protocol: Protocol::Udp,
+            port: 53,
+        };
+        assert_eq!(
+            Operation::DeleteService(v6).to_string(),
+            "-D -u [fd00:96::a]:53"
+        );
+        let mh = {
+            let mut s = Service::new(tcp("10.96.0.30", 80), "mh");
+            s.flags = ServiceFlags::SCHED2;
+            s
+        };
+        assert_eq!(
+            Operation::AddService(mh).to_string(),
+            "-A -t 10.96.0.30:80 -s mh -b mh-port"
+        );
+        let mut masked = Service::new(tcp("10.96.0.40", 80), "rr");
+        masked.flags = ServiceFlags::PERSISTENT;
+        masked.timeout = 300;
+        masked.netmask = 24;
+        assert_eq!(
+            Operation::UpdateService(masked).to_string(),
+            "-E -t 10.96.0.40:80 -s rr -p 300 -M 255.255.255.0"
+        );
+        assert_eq!(
+            Operation::BindAddress("10.96.0.1".parse().unwrap()).to_string(),
+            "bind 10.96.0.1/32"
+        );
+        assert_eq!(
+            Operation::UnbindAddress("fd00:96::1".parse().unwrap()).to_string(),
+            "unbind fd00:96::1/128"
+        );
+    }
+}

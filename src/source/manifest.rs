@@ -1,1 +1,751 @@
 //! Services and EndpointSlices read from Kubernetes YAML manifests.
+//!
+//! This is how ipvsd runs without a cluster: for a demo, a test bed, or a node whose Services are
+//! fixed. The files are what `kubectl get -o yaml` writes: one object per document, any number of
+//! documents per file, or a `kind: List` of them. A path is a file (read whatever its name) or a
+//! directory, whose `*.yaml`, `*.yml` and `*.json` files are read in name order; directories are
+//! not searched recursively, and names starting with a dot (editor swap and lock files) are left
+//! out.
+//!
+//! A bad object is reported with its file and namespace/name and left out; every other object
+//! still applies, so one typo does not take down a node's Services.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_yaml_ng::Value;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::{Snapshot, Source};
+
+/// How often the files are checked for changes: quick enough that an edit feels immediate,
+/// cheap enough for the handful of small files manifests are.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A problem with a manifest file, a document in it, or an object.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file or directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A document is not valid YAML.
+    #[error("{}: document {document}: {source}", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// Its number in the file, from 1.
+        document: usize,
+        /// The line of the file it starts on, from 1.
+        line: usize,
+        /// The parser's complaint, with the line and column in the file.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// A document is YAML but not a Kubernetes object.
+    #[error("{}: document {document}: {problem}", path.display())]
+    Document {
+        /// The file.
+        path: PathBuf,
+        /// Its number in the file, from 1.
+        document: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An object does not decode as its kind.
+    #[error("{}: {kind} {object}: {source}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// `Service` or `EndpointSlice`.
+        kind: String,
+        /// `namespace/name`.
+        object: String,
+        /// The field and the problem.
+        #[source]
+        source: serde_path_to_error::Error<serde_yaml_ng::Error>,
+    },
+    /// An object decodes but holds a value ipvsd cannot use.
+    #[error("{}: {kind} {object}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// `Service` or `EndpointSlice`.
+        kind: String,
+        /// `namespace/name`.
+        object: String,
+        /// The field and the problem.
+        problem: String,
+    },
+}
+
+impl ManifestError {
+    /// The file the problem is in.
+    pub fn path(&self) -> &Path {
+        match self {
+            ManifestError::Read { path, .. }
+            | ManifestError::Yaml { path, .. }
+            | ManifestError::Document { path, .. }
+            | ManifestError::Decode { path, .. }
+            | ManifestError::Invalid { path, .. } => path,
+        }
+    }
+
+    /// Logs the problem with its file and object as fields.
+    fn log(&self) {
+        let file = self.path().display();
+        match self {
+            ManifestError::Read { source, .. } => {
+                tracing::warn!(%file, error = %source, "manifest not readable")
+            }
+            ManifestError::Yaml {
+                document,
+                line,
+                source,
+                ..
+            } => {
+                tracing::warn!(%file, document, line, error = %source, "manifest document is not YAML, skipped")
+            }
+            ManifestError::Document {
+                document, problem, ..
+            } => tracing::warn!(%file, document, problem, "manifest document skipped"),
+            ManifestError::Decode {
+                kind,
+                object,
+                source,
+                ..
+            } => tracing::warn!(%file, kind, object, problem = %source, "manifest object skipped"),
+            ManifestError::Invalid {
+                kind,
+                object,
+                problem,
+                ..
+            } => tracing::warn!(%file, kind, object, problem, "manifest object skipped"),
+        }
+    }
+}
+
+/// What [`load`] found: the good objects, and a report of each bad one.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// The objects that are valid.
+    pub snapshot: Snapshot,
+    /// The problems, in file order.
+    pub errors: Vec<ManifestError>,
+}
+
+/// Reads the Services and EndpointSlices of `paths`. It never fails as a whole: whatever cannot
+/// be read or used is in [`LoadResult::errors`] and the rest is in the snapshot.
+pub fn load(paths: &[PathBuf]) -> LoadResult {
+    parse_files(read_files(paths))
+}
+
+/// A manifest file's content, or why it could not be read.
+struct FileContent {
+    path: PathBuf,
+    content: Result<String, io::Error>,
+}
+
+/// The files `paths` name, read, in order.
+fn read_files(paths: &[PathBuf]) -> Vec<FileContent> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).and_then(|dir| {
+                dir.map(|entry| entry.map(|e| e.path()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match entries {
+                Ok(mut entries) => {
+                    entries.retain(|p| is_manifest_name(p) && p.is_file());
+                    entries.sort();
+                    files.extend(entries.into_iter().map(|p| FileContent {
+                        content: std::fs::read_to_string(&p),
+                        path: p,
+                    }));
+                }
+                Err(e) => files.push(FileContent {
+                    path: path.clone(),
+                    content: Err(e),
+                }),
+            }
+        } else {
+            files.push(FileContent {
+                path: path.clone(),
+                content: std::fs::read_to_string(path),
+            });
+        }
+    }
+    files
+}
+
+/// Whether a directory entry is a manifest: `.yaml`, `.yml` or `.json`, and not hidden.
+fn is_manifest_name(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let extension = path.extension().and_then(|e| e.to_str());
+    !hidden && matches!(extension, Some("yaml" | "yml" | "json"))
+}
+
+/// A hash of the file list and every file's content: it changes whenever a file is added,
+/// removed or edited, even by an edit that keeps the length and the modification time.
+fn fingerprint(files: &[FileContent]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.path.hash(&mut hasher);
+        match &file.content {
+            Ok(text) => text.hash(&mut hasher),
+            Err(e) => e.kind().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+/// Where an object was first seen, to report duplicates.
+type Seen = BTreeMap<(&'static str, String), PathBuf>;
+
+/// Collects objects from files into a snapshot.
+#[derive(Default)]
+struct Loader {
+    result: LoadResult,
+    seen: Seen,
+}
+
+fn parse_files(files: Vec<FileContent>) -> LoadResult {
+    let mut loader = Loader::default();
+    for file in files {
+        match file.content {
+            Ok(text) => loader.parse_file(&file.path, &text),
+            Err(source) => loader.result.errors.push(ManifestError::Read {
+                path: file.path,
+                source,
+            }),
+        }
+    }
+    loader.result
+}
+
+/// Splits a YAML stream at its document markers: a line that is `---` (maybe followed by
+/// content) or `...`. Each document is then parsed alone, so a syntax error loses that document
+/// only and not the rest of the file. Returns each non-empty document with the line it starts on
+/// (its marker's line; the marker's own line stays in it, empty, so the parser's line numbers
+/// count from there).
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let is_start = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        let is_end = line == "..." || line.starts_with("... ");
+        if is_start || is_end {
+            let body = std::mem::take(&mut current);
+            if !body.trim().is_empty() {
+                documents.push((start, body));
+            }
+            start = i + 1;
+            if is_start {
+                // Content after the marker (`--- {...}`) belongs to the new document.
+                current.push_str(line[3..].trim_start());
+                current.push('\n');
+            } else {
+                start = i + 2;
+            }
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    if !current.trim().is_empty() {
+        documents.push((start, current));
+    }
+    documents
+}
+
+impl Loader {
+    fn parse_file(&mut self, path: &Path, text: &str) {
+        for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
+            let number = index + 1;
+            // Blank lines in front make the parser's line numbers those of the file.
+            let padded = "\n".repeat(line.saturating_sub(1)) + &document;
+            let value: Value = match serde_yaml_ng::from_str(&padded) {
+                Ok(v) => v,
+                Err(source) => {
+                    self.result.errors.push(ManifestError::Yaml {
+                        path: path.to_path_buf(),
+                        document: number,
+                        line,
+                        source,
+                    });
+                    continue;
+                }
+            };
+            if value.is_null() {
+                continue; // An empty document, as between `---` lines.
+            }
+            self.object(path, number, value);
+        }
+    }
+
+    /// One document or list item.
+    fn object(&mut self, path: &Path, document: usize, value: Value) {
+        let kind = value.get("kind").and_then(Value::as_str).map(str::to_owned);
+        let Some(kind) = kind else {
+            self.result.errors.push(ManifestError::Document {
+                path: path.to_path_buf(),
+                document,
+                problem: "no kind: not a Kubernetes object".to_string(),
+            });
+            return;
+        };
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if kind == "List" || kind.ends_with("List") {
+            match value.get("items") {
+                Some(Value::Sequence(items)) => {
+                    for item in items.clone() {
+                        self.object(path, document, item);
+                    }
+                }
+                Some(Value::Null) | None => {}
+                Some(_) => self.result.errors.push(ManifestError::Document {
+                    path: path.to_path_buf(),
+                    document,
+                    problem: format!("{kind}: items is not a list"),
+                }),
+            }
+            return;
+        }
+        let object = ObjectName::of(&value);
+        let expected = match kind.as_str() {
+            "Service" => "v1",
+            "EndpointSlice" => "discovery.k8s.io/v1",
+            _ => {
+                tracing::debug!(file = %path.display(), kind, object = %object, "manifest object of another kind ignored");
+                return;
+            }
+        };
+        let invalid = |problem: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            kind: kind.clone(),
+            object: object.to_string(),
+            problem,
+        };
+        if api_version.is_empty() {
+            self.result
+                .errors
+                .push(invalid(format!("apiVersion is required ({expected})")));
+            return;
+        }
+        if api_version != expected {
+            self.result.errors.push(invalid(format!(
+                "apiVersion {api_version:?} is not supported, only {expected}"
+            )));
+            return;
+        }
+        let Some(name) = object.name.clone() else {
+            self.result
+                .errors
+                .push(invalid("metadata.name is required".to_string()));
+            return;
+        };
+        let decode_error = |source| ManifestError::Decode {
+            path: path.to_path_buf(),
+            kind: kind.clone(),
+            object: object.to_string(),
+            source,
+        };
+        let problems;
+        let key;
+        match kind.as_str() {
+            "Service" => {
+                let mut service: Service = match serde_path_to_error::deserialize(value) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.result.errors.push(decode_error(e));
+                        return;
+                    }
+                };
+                service.metadata.namespace = Some(object.namespace.clone());
+                problems = service_problems(&service);
+                key = ("Service", format!("{}/{name}", object.namespace));
+                if problems.is_empty() && self.first_definition(path, &key, &invalid) {
+                    self.result.snapshot.services.push(service);
+                }
+            }
+            _ => {
+                let mut slice: EndpointSlice = match serde_path_to_error::deserialize(value) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.result.errors.push(decode_error(e));
+                        return;
+                    }
+                };
+                slice.metadata.namespace = Some(object.namespace.clone());
+                problems = slice_problems(&slice);
+                key = ("EndpointSlice", format!("{}/{name}", object.namespace));
+                if problems.is_empty() && self.first_definition(path, &key, &invalid) {
+                    self.result.snapshot.endpoint_slices.push(slice);
+                }
+            }
+        }
+        self.result.errors.extend(problems.into_iter().map(invalid));
+    }
+
+    /// Whether `key` is seen for the first time; a later definition is reported and left out, so
+    /// the outcome does not depend on which file changed last.
+    fn first_definition(
+        &mut self,
+        path: &Path,
+        key: &(&'static str, String),
+        invalid: &dyn Fn(String) -> ManifestError,
+    ) -> bool {
+        match self.seen.get(key) {
+            Some(first) => {
+                self.result.errors.push(invalid(format!(
+                    "defined again (first in {}), ignored",
+                    first.display()
+                )));
+                false
+            }
+            None => {
+                self.seen.insert(key.clone(), path.to_path_buf());
+                true
+            }
+        }
+    }
+}
+
+/// An object's namespace and name as read from the raw document, before it is decoded, so that
+/// even an object that does not decode is named in its error.
+struct ObjectName {
+    namespace: String,
+    name: Option<String>,
+}
+
+impl ObjectName {
+    fn of(value: &Value) -> ObjectName {
+        let meta = value.get("metadata");
+        let field = |f: &str| {
+            meta.and_then(|m| m.get(f))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        ObjectName {
+            // kubectl apply puts an object without a namespace into "default"; so does ipvsd.
+            namespace: field("namespace").unwrap_or_else(|| "default".to_string()),
+            name: field("name"),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.namespace,
+            self.name.as_deref().unwrap_or("<unnamed>")
+        )
+    }
+}
+
+fn check_port(problems: &mut Vec<String>, field: String, port: i32) {
+    if !(1..=65535).contains(&port) {
+        problems.push(format!("{field} {port} out of range"));
+    }
+}
+
+fn check_ip(problems: &mut Vec<String>, field: String, text: &str) {
+    if text.parse::<IpAddr>().is_err() {
+        problems.push(format!("{field} {text:?} is not an IP address"));
+    }
+}
+
+/// What makes a decoded Service unusable, one message per problem.
+fn service_problems(service: &Service) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(spec) = &service.spec else {
+        problems.push("spec is required".to_string());
+        return problems;
+    };
+    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if !matches!(
+        service_type,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        problems.push(format!(
+            "spec.type {service_type:?} is not ClusterIP, NodePort, LoadBalancer or ExternalName"
+        ));
+    }
+    if let Some(ip) = spec.cluster_ip.as_deref() {
+        if !ip.is_empty() && ip != "None" {
+            check_ip(&mut problems, "spec.clusterIP".to_string(), ip);
+        }
+    }
+    for (i, ip) in spec.cluster_ips.iter().flatten().enumerate() {
+        if !(i == 0 && ip == "None") {
+            check_ip(&mut problems, format!("spec.clusterIPs[{i}]"), ip);
+        }
+    }
+    for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
+        check_ip(&mut problems, format!("spec.externalIPs[{i}]"), ip);
+    }
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        check_port(&mut problems, format!("spec.ports[{i}].port"), port.port);
+        if let Some(node_port) = port.node_port.filter(|p| *p != 0) {
+            check_port(
+                &mut problems,
+                format!("spec.ports[{i}].nodePort"),
+                node_port,
+            );
+        }
+        match &port.target_port {
+            Some(IntOrString::Int(target)) => check_port(
+                &mut problems,
+                format!("spec.ports[{i}].targetPort"),
+                *target,
+            ),
+            Some(IntOrString::String(name)) if name.is_empty() => {
+                problems.push(format!("spec.ports[{i}].targetPort is empty"))
+            }
+            _ => {}
+        }
+        if let Some(protocol) = port.protocol.as_deref() {
+            if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
+                problems.push(format!(
+                    "spec.ports[{i}].protocol {protocol:?} is not TCP, UDP or SCTP"
+                ));
+            }
+        }
+    }
+    if let Some(affinity) = spec.session_affinity.as_deref() {
+        if !matches!(affinity, "None" | "ClientIP") {
+            problems.push(format!(
+                "spec.sessionAffinity {affinity:?} is not None or ClientIP"
+            ));
+        }
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    if let Some(seconds) = timeout {
+        if !(1..=86400).contains(&seconds) {
+            problems.push(format!(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds {seconds} out of range 1..=86400"
+            ));
+        }
+    }
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for (i, entry) in ingress.into_iter().flatten().enumerate() {
+        if let Some(ip) = entry.ip.as_deref() {
+            check_ip(
+                &mut problems,
+                format!("status.loadBalancer.ingress[{i}].ip"),
+                ip,
+            );
+        }
+    }
+    problems
+}
+
+/// What makes a decoded EndpointSlice unusable, one message per problem.
+fn slice_problems(slice: &EndpointSlice) -> Vec<String> {
+    let mut problems = Vec::new();
+    let has_service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::model::SERVICE_NAME_LABEL));
+    if !has_service {
+        problems.push(format!(
+            "metadata.labels[{:?}] is required: it names the Service",
+            crate::model::SERVICE_NAME_LABEL
+        ));
+    }
+    let family = match slice.address_type.as_str() {
+        "IPv4" => Some(false),
+        "IPv6" => Some(true),
+        "FQDN" => None,
+        other => {
+            problems.push(format!("addressType {other:?} is not IPv4, IPv6 or FQDN"));
+            None
+        }
+    };
+    for (i, port) in slice.ports.iter().flatten().enumerate() {
+        if let Some(number) = port.port {
+            check_port(&mut problems, format!("ports[{i}].port"), number);
+        }
+        if let Some(protocol) = port.protocol.as_deref() {
+            if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
+                problems.push(format!(
+                    "ports[{i}].protocol {protocol:?} is not TCP, UDP or SCTP"
+                ));
+            }
+        }
+    }
+    for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+        if endpoint.addresses.is_empty() {
+            problems.push(format!("endpoints[{i}].addresses is empty"));
+        }
+        let Some(is_v6) = family else {
+            continue;
+        };
+        for (j, text) in endpoint.addresses.iter().enumerate() {
+            match text.parse::<IpAddr>() {
+                Ok(ip) if ip.is_ipv6() == is_v6 => {}
+                Ok(_) => problems.push(format!(
+                    "endpoints[{i}].addresses[{j}] {text} is not of addressType {}",
+                    slice.address_type
+                )),
+                Err(_) => problems.push(format!(
+                    "endpoints[{i}].addresses[{j}] {text:?} is not an IP address"
+                )),
+            }
+        }
+    }
+    problems
+}
+
+/// A [`Source`] that reads manifest files and reloads them when they change.
+///
+/// Dropping it stops the polling task.
+#[derive(Debug)]
+pub struct ManifestSource {
+    current: Arc<Mutex<Option<Snapshot>>>,
+    task: AbortHandle,
+}
+
+impl ManifestSource {
+    /// Starts polling `paths` every [`POLL_INTERVAL`] on the current tokio runtime. After the
+    /// first load and after each change, it stores the new snapshot and bumps `changed`'s
+    /// generation. The task also ends once nobody listens to `changed` any more.
+    pub fn spawn(paths: Vec<PathBuf>, changed: watch::Sender<u64>) -> ManifestSource {
+        let current = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(poll(paths, changed, Arc::clone(&current))).abort_handle();
+        ManifestSource { current, task }
+    }
+}
+
+impl Drop for ManifestSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Source for ManifestSource {
+    fn snapshot(&self) -> Option<Snapshot> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+async fn poll(
+    paths: Vec<PathBuf>,
+    changed: watch::Sender<u64>,
+    current: Arc<Mutex<Option<Snapshot>>>,
+) {
+    let paths = Arc::new(paths);
+    let mut last: Option<u64> = None;
+    let mut ticks = tokio::time::interval(POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = changed.closed() => {
+                tracing::debug!("nobody listens to manifest changes any more, stopping");
+                return;
+            }
+        }
+        let paths = Arc::clone(&paths);
+        let previous = last;
+        // File reads block; keep them off the runtime's worker threads.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let files = read_files(&paths);
+            let print = fingerprint(&files);
+            if previous == Some(print) {
+                (print, None)
+            } else {
+                (print, Some(parse_files(files)))
+            }
+        })
+        .await;
+        let (print, loaded) = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "reading manifests failed");
+                continue;
+            }
+        };
+        last = Some(print);
+        let Some(loaded) = loaded else {
+            continue;
+        };
+        for error in &loaded.errors {
+            error.log();
+        }
+        tracing::info!(
+            services = loaded.snapshot.services.len(),
+            endpoint_slices = loaded.snapshot.endpoint_slices.len(),
+            errors = loaded.errors.len(),
+            "manifests loaded"
+        );
+        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded.snapshot);
+        changed.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_markers_only() {
+        let text = "a: 1\n---\nb: |\n  --- not a marker\n...\n--- {c: 3}\n";
+        let docs = split_documents(text);
+        let bodies: Vec<&str> = docs.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["a: 1\n", "\nb: |\n  --- not a marker\n", "{c: 3}\n"]
+        );
+        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
+    }
+
+    #[test]
+    fn only_visible_manifest_names_are_read_from_directories() {
+        assert!(is_manifest_name(Path::new("d/web.yaml")));
+        assert!(is_manifest_name(Path::new("d/web.yml")));
+        assert!(is_manifest_name(Path::new("d/web.json")));
+        assert!(!is_manifest_name(Path::new("d/.web.yaml")));
+        assert!(!is_manifest_name(Path::new("d/web.yaml.swp")));
+        assert!(!is_manifest_name(Path::new("d/README.md")));
+    }
+}
