@@ -9,6 +9,7 @@ mod error;
 mod info;
 mod service;
 mod stats;
+pub mod message;
 
 pub use daemon::{DaemonState, SyncDaemon};
 pub use destination::{Destination, ForwardingMethod, Tunnel, TunnelFlags, TunnelType};
