@@ -20,7 +20,7 @@ pub use attr::{
 };
 pub use frame::RawGenlFrame;
 
-use netlink_packet_core::{DecodeError, Emitable, NlaBuffer, NlasIterator};
+use netlink_packet_core::{DecodeError, Emitable, NlaBuffer, NlasIterator, Parseable};
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 /// `IPVS_GENL_NAME`: the name the family registers with the generic-netlink controller.
