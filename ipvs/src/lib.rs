@@ -3,17 +3,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod client;
 mod daemon;
 mod destination;
 mod error;
 mod info;
+pub mod message;
 mod service;
 mod stats;
-pub mod message;
 
+pub use client::{Client, Request, BATCH_LEN};
 pub use daemon::{DaemonState, SyncDaemon};
 pub use destination::{Destination, ForwardingMethod, Tunnel, TunnelFlags, TunnelType};
 pub use error::Error;
 pub use info::{Info, Timeouts};
-pub use service::{Family, Protocol, Service, ServiceFlags, ServiceKey};
+pub use service::{Family, ParseFlagsError, Protocol, Service, ServiceFlags, ServiceKey};
 pub use stats::Stats;

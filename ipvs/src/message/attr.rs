@@ -262,16 +262,14 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for CmdAttr {
     fn parse(buf: &NlaBuffer<&'a T>) -> Result<CmdAttr, DecodeError> {
         let value = buf.value();
         Ok(match buf.kind() {
-            IPVS_CMD_ATTR_SERVICE => CmdAttr::Service(parse_nlas(
-                value,
-                "IPVS_CMD_ATTR_SERVICE",
-                |n| SvcAttr::parse(n),
-            )?),
-            IPVS_CMD_ATTR_DEST => {
-                CmdAttr::Dest(parse_nlas(value, "IPVS_CMD_ATTR_DEST", |n| {
-                    DestAttr::parse(n)
+            IPVS_CMD_ATTR_SERVICE => {
+                CmdAttr::Service(parse_nlas(value, "IPVS_CMD_ATTR_SERVICE", |n| {
+                    SvcAttr::parse(n)
                 })?)
             }
+            IPVS_CMD_ATTR_DEST => CmdAttr::Dest(parse_nlas(value, "IPVS_CMD_ATTR_DEST", |n| {
+                DestAttr::parse(n)
+            })?),
             IPVS_CMD_ATTR_DAEMON => {
                 CmdAttr::Daemon(parse_nlas(value, "IPVS_CMD_ATTR_DAEMON", |n| {
                     DaemonAttr::parse(n)
@@ -280,10 +278,9 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for CmdAttr {
             IPVS_CMD_ATTR_TIMEOUT_TCP => {
                 CmdAttr::TimeoutTcp(ctx(parse_u32(value), "IPVS_CMD_ATTR_TIMEOUT_TCP")?)
             }
-            IPVS_CMD_ATTR_TIMEOUT_TCP_FIN => CmdAttr::TimeoutTcpFin(ctx(
-                parse_u32(value),
-                "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN",
-            )?),
+            IPVS_CMD_ATTR_TIMEOUT_TCP_FIN => {
+                CmdAttr::TimeoutTcpFin(ctx(parse_u32(value), "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN")?)
+            }
             IPVS_CMD_ATTR_TIMEOUT_UDP => {
                 CmdAttr::TimeoutUdp(ctx(parse_u32(value), "IPVS_CMD_ATTR_TIMEOUT_UDP")?)
             }
@@ -302,10 +299,9 @@ impl CmdAttr {
             IPVS_INFO_ATTR_VERSION => {
                 CmdAttr::InfoVersion(ctx(parse_u32(value), "IPVS_INFO_ATTR_VERSION")?)
             }
-            IPVS_INFO_ATTR_CONN_TAB_SIZE => CmdAttr::InfoConnTabSize(ctx(
-                parse_u32(value),
-                "IPVS_INFO_ATTR_CONN_TAB_SIZE",
-            )?),
+            IPVS_INFO_ATTR_CONN_TAB_SIZE => {
+                CmdAttr::InfoConnTabSize(ctx(parse_u32(value), "IPVS_INFO_ATTR_CONN_TAB_SIZE")?)
+            }
             _ => CmdAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -422,12 +418,8 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for SvcAttr {
                     mask: parse_u32(&v[4..])?,
                 })
             }
-            IPVS_SVC_ATTR_TIMEOUT => {
-                SvcAttr::Timeout(ctx(parse_u32(v), "IPVS_SVC_ATTR_TIMEOUT")?)
-            }
-            IPVS_SVC_ATTR_NETMASK => {
-                SvcAttr::Netmask(ctx(parse_u32(v), "IPVS_SVC_ATTR_NETMASK")?)
-            }
+            IPVS_SVC_ATTR_TIMEOUT => SvcAttr::Timeout(ctx(parse_u32(v), "IPVS_SVC_ATTR_TIMEOUT")?),
+            IPVS_SVC_ATTR_NETMASK => SvcAttr::Netmask(ctx(parse_u32(v), "IPVS_SVC_ATTR_NETMASK")?),
             IPVS_SVC_ATTR_STATS => SvcAttr::Stats(parse_nlas(v, "IPVS_SVC_ATTR_STATS", |n| {
                 StatsAttr::parse(n)
             })?),
@@ -548,9 +540,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DestAttr {
     fn parse(buf: &NlaBuffer<&'a T>) -> Result<DestAttr, DecodeError> {
         let v = buf.value();
         Ok(match buf.kind() {
-            IPVS_DEST_ATTR_ADDR => {
-                DestAttr::Addr(ctx(InetAddr::parse(v), "IPVS_DEST_ATTR_ADDR")?)
-            }
+            IPVS_DEST_ATTR_ADDR => DestAttr::Addr(ctx(InetAddr::parse(v), "IPVS_DEST_ATTR_ADDR")?),
             IPVS_DEST_ATTR_PORT => DestAttr::Port(ctx(parse_u16_be(v), "IPVS_DEST_ATTR_PORT")?),
             IPVS_DEST_ATTR_FWD_METHOD => {
                 DestAttr::FwdMethod(ctx(parse_u32(v), "IPVS_DEST_ATTR_FWD_METHOD")?)
@@ -878,9 +868,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for Stats64Attr {
             IPVS_STATS_ATTR_INPKTS => Stats64Attr::InPkts(u64_of("IPVS_STATS_ATTR_INPKTS")?),
             IPVS_STATS_ATTR_OUTPKTS => Stats64Attr::OutPkts(u64_of("IPVS_STATS_ATTR_OUTPKTS")?),
             IPVS_STATS_ATTR_INBYTES => Stats64Attr::InBytes(u64_of("IPVS_STATS_ATTR_INBYTES")?),
-            IPVS_STATS_ATTR_OUTBYTES => {
-                Stats64Attr::OutBytes(u64_of("IPVS_STATS_ATTR_OUTBYTES")?)
-            }
+            IPVS_STATS_ATTR_OUTBYTES => Stats64Attr::OutBytes(u64_of("IPVS_STATS_ATTR_OUTBYTES")?),
             IPVS_STATS_ATTR_CPS => Stats64Attr::Cps(u64_of("IPVS_STATS_ATTR_CPS")?),
             IPVS_STATS_ATTR_INPPS => Stats64Attr::InPps(u64_of("IPVS_STATS_ATTR_INPPS")?),
             IPVS_STATS_ATTR_OUTPPS => Stats64Attr::OutPps(u64_of("IPVS_STATS_ATTR_OUTPPS")?),

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 
 use netlink_packet_core::DecodeError;
 
-use super::attr::{CmdAttr, DaemonAttr, DestAttr, InetAddr, SchedFlagsNla, Stats64Attr, StatsAttr, SvcAttr};
+use super::attr::{
+    CmdAttr, DaemonAttr, DestAttr, InetAddr, SchedFlagsNla, Stats64Attr, StatsAttr, SvcAttr,
+};
 use crate::{
     DaemonState, Destination, Family, ForwardingMethod, Info, Protocol, Service, ServiceFlags,
     ServiceKey, Stats, SyncDaemon, Timeouts, Tunnel, TunnelFlags, TunnelType,
@@ -116,7 +118,9 @@ pub fn netmask_from_wire(family: Family, wire: u32) -> Result<u8, DecodeError> {
         Family::Inet6 => u8::try_from(wire)
             .ok()
             .filter(|p| *p <= 128)
-            .ok_or_else(|| DecodeError::from(format!("IPVS_SVC_ATTR_NETMASK: IPv6 prefix {wire} > 128"))),
+            .ok_or_else(|| {
+                DecodeError::from(format!("IPVS_SVC_ATTR_NETMASK: IPv6 prefix {wire} > 128"))
+            }),
     }
 }
 
@@ -346,7 +350,10 @@ pub fn dest_attrs(dest: &Destination) -> Vec<DestAttr> {
 
 /// Reads a destination from the attributes of a `NEW_DEST` dump message. `service_family` reads
 /// the address when the kernel leaves out `IPVS_DEST_ATTR_ADDR_FAMILY` (kernels before 4.x).
-pub fn dest_from_attrs(attrs: &[DestAttr], service_family: Family) -> Result<Destination, DecodeError> {
+pub fn dest_from_attrs(
+    attrs: &[DestAttr],
+    service_family: Family,
+) -> Result<Destination, DecodeError> {
     let mut addr = None;
     let mut port = None;
     let mut fwd = None;
