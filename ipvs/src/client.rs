@@ -183,6 +183,10 @@ impl Client {
     pub async fn connect() -> Result<Client, Error> {
         let (mut connection, handle, _unsolicited) =
             netlink_proto::new_connection::<RawGenlFrame>(NETLINK_GENERIC)?;
+        // Acks and ends of dumps are how a request's result is known: have them forwarded
+        // rather than swallowed, so a stream that ends without one means a lost answer.
+        connection.set_forward_ack(true);
+        connection.set_forward_done(true);
         let socket = connection.socket_mut().socket_mut();
         if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
             warn!(error = %e, "could not enlarge the netlink receive buffer");

@@ -131,6 +131,12 @@ fn ctx<T>(r: Result<T, DecodeError>, name: &str) -> Result<T, DecodeError> {
     r.map_err(|e| DecodeError::from(format!("{name}: {e}")))
 }
 
+/// A C string: up to the first NUL (the kernel may send a fixed-size, NUL-padded buffer).
+fn parse_c_string(payload: &[u8]) -> Result<String, DecodeError> {
+    let end = payload.iter().position(|b| *b == 0).unwrap_or(payload.len());
+    parse_string(&payload[..end])
+}
+
 fn emit_string(buffer: &mut [u8], s: &str) {
     buffer[..s.len()].copy_from_slice(s.as_bytes());
     buffer[s.len()] = 0;
@@ -404,7 +410,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for SvcAttr {
             IPVS_SVC_ATTR_PORT => SvcAttr::Port(ctx(parse_u16_be(v), "IPVS_SVC_ATTR_PORT")?),
             IPVS_SVC_ATTR_FWMARK => SvcAttr::Fwmark(ctx(parse_u32(v), "IPVS_SVC_ATTR_FWMARK")?),
             IPVS_SVC_ATTR_SCHED_NAME => {
-                SvcAttr::SchedName(ctx(parse_string(v), "IPVS_SVC_ATTR_SCHED_NAME")?)
+                SvcAttr::SchedName(ctx(parse_c_string(v), "IPVS_SVC_ATTR_SCHED_NAME")?)
             }
             IPVS_SVC_ATTR_FLAGS => {
                 if v.len() != 8 {
@@ -424,7 +430,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for SvcAttr {
                 StatsAttr::parse(n)
             })?),
             IPVS_SVC_ATTR_PE_NAME => {
-                SvcAttr::PeName(ctx(parse_string(v), "IPVS_SVC_ATTR_PE_NAME")?)
+                SvcAttr::PeName(ctx(parse_c_string(v), "IPVS_SVC_ATTR_PE_NAME")?)
             }
             IPVS_SVC_ATTR_STATS64 => {
                 SvcAttr::Stats64(parse_nlas(v, "IPVS_SVC_ATTR_STATS64", |n| {
@@ -658,7 +664,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DaemonAttr {
                 DaemonAttr::State(ctx(parse_u32(v), "IPVS_DAEMON_ATTR_STATE")?)
             }
             IPVS_DAEMON_ATTR_MCAST_IFN => {
-                DaemonAttr::McastIfn(ctx(parse_string(v), "IPVS_DAEMON_ATTR_MCAST_IFN")?)
+                DaemonAttr::McastIfn(ctx(parse_c_string(v), "IPVS_DAEMON_ATTR_MCAST_IFN")?)
             }
             IPVS_DAEMON_ATTR_SYNC_ID => {
                 DaemonAttr::SyncId(ctx(parse_u32(v), "IPVS_DAEMON_ATTR_SYNC_ID")?)
