@@ -133,7 +133,10 @@ fn ctx<T>(r: Result<T, DecodeError>, name: &str) -> Result<T, DecodeError> {
 
 /// A C string: up to the first NUL (the kernel may send a fixed-size, NUL-padded buffer).
 fn parse_c_string(payload: &[u8]) -> Result<String, DecodeError> {
-    let end = payload.iter().position(|b| *b == 0).unwrap_or(payload.len());
+    let end = payload
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(payload.len());
     parse_string(&payload[..end])
 }
 

@@ -12,6 +12,7 @@
 mod attr;
 pub mod convert;
 mod frame;
+mod reply;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ pub use attr::{
     CmdAttr, DaemonAttr, DestAttr, InetAddr, SchedFlagsNla, Stats64Attr, StatsAttr, SvcAttr,
 };
 pub use frame::RawGenlFrame;
+pub use reply::{decode_datagram, decode_message, Reply};
 
 use netlink_packet_core::{DecodeError, Emitable, NlaBuffer, NlasIterator, Parseable};
 use netlink_packet_generic::{GenlFamily, GenlHeader};

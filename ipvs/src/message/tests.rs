@@ -161,7 +161,10 @@ fn set_service_ipv6_with_pe_and_prefix_netmask() {
     svc.timeout = 10800;
     svc.netmask = 64;
     svc.persistence_engine = Some("sip".to_string());
-    let msg = IpvsMessage::new(IpvsCmd::SetService, vec![CmdAttr::Service(service_attrs(&svc))]);
+    let msg = IpvsMessage::new(
+        IpvsCmd::SetService,
+        vec![CmdAttr::Service(service_attrs(&svc))],
+    );
     check_request(msg, SET_SERVICE_V6);
     let CmdAttr::Service(attrs) = &parse_genl(SET_SERVICE_V6).attrs[0] else {
         panic!()
@@ -184,7 +187,10 @@ fn del_service_by_fwmark() {
         family: Family::Inet,
     };
     check_request(
-        IpvsMessage::new(IpvsCmd::DelService, vec![CmdAttr::Service(service_key_attrs(&key))]),
+        IpvsMessage::new(
+            IpvsCmd::DelService,
+            vec![CmdAttr::Service(service_key_attrs(&key))],
+        ),
         DEL_SERVICE_FWMARK,
     );
 }
@@ -225,7 +231,10 @@ fn zero_one_sctp_service() {
         port: 3868,
     };
     check_request(
-        IpvsMessage::new(IpvsCmd::Zero, vec![CmdAttr::Service(service_key_attrs(&key))]),
+        IpvsMessage::new(
+            IpvsCmd::Zero,
+            vec![CmdAttr::Service(service_key_attrs(&key))],
+        ),
         ZERO_ONE,
     );
 }
@@ -310,7 +319,10 @@ fn service_reply_with_both_stats_and_unknown_attribute() {
         ]),
         SvcAttr::Other(DefaultNla::new(99, vec![0xde, 0xad, 0xbe, 0xef])),
     ]);
-    let msg = IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::Service(key_attrs.clone())]);
+    let msg = IpvsMessage::new(
+        IpvsCmd::NewService,
+        vec![CmdAttr::Service(key_attrs.clone())],
+    );
     check_reply(msg, SERVICE_REPLY, &[4, 88, 180]);
 
     let svc = service_from_attrs(&key_attrs).unwrap();
@@ -440,11 +452,17 @@ fn set_and_del_dest_of_ipv6_fwmark_service() {
     d.weight = 0;
     let svc = CmdAttr::Service(service_key_attrs(&key));
     check_request(
-        IpvsMessage::new(IpvsCmd::SetDest, vec![svc.clone(), CmdAttr::Dest(dest_attrs(&d))]),
+        IpvsMessage::new(
+            IpvsCmd::SetDest,
+            vec![svc.clone(), CmdAttr::Dest(dest_attrs(&d))],
+        ),
         SET_DEST_V6,
     );
     check_request(
-        IpvsMessage::new(IpvsCmd::DelDest, vec![svc, CmdAttr::Dest(dest_key_attrs(&d))]),
+        IpvsMessage::new(
+            IpvsCmd::DelDest,
+            vec![svc, CmdAttr::Dest(dest_key_attrs(&d))],
+        ),
         DEL_DEST_V6,
     );
 }
@@ -458,7 +476,10 @@ fn get_dest_dump_names_the_service() {
         family: Family::Inet,
     };
     check_request(
-        IpvsMessage::new(IpvsCmd::GetDest, vec![CmdAttr::Service(service_key_attrs(&key))]),
+        IpvsMessage::new(
+            IpvsCmd::GetDest,
+            vec![CmdAttr::Service(service_key_attrs(&key))],
+        ),
         &raw,
     );
 }
@@ -647,7 +668,10 @@ const INFO_REPLY: &[u8] = &[
 fn info_reply_reads_info_attributes_not_command_ones() {
     let msg = IpvsMessage::new(
         IpvsCmd::SetInfo,
-        vec![CmdAttr::InfoVersion(0x010201), CmdAttr::InfoConnTabSize(4096)],
+        vec![
+            CmdAttr::InfoVersion(0x010201),
+            CmdAttr::InfoConnTabSize(4096),
+        ],
     );
     check_reply(msg.clone(), INFO_REPLY, &[]);
     let info = info_from_attrs(&msg.attrs).unwrap();
@@ -714,12 +738,27 @@ fn netlink_error_and_ack_parse_through_the_socket_frame() {
 fn errno_mapping() {
     use crate::client::kernel_error;
     use crate::Error;
-    assert!(matches!(kernel_error(IpvsCmd::NewDest, -1), Error::NotPermitted { .. }));
-    assert!(matches!(kernel_error(IpvsCmd::DelService, -3), Error::NotFound { .. }));
-    assert!(matches!(kernel_error(IpvsCmd::DelDest, -2), Error::NotFound { .. }));
+    assert!(matches!(
+        kernel_error(IpvsCmd::NewDest, -1),
+        Error::NotPermitted { .. }
+    ));
+    assert!(matches!(
+        kernel_error(IpvsCmd::DelService, -3),
+        Error::NotFound { .. }
+    ));
+    assert!(matches!(
+        kernel_error(IpvsCmd::DelDest, -2),
+        Error::NotFound { .. }
+    ));
     // ENOENT on a service write: the scheduler or PE is missing.
-    assert!(matches!(kernel_error(IpvsCmd::NewService, -2), Error::InvalidArgument { .. }));
-    assert!(matches!(kernel_error(IpvsCmd::SetDest, -22), Error::InvalidArgument { .. }));
+    assert!(matches!(
+        kernel_error(IpvsCmd::NewService, -2),
+        Error::InvalidArgument { .. }
+    ));
+    assert!(matches!(
+        kernel_error(IpvsCmd::SetDest, -22),
+        Error::InvalidArgument { .. }
+    ));
     match kernel_error(IpvsCmd::Flush, -16) {
         Error::Kernel { command, source } => {
             assert_eq!(command, "IPVS_CMD_FLUSH");
@@ -728,7 +767,10 @@ fn errno_mapping() {
         other => panic!("{other:?}"),
     }
     // i32::MIN has no absolute value: still an error, no overflow.
-    assert!(matches!(kernel_error(IpvsCmd::Flush, i32::MIN), Error::Kernel { .. }));
+    assert!(matches!(
+        kernel_error(IpvsCmd::Flush, i32::MIN),
+        Error::Kernel { .. }
+    ));
 }
 
 #[test]
@@ -773,19 +815,22 @@ fn corrupt_replies_are_errors_naming_the_attribute() {
     }
     // Port of 3 bytes.
     let e = err(&[
-        0x04, 0x01, 0x00, 0x00, 0x0c, 0x00, 0x01, 0x00, 0x07, 0x00, 0x04, 0x00, 0x00, 0x50,
-        0x00, 0x00,
+        0x04, 0x01, 0x00, 0x00, 0x0c, 0x00, 0x01, 0x00, 0x07, 0x00, 0x04, 0x00, 0x00, 0x50, 0x00,
+        0x00,
     ]);
     assert!(e.contains("IPVS_SVC_ATTR_PORT"), "{e}");
     // Address of 5 bytes.
     let e = err(&[
-        0x05, 0x01, 0x00, 0x00, 0x10, 0x00, 0x02, 0x00, 0x09, 0x00, 0x01, 0x00, 1, 2, 3, 4, 5,
-        0, 0, 0,
+        0x05, 0x01, 0x00, 0x00, 0x10, 0x00, 0x02, 0x00, 0x09, 0x00, 0x01, 0x00, 1, 2, 3, 4, 5, 0,
+        0, 0,
     ]);
     assert!(e.contains("IPVS_DEST_ATTR_ADDR"), "{e}");
     // Attribute longer than the buffer.
     let e = err(&[0x0f, 0x01, 0x00, 0x00, 0xff, 0x00, 0x01, 0x00]);
-    assert!(e.contains("IPVS_CMD_GET_INFO") || e.contains("IPVS message"), "{e}");
+    assert!(
+        e.contains("IPVS_CMD_GET_INFO") || e.contains("IPVS message"),
+        "{e}"
+    );
     // Flags of 4 bytes.
     let e = err(&[
         0x01, 0x01, 0x00, 0x00, 0x0c, 0x00, 0x01, 0x00, 0x08, 0x00, 0x07, 0x00, 0, 0, 0, 0,
@@ -794,8 +839,12 @@ fn corrupt_replies_are_errors_naming_the_attribute() {
     // Genl header cut short.
     assert!(GenlMessage::<IpvsMessage>::parse_with_param(&[0x01][..], FAMILY_ID).is_err());
     // Daemon group of 3 bytes, stats counter of 2 bytes.
-    err(&[0x09, 0x01, 0, 0, 0x0c, 0x00, 0x03, 0x00, 0x07, 0x00, 0x05, 0x00, 1, 2, 3, 0]);
-    err(&[0x01, 0x01, 0, 0, 0x0c, 0x00, 0x01, 0x00, 0x08, 0x00, 0x0a, 0x00, 0x06, 0x00, 0x01, 0x00]);
+    err(&[
+        0x09, 0x01, 0, 0, 0x0c, 0x00, 0x03, 0x00, 0x07, 0x00, 0x05, 0x00, 1, 2, 3, 0,
+    ]);
+    err(&[
+        0x01, 0x01, 0, 0, 0x0c, 0x00, 0x01, 0x00, 0x08, 0x00, 0x0a, 0x00, 0x06, 0x00, 0x01, 0x00,
+    ]);
 }
 
 #[test]
@@ -810,11 +859,17 @@ fn identity_errors_name_the_missing_attribute() {
 
 #[test]
 fn netmask_wire_forms() {
-    assert_eq!(netmask_to_wire(Family::Inet, 24).to_ne_bytes(), [0xff, 0xff, 0xff, 0x00]);
+    assert_eq!(
+        netmask_to_wire(Family::Inet, 24).to_ne_bytes(),
+        [0xff, 0xff, 0xff, 0x00]
+    );
     assert_eq!(netmask_to_wire(Family::Inet, 0).to_ne_bytes(), [0, 0, 0, 0]);
     assert_eq!(netmask_to_wire(Family::Inet6, 128), 128);
     for p in 0..=32 {
-        assert_eq!(netmask_from_wire(Family::Inet, netmask_to_wire(Family::Inet, p)).unwrap(), p);
+        assert_eq!(
+            netmask_from_wire(Family::Inet, netmask_to_wire(Family::Inet, p)).unwrap(),
+            p
+        );
     }
     assert!(netmask_from_wire(Family::Inet6, 129).is_err());
 }
