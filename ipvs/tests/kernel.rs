@@ -156,7 +156,7 @@ fn ipv6_udp_sctp_and_fwmark_services_match_ipvsadm() {
         rules.sort();
         let mut expected = vec![
             "-A -u [fd00::10]:53 -s rr -p 10800 -M 64".to_string(),
-            "--sctp-service 10.96.0.30:3868 -s wrr".to_string(),
+            "-A --sctp-service 10.96.0.30:3868 -s wrr".to_string(),
             "-A -f 7 -s wlc".to_string(),
             "-A -t 192.168.50.10:30080 -s mh -o -b mh-port".to_string(),
         ];
@@ -211,9 +211,23 @@ fn destinations_match_ipvsadm() {
             dests,
             [
                 "-a -t 10.96.0.40:80 -r 10.244.0.7:8443 -m -w 1",
-                "-a -t 10.96.0.40:80 -r 10.244.0.8:80 -g -w 3 -x 100 -y 10",
+                "-a -t 10.96.0.40:80 -r 10.244.0.8:80 -g -w 3",
                 "-a -t 10.96.0.40:80 -r 10.244.0.9:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
             ]
+        );
+
+        // -S leaves thresholds out; --thresholds lists them after the weight.
+        let listed = ipvsadm(&["-Ln", "--thresholds"]);
+        let route_line: Vec<&str> = listed
+            .lines()
+            .find(|l| l.contains("10.244.0.8:80"))
+            .unwrap_or_else(|| panic!("no route destination in:\n{listed}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            route_line[..6],
+            ["->", "10.244.0.8:80", "Route", "3", "100", "10"],
+            "{listed}"
         );
 
         let mut read = client.destinations(&key).await.expect("dump dests");
