@@ -88,7 +88,7 @@ fn ipvsadm_restore(ipvsadm: &str, script: &str) -> Result<Duration> {
     Ok(elapsed)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let services = env_usize("BENCH_SERVICES", 2000)?;
     let dests = env_usize("BENCH_DESTINATIONS", 10)?;

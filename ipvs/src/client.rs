@@ -1,27 +1,32 @@
-//! The async client: one generic-netlink socket, many requests in flight.
+//! The async client: reads through an async netlink connection, writes in bulk.
 //!
-//! Every write is a request the kernel answers with an ack. Rather than waiting for each ack
-//! before sending the next request (what `ipvsadm -R` does, opening a socket per rule on top),
-//! [`Client::execute`] packs requests into datagrams of [`BATCH_LEN`] messages — the kernel
-//! processes every message of a datagram in turn and acks each — and keeps several datagrams in
-//! flight. The acks of one datagram arrive in the order of its messages, which maps each ack back
-//! to its request. The number of unread acks is bounded by the socket's receive buffer: the
-//! kernel drops an ack that does not fit, and the request it answers would never finish.
+//! Every write is a request the kernel answers. Waiting for each answer before sending the next
+//! request costs a round trip per rule (what `ipvsadm -R` does, opening a socket and resolving the
+//! family per rule on top). [`Client::execute`] instead packs up to [`BATCH_LEN`] requests into
+//! one datagram. The kernel handles a datagram sent to a generic-netlink family inside the
+//! `sendmsg` call itself, message after message, and queues an error message for each one that
+//! fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`): when that ack has
+//! been read, every answer of the batch has been; a request without an error answer succeeded.
+//! Errors carry the sequence number of their request, which maps them back. The batch is also the
+//! window: the answers it can queue must fit the socket's receive buffer (the kernel drops what
+//! does not fit), so the batch size comes from the buffer size actually granted.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
 use netlink_proto::ConnectionHandle;
+use netlink_sys::Socket;
 use tracing::{debug, warn};
 
 use crate::message::convert::{
@@ -38,12 +43,13 @@ const GENL_ID_CTRL: u16 = 16;
 /// Receive buffer asked for. The kernel caps it at `net.core.rmem_max` (and doubles it).
 const RECEIVE_BUFFER: i32 = 8 * 1024 * 1024;
 
-/// Bytes of receive buffer one queued ack takes in the kernel's accounting (`skb->truesize` of a
-/// small message is under 1 KiB on 64-bit kernels; this leaves room).
-const ACK_TRUESIZE: usize = 1280;
+/// Bytes of receive buffer one queued error answer takes in the kernel's accounting
+/// (`skb->truesize` of a small message is under 1 KiB on 64-bit kernels; this leaves room).
+const ANSWER_TRUESIZE: usize = 1280;
 
-/// Messages packed into one datagram by [`Client::execute`].
-pub const BATCH_LEN: usize = 64;
+/// Most requests packed into one datagram by [`Client::execute`]; fewer when the receive buffer
+/// could not hold an error answer for each.
+pub const BATCH_LEN: usize = 256;
 
 /// How long a request may wait for its answer before it is failed rather than left hanging (an
 /// answer dropped by the kernel for lack of buffer space never comes).
@@ -146,10 +152,132 @@ mod libc_errno {
 }
 
 struct Inner {
+    /// Reads (gets and dumps) and family resolution.
     handle: ConnectionHandle<RawGenlFrame>,
     family_id: u16,
-    /// Datagrams of [`BATCH_LEN`] messages kept in flight by `execute`.
-    batches_in_flight: usize,
+    /// Writes: a blocking socket used from the blocking thread pool, one batch at a time.
+    writer: Mutex<Writer>,
+}
+
+/// The socket of [`Client::execute`] and what it needs between batches.
+struct Writer {
+    socket: Socket,
+    /// Sequence number of the next request.
+    sequence: u32,
+    /// Requests per datagram.
+    batch_len: usize,
+    /// Reused send and receive buffers.
+    out: Vec<u8>,
+    answers: Vec<u8>,
+}
+
+impl Writer {
+    fn open() -> Result<Writer, Error> {
+        let socket = Socket::new(NETLINK_GENERIC)?;
+        if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
+            warn!(error = %e, "could not enlarge the netlink receive buffer");
+        }
+        // Error answers then echo only the failed request's header, not the whole request.
+        if let Err(e) = socket.set_cap_ack(true) {
+            debug!(error = %e, "NETLINK_CAP_ACK not available");
+        }
+        socket.set_non_blocking(true)?;
+        let receive_buffer = socket.get_rx_buf_sz()?;
+        let batch_len = (receive_buffer / 2 / ANSWER_TRUESIZE).clamp(1, BATCH_LEN);
+        Ok(Writer {
+            socket,
+            sequence: 1,
+            batch_len,
+            out: Vec::with_capacity(64 * 1024),
+            answers: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Sends `messages` in batches and returns one result per message.
+    fn write_all(&mut self, family_id: u16, messages: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for batch in messages.chunks(self.batch_len) {
+            results.extend(self.write_batch(family_id, batch));
+        }
+        results
+    }
+
+    fn write_batch(&mut self, family_id: u16, batch: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let first = self.sequence;
+        self.sequence = self.sequence.wrapping_add(batch.len() as u32);
+        self.out.clear();
+        for (i, message) in batch.iter().enumerate() {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST;
+            if i + 1 == batch.len() {
+                header.flags |= NLM_F_ACK;
+            }
+            header.sequence_number = first.wrapping_add(i as u32);
+            let mut genl = GenlMessage::from_payload(message.clone());
+            genl.set_resolved_family_id(family_id);
+            let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+            nl.finalize();
+            let start = self.out.len();
+            self.out.resize(start + nl.buffer_len(), 0);
+            nl.serialize(&mut self.out[start..]);
+        }
+        let mut results: Vec<Option<Result<(), Error>>> = (0..batch.len()).map(|_| None).collect();
+        let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {
+            batch.iter().map(|m| Err(no_answer(m.cmd, &why))).collect()
+        };
+        match self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0) {
+            Ok(n) if n == self.out.len() => {}
+            Ok(n) => return lost(batch, format!("sent {n} of {} bytes", self.out.len())),
+            Err(e) => return lost(batch, format!("send failed: {e}")),
+        }
+        // The kernel handled the whole datagram inside send_to: its answers are queued.
+        let mut acked = false;
+        while !acked {
+            self.answers.clear();
+            match self.socket.recv(&mut self.answers, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!(error = %e, "reading IPVS answers failed");
+                    break;
+                }
+            }
+            let mut offset = 0;
+            while offset < self.answers.len() {
+                let Ok(buf) = NetlinkBuffer::new_checked(&self.answers[offset..]) else {
+                    break;
+                };
+                let len = buf.length() as usize;
+                let seq = buf.sequence_number();
+                let index = seq.wrapping_sub(first) as usize;
+                if let Ok(msg) =
+                    NetlinkMessage::<RawGenlFrame>::deserialize(&self.answers[offset..offset + len])
+                {
+                    if let (NetlinkPayload::Error(e), Some(slot)) =
+                        (&msg.payload, results.get_mut(index))
+                    {
+                        *slot = Some(match e.code {
+                            None => Ok(()),
+                            Some(code) => Err(kernel_error(batch[index].cmd, code.get())),
+                        });
+                        if index + 1 == batch.len() {
+                            acked = true;
+                        }
+                    }
+                }
+                offset += len.max(16).div_ceil(4) * 4;
+            }
+        }
+        if !acked {
+            // Some answer was lost: what failed cannot be told from what succeeded.
+            return results
+                .into_iter()
+                .zip(batch)
+                .map(|(r, m)| r.unwrap_or_else(|| Err(no_answer(m.cmd, "answer lost"))))
+                .collect();
+        }
+        results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+    }
 }
 
 /// A connection to the kernel's IPVS family. Cloning shares the connection; every method takes
@@ -163,7 +291,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("family_id", &self.inner.family_id)
-            .field("batches_in_flight", &self.inner.batches_in_flight)
             .finish()
     }
 }
@@ -191,20 +318,15 @@ impl Client {
         if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
             warn!(error = %e, "could not enlarge the netlink receive buffer");
         }
-        let receive_buffer = socket.get_rx_buf_sz().unwrap_or(212_992);
-        // Half the buffer for acks in flight, the rest for dumps and slack.
-        let batches_in_flight = (receive_buffer / 2 / ACK_TRUESIZE / BATCH_LEN).clamp(1, 64);
         tokio::spawn(connection);
         let family_id = resolve_family(&handle).await?;
-        debug!(
-            family_id,
-            receive_buffer, batches_in_flight, "connected to IPVS"
-        );
+        let writer = Writer::open()?;
+        debug!(family_id, batch_len = writer.batch_len, "connected to IPVS");
         Ok(Client {
             inner: Arc::new(Inner {
                 handle,
                 family_id,
-                batches_in_flight,
+                writer: Mutex::new(writer),
             }),
         })
     }
@@ -272,68 +394,31 @@ impl Client {
         Ok(Answer { replies })
     }
 
-    /// Sends requests in datagrams of [`BATCH_LEN`], several datagrams in flight, and returns
-    /// one result per request, in the order given. A failed request does not stop the others:
-    /// the kernel handles every message of a datagram on its own.
+    /// Sends requests in datagrams of up to [`BATCH_LEN`] and returns one result per request, in
+    /// the order given. A failed request does not stop the others: the kernel handles every
+    /// message of a datagram on its own. Calls from several tasks are serialised.
     pub async fn execute(
         &self,
         requests: impl IntoIterator<Item = Request>,
     ) -> Vec<Result<(), Error>> {
         let messages: Vec<IpvsMessage> = requests.into_iter().map(|r| r.to_message()).collect();
-        let batches: Vec<Vec<IpvsMessage>> =
-            messages.chunks(BATCH_LEN).map(|c| c.to_vec()).collect();
-        stream::iter(batches)
-            .map(|batch| self.send_batch(batch))
-            .buffered(self.inner.batches_in_flight)
-            .flat_map(stream::iter)
-            .collect()
-            .await
-    }
-
-    async fn send_batch(&self, batch: Vec<IpvsMessage>) -> Vec<Result<(), Error>> {
-        let cmds: Vec<IpvsCmd> = batch.iter().map(|m| m.cmd).collect();
-        let frames: Vec<_> = batch
-            .into_iter()
-            .map(|m| self.frame(m, NLM_F_REQUEST | NLM_F_ACK))
-            .collect();
-        let mut results: Vec<Result<(), Error>> = Vec::with_capacity(cmds.len());
-        let mut stream = match self
-            .inner
-            .handle
-            .request_batch(frames, SocketAddr::new(0, 0))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                return cmds
-                    .iter()
-                    .map(|cmd| Err(closed(*cmd, e.to_string())))
-                    .collect()
-            }
-        };
-        let gather = async {
-            while let Some(reply) = stream.next().await {
-                if let NetlinkPayload::Error(e) = reply.payload {
-                    let Some(cmd) = cmds.get(results.len()) else {
-                        warn!("more acks than requests in a batch");
-                        break;
-                    };
-                    results.push(match e.code {
-                        None => Ok(()),
-                        Some(code) => Err(kernel_error(*cmd, code.get())),
-                    });
-                }
-            }
-        };
-        let timed_out = tokio::time::timeout(ANSWER_TIMEOUT, gather).await.is_err();
-        let why = if timed_out {
-            "timed out"
-        } else {
-            "connection closed"
-        };
-        while results.len() < cmds.len() {
-            results.push(Err(no_answer(cmds[results.len()], why)));
+        if messages.is_empty() {
+            return Vec::new();
         }
-        results
+        let inner = Arc::clone(&self.inner);
+        let cmds: Vec<IpvsCmd> = messages.iter().map(|m| m.cmd).collect();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.write_all(inner.family_id, &messages)
+        })
+        .await;
+        match written {
+            Ok(results) => results,
+            Err(e) => cmds
+                .into_iter()
+                .map(|cmd| Err(no_answer(cmd, &format!("writer task failed: {e}"))))
+                .collect(),
+        }
     }
 
     async fn write(&self, request: Request) -> Result<(), Error> {

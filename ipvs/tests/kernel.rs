@@ -402,6 +402,7 @@ fn execute_pipelines_and_reports_per_request() {
             500,
             Request::AddService(Service::new(tcp("10.97.0.0", 80), "rr")),
         );
+        let requests_again = requests.clone();
         let results = client.execute(requests).await;
         assert_eq!(results.len(), 1201);
         for (i, r) in results.iter().enumerate() {
@@ -417,6 +418,16 @@ fn execute_pipelines_and_reports_per_request() {
         let rules = saved_rules();
         assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 300);
         assert_eq!(rules.iter().filter(|l| l.starts_with("-a ")).count(), 900);
+
+        // Everything again: every request fails, and each failure is reported as its own.
+        let again = client.execute(requests_again).await;
+        assert_eq!(again.len(), 1201);
+        for (i, r) in again.iter().enumerate() {
+            assert!(
+                matches!(r, Err(Error::AlreadyExists { .. })),
+                "request {i} again: {r:?}"
+            );
+        }
 
         let deletes = (0..300u32)
             .map(|i| Request::DeleteService(tcp(&format!("10.97.{}.{}", i / 256, i % 256), 80)));
