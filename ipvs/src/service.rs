@@ -131,6 +131,71 @@ impl ServiceFlags {
     }
 }
 
+/// A scheduler flag list that could not be read: names the flag and the whole list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scheduler flag {flag:?} in {input:?}: expected a comma list of sh-fallback, \
+     sh-port, mh-fallback, mh-port, flag-1, flag-2, flag-3"
+)]
+pub struct ParseFlagsError {
+    /// The list as given.
+    pub input: String,
+    /// The name that is not a scheduler flag.
+    pub flag: String,
+}
+
+impl ServiceFlags {
+    /// The scheduler flag bits (`IP_VS_SVC_F_SCHED1..3`).
+    pub const SCHED_MASK: ServiceFlags = ServiceFlags(0x0038);
+
+    /// Reads a comma list of scheduler flags under ipvsadm's names (its `-b` option):
+    /// `sh-fallback`/`mh-fallback`/`flag-1`, `sh-port`/`mh-port`/`flag-2`, `flag-3`. The names
+    /// are aliases of the same three bits, so the scheduler is not checked here. An empty list
+    /// is no flag.
+    pub fn parse_sched_flags(s: &str) -> Result<ServiceFlags, ParseFlagsError> {
+        let mut flags = ServiceFlags::empty();
+        if s.trim().is_empty() {
+            return Ok(flags);
+        }
+        for name in s.split(',') {
+            let bit = match name.trim() {
+                "sh-fallback" | "mh-fallback" | "flag-1" => ServiceFlags::SCHED1,
+                "sh-port" | "mh-port" | "flag-2" => ServiceFlags::SCHED2,
+                "flag-3" => ServiceFlags::SCHED3,
+                other => {
+                    return Err(ParseFlagsError {
+                        input: s.to_string(),
+                        flag: other.to_string(),
+                    })
+                }
+            };
+            flags = flags | bit;
+        }
+        Ok(flags)
+    }
+
+    /// The names of the scheduler flags set, as ipvsadm prints them for `scheduler`:
+    /// `sh-fallback`, `sh-port` for `sh`; `mh-fallback`, `mh-port` for `mh`; `flag-1`..`flag-3`
+    /// for any other. Like ipvsadm, `sh` and `mh` have no name for the third flag.
+    pub fn sched_flag_names(self, scheduler: &str) -> Vec<&'static str> {
+        let names: [Option<&'static str>; 3] = match scheduler {
+            "sh" => [Some("sh-fallback"), Some("sh-port"), None],
+            "mh" => [Some("mh-fallback"), Some("mh-port"), None],
+            _ => [Some("flag-1"), Some("flag-2"), Some("flag-3")],
+        };
+        [
+            ServiceFlags::SCHED1,
+            ServiceFlags::SCHED2,
+            ServiceFlags::SCHED3,
+        ]
+        .iter()
+        .zip(names)
+        .filter(|(bit, _)| self.contains(**bit))
+        .filter_map(|(_, name)| name)
+        .collect()
+    }
+}
+
 impl std::ops::BitOr for ServiceFlags {
     type Output = ServiceFlags;
     fn bitor(self, rhs: ServiceFlags) -> ServiceFlags {
@@ -175,5 +240,40 @@ impl Service {
             persistence_engine: None,
             stats: Stats::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sched_flags_parse_under_every_alias() {
+        assert_eq!(
+            ServiceFlags::parse_sched_flags("sh-fallback,sh-port"),
+            Ok(ServiceFlags::SCHED1 | ServiceFlags::SCHED2)
+        );
+        assert_eq!(
+            ServiceFlags::parse_sched_flags("mh-port"),
+            Ok(ServiceFlags::SCHED2)
+        );
+        assert_eq!(
+            ServiceFlags::parse_sched_flags("flag-1, flag-3"),
+            Ok(ServiceFlags(0x28))
+        );
+        assert_eq!(ServiceFlags::parse_sched_flags(""), Ok(ServiceFlags(0)));
+        let err = ServiceFlags::parse_sched_flags("sh-port,bogus").unwrap_err();
+        assert_eq!(err.flag, "bogus");
+        assert!(err.to_string().contains("\"bogus\""), "{err}");
+    }
+
+    #[test]
+    fn sched_flags_are_named_per_scheduler() {
+        let all = ServiceFlags(0x38) | ServiceFlags::PERSISTENT;
+        assert_eq!(all.sched_flag_names("sh"), ["sh-fallback", "sh-port"]);
+        assert_eq!(all.sched_flag_names("mh"), ["mh-fallback", "mh-port"]);
+        assert_eq!(all.sched_flag_names("rr"), ["flag-1", "flag-2", "flag-3"]);
+        assert_eq!(ServiceFlags::SCHED2.sched_flag_names("mh"), ["mh-port"]);
+        assert!(ServiceFlags::PERSISTENT.sched_flag_names("rr").is_empty());
     }
 }

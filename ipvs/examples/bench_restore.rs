@@ -1,0 +1,154 @@
+//! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's pipelined
+//! [`ipvs::Client::execute`] — and prints both times and their ratio.
+//!
+//! Run it as root on a kernel with IPVS (the test bed: `testbed/vm -- /testbed/bin/bench_restore`).
+//! `IPVSADM` names the ipvsadm binary (default `ipvsadm`); `BENCH_SERVICES` and
+//! `BENCH_DESTINATIONS` size the table (default 2000 × 10).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ipvs::{Client, Destination, Protocol, Request, Service, ServiceKey};
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a count")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Service `i` listens on 10.(i / 65536 + 100).(i / 256 % 256).(i % 256):80, so the table can
+/// grow past 65,536 services without clashing.
+fn service_addr(i: usize) -> Ipv4Addr {
+    let n = i as u32;
+    Ipv4Addr::new(
+        10,
+        (100 + n / 65536) as u8,
+        (n / 256 % 256) as u8,
+        (n % 256) as u8,
+    )
+}
+
+fn service_key(i: usize) -> ServiceKey {
+    ServiceKey::Addr {
+        address: IpAddr::V4(service_addr(i)),
+        protocol: Protocol::Tcp,
+        port: 80,
+    }
+}
+
+fn destination_addr(j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(172, 16, (j / 256) as u8, (j % 256) as u8)
+}
+
+fn restore_script(services: usize, dests: usize) -> String {
+    let mut s = String::new();
+    for i in 0..services {
+        let a = service_addr(i);
+        s.push_str(&format!("-A -t {a}:80 -s rr\n"));
+        for j in 0..dests {
+            let d = destination_addr(j);
+            s.push_str(&format!("-a -t {a}:80 -r {d}:8080 -m -w 1\n"));
+        }
+    }
+    s
+}
+
+async fn count(client: &Client) -> Result<(usize, usize)> {
+    let services = client.services().await?;
+    let mut dests = 0;
+    for s in &services {
+        dests += client.destinations(&s.key).await?.len();
+    }
+    Ok((services.len(), dests))
+}
+
+fn ipvsadm_restore(ipvsadm: &str, script: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let mut child = Command::new(ipvsadm)
+        .arg("-R")
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {ipvsadm} -R"))?;
+    child
+        .stdin
+        .take()
+        .context("ipvsadm stdin")?
+        .write_all(script.as_bytes())?;
+    let status = child.wait()?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        bail!("{ipvsadm} -R failed: {status}");
+    }
+    Ok(elapsed)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let services = env_usize("BENCH_SERVICES", 2000)?;
+    let dests = env_usize("BENCH_DESTINATIONS", 10)?;
+    let ipvsadm = std::env::var("IPVSADM").unwrap_or_else(|_| "ipvsadm".to_string());
+    let client = Client::connect().await?;
+    client.flush().await?;
+
+    let script = restore_script(services, dests);
+    let ipvsadm_time = ipvsadm_restore(&ipvsadm, &script)?;
+    let written = count(&client).await?;
+    ensure!(
+        written == (services, services * dests),
+        "ipvsadm -R wrote {written:?}, expected ({services}, {})",
+        services * dests
+    );
+    client.flush().await?;
+    ensure!(count(&client).await? == (0, 0), "flush left rules behind");
+
+    let mut requests = Vec::with_capacity(services * (dests + 1));
+    for i in 0..services {
+        let key = service_key(i);
+        requests.push(Request::AddService(Service::new(key, "rr")));
+        for j in 0..dests {
+            requests.push(Request::AddDestination(
+                key,
+                Destination::new(IpAddr::V4(destination_addr(j)), 8080),
+            ));
+        }
+    }
+    let total = requests.len();
+    let start = Instant::now();
+    let results = client.execute(requests).await;
+    let client_time = start.elapsed();
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    ensure!(
+        failed.is_empty(),
+        "{} of {total} requests failed, first: {}",
+        failed.len(),
+        failed[0]
+    );
+    let written = count(&client).await?;
+    ensure!(
+        written == (services, services * dests),
+        "client wrote {written:?}, expected ({services}, {})",
+        services * dests
+    );
+    client.flush().await?;
+
+    println!("table: {services} services x {dests} destinations ({total} rules)");
+    println!(
+        "ipvsadm -R:            {:>10.3} s",
+        ipvsadm_time.as_secs_f64()
+    );
+    println!(
+        "Client::execute:       {:>10.3} s",
+        client_time.as_secs_f64()
+    );
+    println!(
+        "ratio (ipvsadm/client): {:>9.1}x",
+        ipvsadm_time.as_secs_f64() / client_time.as_secs_f64()
+    );
+    Ok(())
+}

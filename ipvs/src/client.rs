@@ -1,0 +1,680 @@
+//! The async client: reads through an async netlink connection, writes in bulk.
+//!
+//! Every write is a request the kernel answers. Waiting for each answer before sending the next
+//! request costs a round trip per rule (what `ipvsadm -R` does, opening a socket and resolving the
+//! family per rule on top). [`Client::execute`] instead packs up to [`BATCH_LEN`] requests into
+//! one datagram. The kernel handles a datagram sent to a generic-netlink family inside the
+//! `sendmsg` call itself, message after message, and queues an error message for each one that
+//! fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`): when that ack has
+//! been read, every answer of the batch has been; a request without an error answer succeeded.
+//! Errors carry the sequence number of their request, which maps them back. The batch is also the
+//! window: the answers it can queue must fit the socket's receive buffer (the kernel drops what
+//! does not fit), so the batch size comes from the buffer size actually granted.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::StreamExt;
+use netlink_packet_core::ParseableParametrized;
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::GenlMessage;
+use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
+use netlink_proto::ConnectionHandle;
+use netlink_sys::Socket;
+use tracing::{debug, warn};
+
+use crate::message::convert::{
+    daemon_attrs, daemon_from_attrs, daemon_state_attrs, dest_attrs, dest_from_attrs,
+    dest_key_attrs, info_from_attrs, service_attrs, service_from_attrs, service_key_attrs,
+    timeouts_attrs, timeouts_from_attrs,
+};
+use crate::message::{CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME};
+use crate::{DaemonState, Destination, Error, Info, Service, ServiceKey, SyncDaemon, Timeouts};
+
+/// `GENL_ID_CTRL`: the fixed id of the generic-netlink controller family.
+const GENL_ID_CTRL: u16 = 16;
+
+/// Receive buffer asked for. The kernel caps it at `net.core.rmem_max` (and doubles it).
+const RECEIVE_BUFFER: i32 = 8 * 1024 * 1024;
+
+/// Bytes of receive buffer one queued error answer takes in the kernel's accounting
+/// (`skb->truesize` of a small message is under 1 KiB on 64-bit kernels; this leaves room).
+const ANSWER_TRUESIZE: usize = 1280;
+
+/// Most requests packed into one datagram by [`Client::execute`]; fewer when the receive buffer
+/// could not hold an error answer for each.
+pub const BATCH_LEN: usize = 256;
+
+/// How long a request may wait for its answer before it is failed rather than left hanging (an
+/// answer dropped by the kernel for lack of buffer space never comes).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A write the kernel acks, for [`Client::execute`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Add a service (`IPVS_CMD_NEW_SERVICE`).
+    AddService(Service),
+    /// Change a service's settings (`IPVS_CMD_SET_SERVICE`).
+    UpdateService(Service),
+    /// Delete a service and its destinations (`IPVS_CMD_DEL_SERVICE`).
+    DeleteService(ServiceKey),
+    /// Add a destination to a service (`IPVS_CMD_NEW_DEST`).
+    AddDestination(ServiceKey, Destination),
+    /// Change a destination's settings (`IPVS_CMD_SET_DEST`).
+    UpdateDestination(ServiceKey, Destination),
+    /// Delete a destination (`IPVS_CMD_DEL_DEST`).
+    DeleteDestination(ServiceKey, Destination),
+    /// Zero the counters of one service, or of all (`IPVS_CMD_ZERO`).
+    Zero(Option<ServiceKey>),
+    /// Delete every service (`IPVS_CMD_FLUSH`).
+    Flush,
+    /// Set connection timeouts (`IPVS_CMD_SET_CONFIG`).
+    SetTimeouts(Timeouts),
+    /// Start a sync daemon (`IPVS_CMD_NEW_DAEMON`).
+    AddDaemon(SyncDaemon),
+    /// Stop a sync daemon (`IPVS_CMD_DEL_DAEMON`).
+    DeleteDaemon(DaemonState),
+}
+
+impl Request {
+    /// The message that carries the request.
+    pub fn to_message(&self) -> IpvsMessage {
+        let svc = |key: &ServiceKey| CmdAttr::Service(service_key_attrs(key));
+        match self {
+            Request::AddService(s) => IpvsMessage::new(
+                IpvsCmd::NewService,
+                vec![CmdAttr::Service(service_attrs(s))],
+            ),
+            Request::UpdateService(s) => IpvsMessage::new(
+                IpvsCmd::SetService,
+                vec![CmdAttr::Service(service_attrs(s))],
+            ),
+            Request::DeleteService(k) => IpvsMessage::new(IpvsCmd::DelService, vec![svc(k)]),
+            Request::AddDestination(k, d) => {
+                IpvsMessage::new(IpvsCmd::NewDest, vec![svc(k), CmdAttr::Dest(dest_attrs(d))])
+            }
+            Request::UpdateDestination(k, d) => {
+                IpvsMessage::new(IpvsCmd::SetDest, vec![svc(k), CmdAttr::Dest(dest_attrs(d))])
+            }
+            Request::DeleteDestination(k, d) => IpvsMessage::new(
+                IpvsCmd::DelDest,
+                vec![svc(k), CmdAttr::Dest(dest_key_attrs(d))],
+            ),
+            Request::Zero(k) => IpvsMessage::new(IpvsCmd::Zero, k.iter().map(svc).collect()),
+            Request::Flush => IpvsMessage::new(IpvsCmd::Flush, vec![]),
+            Request::SetTimeouts(t) => IpvsMessage::new(IpvsCmd::SetConfig, timeouts_attrs(t)),
+            Request::AddDaemon(d) => {
+                IpvsMessage::new(IpvsCmd::NewDaemon, vec![CmdAttr::Daemon(daemon_attrs(d))])
+            }
+            Request::DeleteDaemon(s) => IpvsMessage::new(
+                IpvsCmd::DelDaemon,
+                vec![CmdAttr::Daemon(daemon_state_attrs(*s))],
+            ),
+        }
+    }
+}
+
+/// Maps a kernel errno answering `cmd` to an [`Error`]. `code` is the negative errno of the
+/// netlink error message.
+pub fn kernel_error(cmd: IpvsCmd, code: i32) -> Error {
+    let command = cmd.name();
+    let errno = code.checked_abs().unwrap_or(i32::MAX);
+    match errno {
+        libc_errno::EPERM => Error::NotPermitted { command },
+        libc_errno::EEXIST => Error::AlreadyExists { command },
+        // Creating or editing a service answers ENOENT when its scheduler or persistence
+        // engine is not found: the request is wrong, not the service missing.
+        libc_errno::ENOENT if matches!(cmd, IpvsCmd::NewService | IpvsCmd::SetService) => {
+            Error::InvalidArgument { command }
+        }
+        libc_errno::ESRCH | libc_errno::ENOENT => Error::NotFound { command },
+        libc_errno::EINVAL => Error::InvalidArgument { command },
+        _ => Error::Kernel {
+            command,
+            source: io::Error::from_raw_os_error(errno),
+        },
+    }
+}
+
+/// The errno values the client names (Linux numbering, the same on every architecture).
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+    pub const EEXIST: i32 = 17;
+    pub const EINVAL: i32 = 22;
+}
+
+struct Inner {
+    /// Reads (gets and dumps) and family resolution.
+    handle: ConnectionHandle<RawGenlFrame>,
+    family_id: u16,
+    /// Writes: a blocking socket used from the blocking thread pool, one batch at a time.
+    writer: Mutex<Writer>,
+}
+
+/// The socket of [`Client::execute`] and what it needs between batches.
+struct Writer {
+    socket: Socket,
+    /// Sequence number of the next request.
+    sequence: u32,
+    /// Requests per datagram.
+    batch_len: usize,
+    /// Reused send and receive buffers.
+    out: Vec<u8>,
+    answers: Vec<u8>,
+}
+
+impl Writer {
+    fn open() -> Result<Writer, Error> {
+        let socket = Socket::new(NETLINK_GENERIC)?;
+        if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
+            warn!(error = %e, "could not enlarge the netlink receive buffer");
+        }
+        // Error answers then echo only the failed request's header, not the whole request.
+        if let Err(e) = socket.set_cap_ack(true) {
+            debug!(error = %e, "NETLINK_CAP_ACK not available");
+        }
+        socket.set_non_blocking(true)?;
+        let receive_buffer = socket.get_rx_buf_sz()?;
+        let batch_len = (receive_buffer / 2 / ANSWER_TRUESIZE).clamp(1, BATCH_LEN);
+        Ok(Writer {
+            socket,
+            sequence: 1,
+            batch_len,
+            out: Vec::with_capacity(64 * 1024),
+            answers: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Sends `messages` in batches and returns one result per message.
+    fn write_all(&mut self, family_id: u16, messages: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for batch in messages.chunks(self.batch_len) {
+            results.extend(self.write_batch(family_id, batch));
+        }
+        results
+    }
+
+    fn write_batch(&mut self, family_id: u16, batch: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let first = self.sequence;
+        self.sequence = self.sequence.wrapping_add(batch.len() as u32);
+        self.out.clear();
+        for (i, message) in batch.iter().enumerate() {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST;
+            if i + 1 == batch.len() {
+                header.flags |= NLM_F_ACK;
+            }
+            header.sequence_number = first.wrapping_add(i as u32);
+            let mut genl = GenlMessage::from_payload(message.clone());
+            genl.set_resolved_family_id(family_id);
+            let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+            nl.finalize();
+            let start = self.out.len();
+            self.out.resize(start + nl.buffer_len(), 0);
+            nl.serialize(&mut self.out[start..]);
+        }
+        let mut results: Vec<Option<Result<(), Error>>> = (0..batch.len()).map(|_| None).collect();
+        let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {
+            batch.iter().map(|m| Err(no_answer(m.cmd, &why))).collect()
+        };
+        match self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0) {
+            Ok(n) if n == self.out.len() => {}
+            Ok(n) => return lost(batch, format!("sent {n} of {} bytes", self.out.len())),
+            Err(e) => return lost(batch, format!("send failed: {e}")),
+        }
+        // The kernel handled the whole datagram inside send_to: its answers are queued.
+        let mut acked = false;
+        while !acked {
+            self.answers.clear();
+            match self.socket.recv(&mut self.answers, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!(error = %e, "reading IPVS answers failed");
+                    break;
+                }
+            }
+            let mut offset = 0;
+            while offset < self.answers.len() {
+                let Ok(buf) = NetlinkBuffer::new_checked(&self.answers[offset..]) else {
+                    break;
+                };
+                let len = buf.length() as usize;
+                let seq = buf.sequence_number();
+                let index = seq.wrapping_sub(first) as usize;
+                if let Ok(msg) =
+                    NetlinkMessage::<RawGenlFrame>::deserialize(&self.answers[offset..offset + len])
+                {
+                    if let (NetlinkPayload::Error(e), Some(slot)) =
+                        (&msg.payload, results.get_mut(index))
+                    {
+                        *slot = Some(match e.code {
+                            None => Ok(()),
+                            Some(code) => Err(kernel_error(batch[index].cmd, code.get())),
+                        });
+                        if index + 1 == batch.len() {
+                            acked = true;
+                        }
+                    }
+                }
+                offset += len.max(16).div_ceil(4) * 4;
+            }
+        }
+        if !acked {
+            // Some answer was lost: what failed cannot be told from what succeeded.
+            return results
+                .into_iter()
+                .zip(batch)
+                .map(|(r, m)| r.unwrap_or_else(|| Err(no_answer(m.cmd, "answer lost"))))
+                .collect();
+        }
+        results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+    }
+}
+
+/// A connection to the kernel's IPVS family. Cloning shares the connection; every method takes
+/// `&self` and may be called from many tasks at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("family_id", &self.inner.family_id)
+            .finish()
+    }
+}
+
+/// What one request got back.
+struct Answer {
+    /// Decoded replies (for gets and dumps).
+    replies: Vec<IpvsMessage>,
+}
+
+impl Client {
+    /// Opens a generic-netlink socket, spawns its connection task on the current tokio runtime
+    /// and resolves the IPVS family.
+    ///
+    /// Fails with [`Error::IpvsUnavailable`] when the kernel has no IPVS family (module not
+    /// loaded, or IPVS not built).
+    pub async fn connect() -> Result<Client, Error> {
+        let (mut connection, handle, _unsolicited) =
+            netlink_proto::new_connection::<RawGenlFrame>(NETLINK_GENERIC)?;
+        // Acks and ends of dumps are how a request's result is known: have them forwarded
+        // rather than swallowed, so a stream that ends without one means a lost answer.
+        connection.set_forward_ack(true);
+        connection.set_forward_done(true);
+        let socket = connection.socket_mut().socket_mut();
+        if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
+            warn!(error = %e, "could not enlarge the netlink receive buffer");
+        }
+        tokio::spawn(connection);
+        let family_id = resolve_family(&handle).await?;
+        let writer = Writer::open()?;
+        debug!(family_id, batch_len = writer.batch_len, "connected to IPVS");
+        Ok(Client {
+            inner: Arc::new(Inner {
+                handle,
+                family_id,
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    /// The generic-netlink id the kernel gave the IPVS family.
+    pub fn family_id(&self) -> u16 {
+        self.inner.family_id
+    }
+
+    fn frame(&self, message: IpvsMessage, flags: u16) -> NetlinkMessage<RawGenlFrame> {
+        let genl = GenlMessage::from_payload(message);
+        let frame = RawGenlFrame::from_genl(self.inner.family_id, &genl);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(frame));
+        msg.finalize();
+        msg
+    }
+
+    /// Sends one request and gathers its replies until the ack or the end of the dump.
+    async fn request(&self, message: IpvsMessage, dump: bool) -> Result<Answer, Error> {
+        let cmd = message.cmd;
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let msg = self.frame(message, flags);
+        let mut stream = self
+            .inner
+            .handle
+            .request(msg, SocketAddr::new(0, 0))
+            .map_err(|e| closed(cmd, e))?;
+        let mut replies = Vec::new();
+        let mut failure = None;
+        let mut finished = false;
+        let gather = async {
+            while let Some(reply) = stream.next().await {
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(frame) => match frame.to_ipvs() {
+                        Ok(genl) => replies.push(genl.payload),
+                        Err(e) => {
+                            failure.get_or_insert(Error::Decode {
+                                command: cmd.name(),
+                                reason: e.to_string(),
+                            });
+                        }
+                    },
+                    NetlinkPayload::Error(e) => {
+                        if let Some(code) = e.code {
+                            failure.get_or_insert(kernel_error(cmd, code.get()));
+                        }
+                        finished = true;
+                    }
+                    NetlinkPayload::Done(_) => finished = true,
+                    _ => {}
+                }
+            }
+        };
+        if tokio::time::timeout(ANSWER_TIMEOUT, gather).await.is_err() {
+            return Err(no_answer(cmd, "timed out"));
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !finished {
+            return Err(no_answer(cmd, "connection closed"));
+        }
+        Ok(Answer { replies })
+    }
+
+    /// Sends requests in datagrams of up to [`BATCH_LEN`] and returns one result per request, in
+    /// the order given. A failed request does not stop the others: the kernel handles every
+    /// message of a datagram on its own. Calls from several tasks are serialised.
+    pub async fn execute(
+        &self,
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Vec<Result<(), Error>> {
+        let messages: Vec<IpvsMessage> = requests.into_iter().map(|r| r.to_message()).collect();
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let inner = Arc::clone(&self.inner);
+        let cmds: Vec<IpvsCmd> = messages.iter().map(|m| m.cmd).collect();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.write_all(inner.family_id, &messages)
+        })
+        .await;
+        match written {
+            Ok(results) => results,
+            Err(e) => cmds
+                .into_iter()
+                .map(|cmd| Err(no_answer(cmd, &format!("writer task failed: {e}"))))
+                .collect(),
+        }
+    }
+
+    async fn write(&self, request: Request) -> Result<(), Error> {
+        self.execute([request])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(no_answer(IpvsCmd::Other(0), "no result")))
+    }
+
+    /// Every service (one dump).
+    pub async fn services(&self) -> Result<Vec<Service>, Error> {
+        let answer = self
+            .request(IpvsMessage::new(IpvsCmd::GetService, vec![]), true)
+            .await?;
+        answer
+            .replies
+            .iter()
+            .map(|m| service_of(IpvsCmd::GetService, m))
+            .collect()
+    }
+
+    /// One service. [`Error::NotFound`] when it does not exist.
+    pub async fn service(&self, key: &ServiceKey) -> Result<Service, Error> {
+        let answer = self
+            .request(
+                IpvsMessage::new(
+                    IpvsCmd::GetService,
+                    vec![CmdAttr::Service(service_key_attrs(key))],
+                ),
+                false,
+            )
+            .await?;
+        let reply = answer.replies.first().ok_or(Error::NotFound {
+            command: IpvsCmd::GetService.name(),
+        })?;
+        service_of(IpvsCmd::GetService, reply)
+    }
+
+    /// Adds a service. [`Error::AlreadyExists`] when its key is taken.
+    pub async fn add_service(&self, service: &Service) -> Result<(), Error> {
+        self.write(Request::AddService(service.clone())).await
+    }
+
+    /// Changes a service's scheduler, flags, timeout, netmask and PE.
+    pub async fn update_service(&self, service: &Service) -> Result<(), Error> {
+        self.write(Request::UpdateService(service.clone())).await
+    }
+
+    /// Deletes a service and its destinations.
+    pub async fn delete_service(&self, key: &ServiceKey) -> Result<(), Error> {
+        self.write(Request::DeleteService(*key)).await
+    }
+
+    /// The destinations of a service (one dump).
+    pub async fn destinations(&self, key: &ServiceKey) -> Result<Vec<Destination>, Error> {
+        let cmd = IpvsCmd::GetDest;
+        let answer = self
+            .request(
+                IpvsMessage::new(cmd, vec![CmdAttr::Service(service_key_attrs(key))]),
+                true,
+            )
+            .await?;
+        let family = key.family();
+        let mut out = Vec::with_capacity(answer.replies.len());
+        for m in &answer.replies {
+            for a in &m.attrs {
+                if let CmdAttr::Dest(attrs) = a {
+                    out.push(dest_from_attrs(attrs, family).map_err(|e| decode(cmd, e))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a destination to a service.
+    pub async fn add_destination(&self, key: &ServiceKey, dest: &Destination) -> Result<(), Error> {
+        self.write(Request::AddDestination(*key, dest.clone()))
+            .await
+    }
+
+    /// Changes a destination's forwarding, weight, thresholds and tunnel settings.
+    pub async fn update_destination(
+        &self,
+        key: &ServiceKey,
+        dest: &Destination,
+    ) -> Result<(), Error> {
+        self.write(Request::UpdateDestination(*key, dest.clone()))
+            .await
+    }
+
+    /// Deletes a destination (by address and port).
+    pub async fn delete_destination(
+        &self,
+        key: &ServiceKey,
+        dest: &Destination,
+    ) -> Result<(), Error> {
+        self.write(Request::DeleteDestination(*key, dest.clone()))
+            .await
+    }
+
+    /// The IPVS version and connection table size.
+    pub async fn info(&self) -> Result<Info, Error> {
+        let cmd = IpvsCmd::GetInfo;
+        let answer = self.request(IpvsMessage::new(cmd, vec![]), false).await?;
+        let reply = answer
+            .replies
+            .first()
+            .ok_or_else(|| no_answer(cmd, "no reply"))?;
+        info_from_attrs(&reply.attrs).map_err(|e| decode(cmd, e))
+    }
+
+    /// The connection timeouts.
+    pub async fn timeouts(&self) -> Result<Timeouts, Error> {
+        let cmd = IpvsCmd::GetConfig;
+        let answer = self.request(IpvsMessage::new(cmd, vec![]), false).await?;
+        let reply = answer
+            .replies
+            .first()
+            .ok_or_else(|| no_answer(cmd, "no reply"))?;
+        Ok(timeouts_from_attrs(&reply.attrs))
+    }
+
+    /// Sets the connection timeouts given; `None` or 0 leaves one as it is.
+    pub async fn set_timeouts(&self, timeouts: &Timeouts) -> Result<(), Error> {
+        self.write(Request::SetTimeouts(*timeouts)).await
+    }
+
+    /// Deletes every service.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.write(Request::Flush).await
+    }
+
+    /// Zeroes the counters of one service, or of all with `None`.
+    pub async fn zero(&self, key: Option<&ServiceKey>) -> Result<(), Error> {
+        self.write(Request::Zero(key.copied())).await
+    }
+
+    /// The running sync daemons.
+    pub async fn daemons(&self) -> Result<Vec<SyncDaemon>, Error> {
+        let cmd = IpvsCmd::GetDaemon;
+        let answer = self.request(IpvsMessage::new(cmd, vec![]), true).await?;
+        let mut out = Vec::new();
+        for m in &answer.replies {
+            for a in &m.attrs {
+                if let CmdAttr::Daemon(attrs) = a {
+                    out.push(daemon_from_attrs(attrs).map_err(|e| decode(cmd, e))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a sync daemon.
+    pub async fn add_daemon(&self, daemon: &SyncDaemon) -> Result<(), Error> {
+        self.write(Request::AddDaemon(daemon.clone())).await
+    }
+
+    /// Stops the sync daemon of a role.
+    pub async fn delete_daemon(&self, state: DaemonState) -> Result<(), Error> {
+        self.write(Request::DeleteDaemon(state)).await
+    }
+}
+
+fn service_of(cmd: IpvsCmd, m: &IpvsMessage) -> Result<Service, Error> {
+    for a in &m.attrs {
+        if let CmdAttr::Service(attrs) = a {
+            return service_from_attrs(attrs).map_err(|e| decode(cmd, e));
+        }
+    }
+    Err(Error::Decode {
+        command: cmd.name(),
+        reason: "reply without IPVS_CMD_ATTR_SERVICE".to_string(),
+    })
+}
+
+fn decode(cmd: IpvsCmd, e: netlink_packet_core::DecodeError) -> Error {
+    Error::Decode {
+        command: cmd.name(),
+        reason: e.to_string(),
+    }
+}
+
+fn closed(cmd: IpvsCmd, e: impl std::fmt::Display) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!("{}: netlink connection closed: {e}", cmd.name()),
+    ))
+}
+
+fn no_answer(cmd: IpvsCmd, why: &str) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{}: no answer from the kernel: {why}", cmd.name()),
+    ))
+}
+
+/// Asks the generic-netlink controller for the id of the IPVS family.
+async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, Error> {
+    let ctrl = GenlMessage::from_payload(GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(IPVS_GENL_NAME.to_string())],
+    });
+    let frame = RawGenlFrame::from_genl(GENL_ID_CTRL, &ctrl);
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(frame));
+    msg.finalize();
+    let mut stream = handle
+        .request(msg, SocketAddr::new(0, 0))
+        .map_err(|e| Error::Io(io::Error::other(format!("CTRL_CMD_GETFAMILY: {e}"))))?;
+    let mut family_id = None;
+    let gather = async {
+        while let Some(reply) = stream.next().await {
+            match reply.payload {
+                NetlinkPayload::InnerMessage(frame) => {
+                    let parsed = GenlMessage::<GenlCtrl>::parse_with_param(
+                        &frame.payload[..],
+                        frame.message_type,
+                    )
+                    .map_err(|e| Error::Decode {
+                        command: "CTRL_CMD_GETFAMILY",
+                        reason: e.to_string(),
+                    })?;
+                    for nla in parsed.payload.nlas {
+                        if let GenlCtrlAttrs::FamilyId(id) = nla {
+                            family_id = Some(id);
+                        }
+                    }
+                }
+                NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
+                    None => {}
+                    Some(libc_errno::ENOENT) => return Err(Error::IpvsUnavailable),
+                    Some(libc_errno::EPERM) => {
+                        return Err(Error::NotPermitted {
+                            command: "CTRL_CMD_GETFAMILY",
+                        })
+                    }
+                    Some(errno) => {
+                        return Err(Error::Kernel {
+                            command: "CTRL_CMD_GETFAMILY",
+                            source: io::Error::from_raw_os_error(errno),
+                        })
+                    }
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, gather)
+        .await
+        .map_err(|_| {
+            Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "CTRL_CMD_GETFAMILY: no answer",
+            ))
+        })??;
+    family_id.ok_or(Error::IpvsUnavailable)
+}
