@@ -7,6 +7,7 @@ mod daemon;
 mod destination;
 mod error;
 mod info;
+pub mod ipvsadm;
 mod service;
 mod stats;
 
