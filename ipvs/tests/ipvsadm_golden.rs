@@ -622,6 +622,173 @@ fn timeouts_match_real_ipvsadm() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A second test bed run: a tunnelled service mixing IPv4 and IPv6 destinations (the kernel
+// allows mixed families for tunnels), and live counters from 45 UDP datagrams sent to a
+// service, read five seconds later:
+//
+//   ipvsadm -A -t 10.1.0.1:80 -s rr
+//   ipvsadm -a -t 10.1.0.1:80 -r 10.2.0.1:80 -i
+//   ipvsadm -a -t 10.1.0.1:80 -r [fd00::5]:80 -i
+//   ipvsadm -a -t 10.1.0.1:80 -r 200.1.1.1:80 -i
+//   ipvsadm -a -t 10.1.0.1:80 -r [2001:db8::5]:80 -i --tun-type gue --tun-port 5555
+//   ipvsadm -a -t 10.1.0.1:80 -r 128.0.0.1:80 -i
+//   ipvsadm -A -u 10.96.0.10:53 -s rr
+//   ipvsadm -a -u 10.96.0.10:53 -r 10.244.0.3:53 -m
+//   ipvsadm -a -u 10.96.0.10:53 -r 10.244.0.4:53 -m
+
+fn counters(totals: [u64; 5], rates: [u64; 5]) -> Stats {
+    let [connections, packets_in, packets_out, bytes_in, bytes_out] = totals;
+    let [cps, packets_in_rate, packets_out_rate, bytes_in_rate, bytes_out_rate] = rates;
+    Stats {
+        connections,
+        packets_in,
+        packets_out,
+        bytes_in,
+        bytes_out,
+        cps,
+        packets_in_rate,
+        packets_out_rate,
+        bytes_in_rate,
+        bytes_out_rate,
+    }
+}
+
+/// The second run's table in its dump order (`--nosort`).
+fn mixed_dump_table() -> Vec<(Service, Vec<Destination>)> {
+    let mut dns = mk_udp("10.96.0.10", 53, "rr");
+    dns.stats = counters([45, 45, 0, 6811, 0], [3, 3, 0, 479, 0]);
+    let mut dns4 = masq("10.244.0.4", 53, 1);
+    dns4.inactive_connections = 23;
+    dns4.stats = counters([23, 23, 0, 3919, 0], [2, 2, 0, 276, 0]);
+    let mut dns3 = masq("10.244.0.3", 53, 1);
+    dns3.inactive_connections = 22;
+    dns3.stats = counters([22, 22, 0, 2892, 0], [2, 2, 0, 203, 0]);
+    let mut v6_family_given = tunnel("fd00::5", 80, TunnelType::IpIp, 0, 0);
+    v6_family_given.family = Some(Family::Inet6);
+    vec![
+        (dns, vec![dns4, dns3]),
+        (
+            mk_tcp("10.1.0.1", 80, "rr"),
+            vec![
+                tunnel("128.0.0.1", 80, TunnelType::IpIp, 0, 0),
+                tunnel("2001:db8::5", 80, TunnelType::Gue, 5555, 0),
+                tunnel("200.1.1.1", 80, TunnelType::IpIp, 0, 0),
+                v6_family_given,
+                tunnel("10.2.0.1", 80, TunnelType::IpIp, 0, 0),
+            ],
+        ),
+    ]
+}
+
+// The destination comparison reads both addresses in the family of the left one: one 32-bit
+// word for IPv4, four for IPv6, an IPv4 address being its four bytes and twelve zeros.
+const MIXED_LIST: &str = concat!(
+    "IP Virtual Server version 1.2.1 (size=4096)\n",
+    "Prot LocalAddress:Port Scheduler Flags\n",
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    "TCP  10.1.0.1:80 rr\n",
+    "  -> 200.1.1.1:80                 Tunnel  1      0          0         \n",
+    "  -> [fd00::5]:80                 Tunnel  1      0          0         \n",
+    "  -> 10.2.0.1:80                  Tunnel  1      0          0         \n",
+    "  -> [2001:db8::5]:80             Tunnel  1      0          0         \n",
+    "  -> 128.0.0.1:80                 Tunnel  1      0          0         \n",
+    "UDP  10.96.0.10:53 rr\n",
+    "  -> 10.244.0.3:53                Masq    1      0          22        \n",
+    "  -> 10.244.0.4:53                Masq    1      0          23        \n",
+);
+
+const MIXED_STATS: &str = concat!(
+    "IP Virtual Server version 1.2.1 (size=4096)\n",
+    "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+    "  -> RemoteAddress:Port\n",
+    "TCP  10.1.0.1:80                         0        0        0        0        0\n",
+    "  -> 200.1.1.1:80                        0        0        0        0        0\n",
+    "  -> [fd00::5]:80                        0        0        0        0        0\n",
+    "  -> 10.2.0.1:80                         0        0        0        0        0\n",
+    "  -> [2001:db8::5]:80                    0        0        0        0        0\n",
+    "  -> 128.0.0.1:80                        0        0        0        0        0\n",
+    "UDP  10.96.0.10:53                      45       45        0     6811        0\n",
+    "  -> 10.244.0.3:53                      22       22        0     2892        0\n",
+    "  -> 10.244.0.4:53                      23       23        0     3919        0\n",
+);
+
+const MIXED_RATE: &str = concat!(
+    "IP Virtual Server version 1.2.1 (size=4096)\n",
+    "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n",
+    "  -> RemoteAddress:Port\n",
+    "TCP  10.1.0.1:80                         0        0        0        0        0\n",
+    "  -> 200.1.1.1:80                        0        0        0        0        0\n",
+    "  -> [fd00::5]:80                        0        0        0        0        0\n",
+    "  -> 10.2.0.1:80                         0        0        0        0        0\n",
+    "  -> [2001:db8::5]:80                    0        0        0        0        0\n",
+    "  -> 128.0.0.1:80                        0        0        0        0        0\n",
+    "UDP  10.96.0.10:53                       3        3        0      479        0\n",
+    "  -> 10.244.0.3:53                       2        2        0      203        0\n",
+    "  -> 10.244.0.4:53                       2        2        0      276        0\n",
+);
+
+// `--exact` prints "%*llu" with the width max(9, digits + 1): the same as above for numbers
+// this small.
+const MIXED_STATS_EXACT: &str = concat!(
+    "IP Virtual Server version 1.2.1 (size=4096)\n",
+    "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+    "  -> RemoteAddress:Port\n",
+    "TCP  10.1.0.1:80                         0        0        0        0        0\n",
+    "  -> 200.1.1.1:80                        0        0        0        0        0\n",
+    "  -> [fd00::5]:80                        0        0        0        0        0\n",
+    "  -> 10.2.0.1:80                         0        0        0        0        0\n",
+    "  -> [2001:db8::5]:80                    0        0        0        0        0\n",
+    "  -> 128.0.0.1:80                        0        0        0        0        0\n",
+    "UDP  10.96.0.10:53                      45       45        0     6811        0\n",
+    "  -> 10.244.0.3:53                      22       22        0     2892        0\n",
+    "  -> 10.244.0.4:53                      23       23        0     3919        0\n",
+);
+
+const MIXED_TUN_INFO: &str = concat!(
+    "IP Virtual Server version 1.2.1 (size=4096)\n",
+    "Prot LocalAddress:Port Scheduler Flags\n",
+    "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+    "TCP  10.1.0.1:80 rr\n",
+    "  -> 200.1.1.1:80                 Tunnel  ipip          1      0          0         \n",
+    "  -> [fd00::5]:80                 Tunnel  ipip          1      0          0         \n",
+    "  -> 10.2.0.1:80                  Tunnel  ipip          1      0          0         \n",
+    "  -> [2001:db8::5]:80             Tunnel  gue:5555:-c   1      0          0         \n",
+    "  -> 128.0.0.1:80                 Tunnel  ipip          1      0          0         \n",
+    "UDP  10.96.0.10:53 rr\n",
+    "  -> 10.244.0.3:53                Masq    n/a           1      0          22        \n",
+    "  -> 10.244.0.4:53                Masq    n/a           1      0          23        \n",
+);
+
+const MIXED_SAVE: &str = concat!(
+    "-A -t 10.1.0.1:80 -s rr\n",
+    "-a -t 10.1.0.1:80 -r 200.1.1.1:80 -i -w 1 --tun-type ipip\n",
+    "-a -t 10.1.0.1:80 -r [fd00::5]:80 -i -w 1 --tun-type ipip\n",
+    "-a -t 10.1.0.1:80 -r 10.2.0.1:80 -i -w 1 --tun-type ipip\n",
+    "-a -t 10.1.0.1:80 -r [2001:db8::5]:80 -i -w 1 --tun-type gue --tun-port 5555 --tun-nocsum\n",
+    "-a -t 10.1.0.1:80 -r 128.0.0.1:80 -i -w 1 --tun-type ipip\n",
+    "-A -u 10.96.0.10:53 -s rr\n",
+    "-a -u 10.96.0.10:53 -r 10.244.0.3:53 -m -w 1\n",
+    "-a -u 10.96.0.10:53 -r 10.244.0.4:53 -m -w 1\n",
+);
+
+#[test]
+fn mixed_families_and_live_counters_match_real_ipvsadm() {
+    let table = mixed_dump_table();
+    assert_text(&ipvsadm::list(&INFO, &table, View::Default), MIXED_LIST);
+    assert_text(&ipvsadm::list(&INFO, &table, View::Stats), MIXED_STATS);
+    assert_text(&ipvsadm::list(&INFO, &table, View::Rate), MIXED_RATE);
+    assert_text(
+        &ipvsadm::list(&INFO, &table, View::StatsExact),
+        MIXED_STATS_EXACT,
+    );
+    assert_text(
+        &ipvsadm::list(&INFO, &table, View::TunnelInfo),
+        MIXED_TUN_INFO,
+    );
+    assert_text(&ipvsadm::save(&table), MIXED_SAVE);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Derived from the printf formats
 
 fn big_counters_table() -> Vec<(Service, Vec<Destination>)> {
@@ -675,7 +842,7 @@ fn stats_scale_large_counters() {
         "  -> RemoteAddress:Port\n",
         // "%-33s" + 123, 99999999, 100000000 → 100000K, 123456789012 → 123G, 2^64-1 → 18446744T
         "TCP  10.0.0.1:80                       123 99999999  100000K     123G18446744T\n",
-        // "  -> %-28s" + 10^9 → 1000M, 2^32 → 4294M, 0, 10^18 → 1000T, 99999
+        // "  -> %-28s" + 10^9 → 1000M, 2^32 → 4294M, 0, 10^15 → 1000T, 99999
         "  -> 10.244.0.7:8080                 1000M    4294M        0    1000T    99999\n",
         "TCP  [2001:db8:ffff:ffff:ffff:ffff:ffff:fffe]:65535        1        1        1        1        1\n",
     );
@@ -960,5 +1127,32 @@ fn sort_puts_marks_and_families_in_ipvsadm_order() {
             "fwmark 7",
             "fwmark 7 (ipv6)",
         ]
+    );
+}
+
+#[test]
+fn exact_views_never_scale() {
+    // print_largenum() with FMT_EXACT: "%*llu" of width max(9, digits + 1).
+    assert_text(
+        &ipvsadm::list(&INFO, &big_counters_table(), View::StatsExact),
+        concat!(
+            "IP Virtual Server version 1.2.1 (size=4096)\n",
+            "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+            "  -> RemoteAddress:Port\n",
+            "TCP  10.0.0.1:80                       123 99999999 100000000 123456789012 18446744073709551615\n",
+            "  -> 10.244.0.7:8080              1000000000 4294967296        0 1000000000000000    99999\n",
+            "TCP  [2001:db8:ffff:ffff:ffff:ffff:ffff:fffe]:65535        1        1        1        1        1\n",
+        ),
+    );
+    assert_text(
+        &ipvsadm::list(&INFO, &big_counters_table(), View::RateExact),
+        concat!(
+            "IP Virtual Server version 1.2.1 (size=4096)\n",
+            "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n",
+            "  -> RemoteAddress:Port\n",
+            "TCP  10.0.0.1:80                         5 1000000000 99999999999 100000000000000        7\n",
+            "  -> 10.244.0.7:8080              12345678901 100000000        3 999999999 250000000000\n",
+            "TCP  [2001:db8:ffff:ffff:ffff:ffff:ffff:fffe]:65535        0        0        0        0        0\n",
+        ),
     );
 }

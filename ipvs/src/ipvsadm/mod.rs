@@ -51,12 +51,23 @@ pub enum View {
     Stats,
     /// `ipvsadm -Ln --rate`: the per-second rates of the same counters.
     Rate,
+    /// `ipvsadm -Ln --stats --exact`: the counters of [`View::Stats`], never scaled.
+    StatsExact,
+    /// `ipvsadm -Ln --rate --exact`: the rates of [`View::Rate`], never scaled.
+    RateExact,
     /// `ipvsadm -Ln --thresholds`: upper and lower connection thresholds per destination.
     Thresholds,
     /// `ipvsadm -Ln --persistent-conn`: persistence templates per destination.
     PersistentConnections,
     /// `ipvsadm -Ln --tun-info`: the default listing plus the tunnel settings per destination.
     TunnelInfo,
+}
+
+impl View {
+    /// Whether counters print in full rather than scaled to K/M/G/T (`--exact`).
+    fn exact(self) -> bool {
+        matches!(self, View::StatsExact | View::RateExact)
+    }
 }
 
 /// The text of `ipvsadm -Ln` (with the options [`View`] names) for a table of services and
@@ -214,14 +225,14 @@ fn push_title(out: &mut String, view: View) {
     const PROT: &str = "Prot LocalAddress:Port";
     match view {
         // "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n"
-        View::Stats => {
+        View::Stats | View::StatsExact => {
             let _ = writeln!(
                 out,
                 "{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
                 "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
             );
         }
-        View::Rate => {
+        View::Rate | View::RateExact => {
             let _ = writeln!(
                 out,
                 "{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
@@ -321,9 +332,9 @@ fn push_service_line(out: &mut String, service: &Service, view: View) {
     let stats = &service.stats;
     match view {
         // "%-33s" and five print_largenum()
-        View::Stats | View::Rate => {
+        View::Stats | View::StatsExact | View::Rate | View::RateExact => {
             let _ = write!(out, "{name:<33}");
-            let counters = if view == View::Stats {
+            let counters = if matches!(view, View::Stats | View::StatsExact) {
                 [
                     stats.connections,
                     stats.packets_in,
@@ -341,7 +352,7 @@ fn push_service_line(out: &mut String, service: &Service, view: View) {
                 ]
             };
             for n in counters {
-                push_largenum(out, n);
+                push_largenum(out, n, view.exact());
             }
         }
         // "%s %s" of name and scheduler, then " (%s)" flags, " persistent %u", " mask %s"
@@ -413,15 +424,15 @@ fn push_destination_line(out: &mut String, destination: &Destination, view: View
     // The address column is cut to 28 bytes unless IPv6 (never reached with -n).
     let family = destination
         .family
-        .unwrap_or_else(|| crate::Family::of(&destination.address));
+        .unwrap_or_else(|| Family::of(&destination.address));
     let name = match family {
         Family::Inet6 => name,
         Family::Inet => truncate(name, 28),
     };
     let stats = &destination.stats;
-    let _ = match view {
+    match view {
         // "  -> %-28s" and five print_largenum()
-        View::Stats => {
+        View::Stats | View::StatsExact => {
             let _ = write!(out, "  -> {name:<28}");
             for n in [
                 stats.connections,
@@ -430,57 +441,64 @@ fn push_destination_line(out: &mut String, destination: &Destination, view: View
                 stats.bytes_in,
                 stats.bytes_out,
             ] {
-                push_largenum(out, n);
+                push_largenum(out, n, view.exact());
             }
-            writeln!(out)
         }
         // "  -> %-28s %8llu %8llu %8llu" (never scaled), then two print_largenum()
-        View::Rate => {
+        View::Rate | View::RateExact => {
             let _ = write!(
                 out,
                 "  -> {name:<28} {:>8} {:>8} {:>8}",
                 stats.cps, stats.packets_in_rate, stats.packets_out_rate
             );
-            push_largenum(out, stats.bytes_in_rate);
-            push_largenum(out, stats.bytes_out_rate);
-            writeln!(out)
+            push_largenum(out, stats.bytes_in_rate, view.exact());
+            push_largenum(out, stats.bytes_out_rate, view.exact());
         }
         // "  -> %-28s %-10u %-10u %-10u %-10u\n"
-        View::Thresholds => writeln!(
-            out,
-            "  -> {name:<28} {:<10} {:<10} {:<10} {:<10}",
-            destination.upper_threshold,
-            destination.lower_threshold,
-            destination.active_connections,
-            destination.inactive_connections
-        ),
+        View::Thresholds => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<10} {:<10} {:<10} {:<10}",
+                destination.upper_threshold,
+                destination.lower_threshold,
+                destination.active_connections,
+                destination.inactive_connections
+            );
+        }
         // "  -> %-28s %-9u %-11u %-10u %-10u\n"
-        View::PersistentConnections => writeln!(
-            out,
-            "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
-            destination.weight,
-            destination.persistent_connections,
-            destination.active_connections,
-            destination.inactive_connections
-        ),
+        View::PersistentConnections => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
+                destination.weight,
+                destination.persistent_connections,
+                destination.active_connections,
+                destination.inactive_connections
+            );
+        }
         // "  -> %-28s %-7s %-13s %-6d %-10u %-10u\n"
-        View::TunnelInfo => writeln!(
-            out,
-            "  -> {name:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
-            forwarding_name(destination.forwarding),
-            tunnel_info(destination),
-            destination.weight as i32,
-            destination.active_connections,
-            destination.inactive_connections
-        ),
+        View::TunnelInfo => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                forwarding_name(destination.forwarding),
+                tunnel_info(destination),
+                destination.weight as i32,
+                destination.active_connections,
+                destination.inactive_connections
+            );
+        }
         // "  -> %-28s %-7s %-6d %-10u %-10u\n"
-        View::Default => writeln!(
-            out,
-            "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
-            forwarding_name(destination.forwarding),
-            destination.weight as i32,
-            destination.active_connections,
-            destination.inactive_connections
-        ),
-    };
+        View::Default => {
+            let _ = write!(
+                out,
+                "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
+                forwarding_name(destination.forwarding),
+                destination.weight as i32,
+                destination.active_connections,
+                destination.inactive_connections
+            );
+        }
+    }
+    out.push('\n');
 }

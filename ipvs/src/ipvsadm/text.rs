@@ -225,9 +225,14 @@ pub(crate) fn truncate(mut text: String, len: usize) -> String {
     text
 }
 
-/// `print_largenum()` without `--exact`: a counter in 9 columns, scaled to K, M, G or T (by
-/// powers of 1000, rounded down) once it no longer fits in 8 digits plus the unit.
-pub(crate) fn push_largenum(out: &mut String, n: u64) {
+/// `print_largenum()`: a counter in 9 columns. Without `--exact` (`exact` false) it is scaled
+/// to K, M, G or T (by powers of 1000, rounded down) once it no longer fits in 8 digits plus
+/// the unit; with it, a longer number widens its column and keeps one space before it.
+pub(crate) fn push_largenum(out: &mut String, n: u64, exact: bool) {
+    if exact {
+        let _ = write!(out, " {n:>8}");
+        return;
+    }
     let _ = match n {
         0..100_000_000 => write!(out, "{n:>9}"),
         100_000_000..1_000_000_000 => write!(out, "{:>8}K", n / 1_000),
@@ -243,8 +248,23 @@ mod tests {
 
     fn largenum(n: u64) -> String {
         let mut s = String::new();
-        push_largenum(&mut s, n);
+        push_largenum(&mut s, n, false);
         s
+    }
+
+    fn exact(n: u64) -> String {
+        let mut s = String::new();
+        push_largenum(&mut s, n, true);
+        s
+    }
+
+    #[test]
+    fn exact_largenum_widens_with_one_space() {
+        // printf("%*llu", len <= 8 ? 9 : len + 1, i)
+        assert_eq!(exact(0), "        0");
+        assert_eq!(exact(99_999_999), " 99999999");
+        assert_eq!(exact(100_000_000), " 100000000");
+        assert_eq!(exact(u64::MAX), " 18446744073709551615");
     }
 
     #[test]
