@@ -121,14 +121,8 @@ pub fn save_service(service: &Service) -> String {
     );
     if service.flags.contains(ServiceFlags::PERSISTENT) {
         let _ = write!(out, " -p {}", service.timeout);
-        match service.key.family() {
-            Family::Inet if service.netmask < 32 => {
-                let _ = write!(out, " -M {}", ipv4_netmask(service.netmask));
-            }
-            Family::Inet6 if service.netmask != 128 => {
-                let _ = write!(out, " -M {}", service.netmask);
-            }
-            _ => {}
+        if let Some(mask) = persistence_mask(service) {
+            let _ = write!(out, " -M {mask}");
         }
     }
     if let Some(engine) = persistence_engine(service) {
@@ -317,6 +311,16 @@ fn rule_service_name(key: &ServiceKey) -> String {
     }
 }
 
+/// The persistence netmask as ipvsadm shows it, `None` for a single address (/32, /128), which
+/// it leaves out: IPv4 as a dotted quad (`inet_ntoa()`), IPv6 as a prefix length (`%i`).
+fn persistence_mask(service: &Service) -> Option<String> {
+    match service.key.family() {
+        Family::Inet if service.netmask < 32 => Some(ipv4_netmask(service.netmask).to_string()),
+        Family::Inet6 if service.netmask != 128 => Some(service.netmask.to_string()),
+        _ => None,
+    }
+}
+
 /// The persistence engine ipvsadm would see: it tests the first byte of the name, so an empty
 /// name is none.
 fn persistence_engine(service: &Service) -> Option<&str> {
@@ -364,14 +368,8 @@ fn push_service_line(out: &mut String, service: &Service, view: View) {
             }
             if service.flags.contains(ServiceFlags::PERSISTENT) {
                 let _ = write!(out, " persistent {}", service.timeout);
-                match service.key.family() {
-                    Family::Inet if service.netmask < 32 => {
-                        let _ = write!(out, " mask {}", ipv4_netmask(service.netmask));
-                    }
-                    Family::Inet6 if service.netmask != 128 => {
-                        let _ = write!(out, " mask {}", service.netmask);
-                    }
-                    _ => {}
+                if let Some(mask) = persistence_mask(service) {
+                    let _ = write!(out, " mask {mask}");
                 }
                 if let Some(engine) = persistence_engine(service) {
                     let _ = write!(out, " pe {engine}");
