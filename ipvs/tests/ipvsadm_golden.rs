@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use ipvs::ipvsadm::{self, View};
 use ipvs::{
-    Destination, Family, ForwardingMethod, Info, Protocol, Service, ServiceFlags, ServiceKey,
-    Stats, Timeouts, Tunnel, TunnelFlags, TunnelType,
+    DaemonState, Destination, Family, ForwardingMethod, Info, Protocol, Service, ServiceFlags,
+    ServiceKey, Stats, SyncDaemon, Timeouts, Tunnel, TunnelFlags, TunnelType,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1155,4 +1155,79 @@ fn exact_views_never_scale() {
             "TCP  [2001:db8:ffff:ffff:ffff:ffff:ffff:fffe]:65535        0        0        0        0        0\n",
         ),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync daemons
+
+fn mk_daemon(state: DaemonState, sync_id: u32) -> SyncDaemon {
+    SyncDaemon {
+        state,
+        interface: "d0".to_string(),
+        sync_id,
+        max_len: None,
+        group: None,
+        port: None,
+        ttl: None,
+    }
+}
+
+#[test]
+fn daemons_match_real_ipvsadm() {
+    // From the test bed, after
+    //   ipvsadm --start-daemon master --mcast-interface d0 --syncid 5
+    //   ipvsadm --start-daemon backup --mcast-interface d0 --syncid 200 --sync-maxlen 1400 \
+    //       --mcast-group 239.1.2.3 --mcast-port 8848 --mcast-ttl 3
+    // (the kernel fills in the defaults the master shows). list_daemon(): "%s sync daemon
+    // (mcast=%s, syncid=%d", ", maxlen=%u", ", group=%s", ", port=%u", ", ttl=%u", ")\n".
+    let master = SyncDaemon {
+        max_len: Some(1472),
+        group: Some(ip("224.0.0.81")),
+        port: Some(8848),
+        ttl: Some(1),
+        ..mk_daemon(DaemonState::Master, 5)
+    };
+    let backup = SyncDaemon {
+        max_len: Some(1400),
+        group: Some(ip("239.1.2.3")),
+        port: Some(8848),
+        ttl: Some(3),
+        ..mk_daemon(DaemonState::Backup, 200)
+    };
+    assert_text(
+        &ipvsadm::daemons(&[master, backup]),
+        concat!(
+            "master sync daemon (mcast=d0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n",
+            "backup sync daemon (mcast=d0, syncid=200, maxlen=1400, group=239.1.2.3, port=8848, ttl=3)\n",
+        ),
+    );
+    // ipvsadm --start-daemon backup --mcast-interface d0 --syncid 0 --mcast-group ff02::1:3
+    let v6 = SyncDaemon {
+        max_len: Some(1452),
+        group: Some(ip("ff02::1:3")),
+        port: Some(8848),
+        ttl: Some(1),
+        ..mk_daemon(DaemonState::Backup, 0)
+    };
+    assert_text(
+        &ipvsadm::daemons(&[v6]),
+        "backup sync daemon (mcast=d0, syncid=0, maxlen=1452, group=ff02::1:3, port=8848, ttl=1)\n",
+    );
+}
+
+#[test]
+fn daemons_leave_out_unset_and_zero_settings() {
+    // ipvsadm prints maxlen, port and ttl only when not 0, and the group only when the kernel
+    // sent one; no daemon prints nothing.
+    let bare = SyncDaemon {
+        max_len: Some(0),
+        port: Some(0),
+        ttl: Some(0),
+        ..mk_daemon(DaemonState::Master, 1)
+    };
+    assert_eq!(
+        ipvsadm::daemons(&[bare]),
+        "master sync daemon (mcast=d0, syncid=1)\n"
+    );
+    assert_eq!(ipvsadm::daemons(&[]), "");
 }

@@ -30,12 +30,12 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::{
-    Destination, Family, ForwardingMethod, Info, Service, ServiceFlags, ServiceKey, Timeouts,
-    Tunnel, TunnelFlags, TunnelType,
+    DaemonState, Destination, Family, ForwardingMethod, Info, Service, ServiceFlags, ServiceKey,
+    SyncDaemon, Timeouts, Tunnel, TunnelFlags, TunnelType,
 };
 
 use text::{
-    address_port, forwarding_name, forwarding_option, has_scheduler_flags, ipv4_netmask,
+    address_port, forwarding_name, forwarding_option, has_scheduler_flags, inet_ntop, ipv4_netmask,
     protocol_name, protocol_option, push_largenum, scheduler_flags, truncate, tunnel_flags_option,
     tunnel_flags_short, tunnel_type_name,
 };
@@ -188,6 +188,40 @@ pub fn timeouts(timeouts: &Timeouts) -> String {
         value(timeouts.tcp_fin),
         value(timeouts.udp)
     )
+}
+
+/// The text of `ipvsadm -L --daemon`: one line per sync daemon, in the order given (the kernel
+/// dumps the master first), e.g. `master sync daemon (mcast=eth0, syncid=1)`. Optional
+/// settings that are absent or 0 are left out, as ipvsadm leaves out zeros.
+pub fn daemons(daemons: &[SyncDaemon]) -> String {
+    let mut out = String::new();
+    for daemon in daemons {
+        let role = match daemon.state {
+            DaemonState::Master => "master",
+            DaemonState::Backup => "backup",
+        };
+        // list_daemon(): "%s sync daemon (mcast=%s, syncid=%d", ", maxlen=%u", ", group=%s",
+        // ", port=%u", ", ttl=%u", ")\n"
+        let _ = write!(
+            out,
+            "{role} sync daemon (mcast={}, syncid={}",
+            daemon.interface, daemon.sync_id as i32
+        );
+        if let Some(max_len) = daemon.max_len.filter(|n| *n != 0) {
+            let _ = write!(out, ", maxlen={max_len}");
+        }
+        if let Some(group) = &daemon.group {
+            let _ = write!(out, ", group={}", inet_ntop(group));
+        }
+        if let Some(port) = daemon.port.filter(|n| *n != 0) {
+            let _ = write!(out, ", port={port}");
+        }
+        if let Some(ttl) = daemon.ttl.filter(|n| *n != 0) {
+            let _ = write!(out, ", ttl={ttl}");
+        }
+        out.push_str(")\n");
+    }
+    out
 }
 
 /// The table in ipvsadm's listing order: services sorted with libipvs's `ipvs_cmp_services`
