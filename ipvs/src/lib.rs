@@ -48,6 +48,7 @@ mod daemon;
 mod destination;
 mod error;
 mod info;
+pub mod ipvsadm;
 pub mod message;
 mod service;
 mod stats;
