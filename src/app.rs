@@ -170,7 +170,12 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
         let table: Vec<_> = desired
             .virtual_servers
             .values()
-            .map(|vs| (vs.service.clone(), vs.destinations.values().cloned().collect()))
+            .map(|vs| {
+                (
+                    vs.service.clone(),
+                    vs.destinations.values().cloned().collect(),
+                )
+            })
             .collect();
         out = ipvs::ipvsadm::save(&table);
     }
@@ -310,7 +315,10 @@ fn node_name(args: &ModelArgs) -> Result<String> {
 /// Starts the source: manifests when given, else the Kubernetes API.
 async fn start_source(args: &ModelArgs, changes: watch::Sender<u64>) -> Result<Arc<dyn Source>> {
     if !args.manifests.is_empty() {
-        return Ok(Arc::new(ManifestSource::spawn(args.manifests.clone(), changes)));
+        return Ok(Arc::new(ManifestSource::spawn(
+            args.manifests.clone(),
+            changes,
+        )));
     }
     let client = kube_client(args).await?;
     Ok(Arc::new(KubeSource::spawn(
@@ -350,9 +358,9 @@ async fn kube_client(args: &ModelArgs) -> Result<kube::Client> {
                 .await
                 .with_context(|| format!("using kubeconfig {}", path.display()))?
         }
-        None => kube::Config::infer()
-            .await
-            .context("no --manifests, and no Kubernetes configuration (in-cluster or KUBECONFIG)")?,
+        None => kube::Config::infer().await.context(
+            "no --manifests, and no Kubernetes configuration (in-cluster or KUBECONFIG)",
+        )?,
     };
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }

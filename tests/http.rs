@@ -24,9 +24,14 @@ async fn start(health: Arc<Health>, metrics: Arc<Metrics>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(ipvsd::http::serve(listener, health, Some(metrics), async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(ipvsd::http::serve(
+        listener,
+        health,
+        Some(metrics),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Server {
         address,
         stop,

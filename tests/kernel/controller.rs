@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pods::{ip, ipvsadm_path, require_ipvs, run, tcp_hello, udp_hello, ExternalClient, Pod, TcpConversation};
+use crate::pods::{
+    ip, ipvsadm_path, require_ipvs, run, tcp_hello, udp_hello, ExternalClient, Pod, TcpConversation,
+};
 
 /// The node address the demo manifests are written for.
 const NODE: &str = "192.168.50.10";
@@ -113,10 +115,17 @@ fn demo_rules(node_addresses: &[&str]) -> BTreeSet<String> {
 }
 
 fn demo_cluster_ips() -> BTreeSet<IpAddr> {
-    ["10.96.0.10", "10.96.0.53", "10.96.0.20", "10.96.0.30", "10.96.0.60", "fd00:96::60"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect()
+    [
+        "10.96.0.10",
+        "10.96.0.53",
+        "10.96.0.20",
+        "10.96.0.30",
+        "10.96.0.60",
+        "fd00:96::60",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect()
 }
 
 /// A node address on a link to an external client.
@@ -213,10 +222,20 @@ fn example_manifests_become_the_expected_rules_and_addresses() {
     assert_eq!(saved_rules(), demo_rules(&[NODE]));
     assert_eq!(dummy_addresses("kube-ipvs0"), demo_cluster_ips());
     let link = ip(&["-o", "link", "show", "dev", "kube-ipvs0"]);
-    assert!(link.contains("state DOWN"), "kube-ipvs0 is left down: {link}");
+    assert!(
+        link.contains("state DOWN"),
+        "kube-ipvs0 is left down: {link}"
+    );
 
     // A second run changes nothing: it adopts what it finds.
-    ipvsd(&["run", "--once", "--node-name", "demo-node", "--manifests", examples().join("demo").to_str().unwrap()]);
+    ipvsd(&[
+        "run",
+        "--once",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        examples().join("demo").to_str().unwrap(),
+    ]);
     assert_eq!(saved_rules(), demo_rules(&[NODE]));
 }
 
@@ -239,7 +258,10 @@ fn traffic_through_cluster_ips_and_every_node_address_reaches_the_pods() {
     let all: BTreeSet<String> = ["pod11", "pod12", "pod13"].map(String::from).into();
     let cluster_ip: SocketAddr = "10.96.0.10:80".parse().unwrap();
     let answers: BTreeSet<String> = (0..6).map(|_| tcp_hello(cluster_ip)).collect();
-    assert_eq!(answers, all, "round robin over the cluster IP reaches every pod");
+    assert_eq!(
+        answers, all,
+        "round robin over the cluster IP reaches every pod"
+    );
 
     let node_port: SocketAddr = format!("{NODE}:30080").parse().unwrap();
     let answers: BTreeSet<String> = (0..6).map(|_| external.tcp_hello(node_port)).collect();
@@ -247,17 +269,28 @@ fn traffic_through_cluster_ips_and_every_node_address_reaches_the_pods() {
 
     let gateway_port: SocketAddr = "10.244.0.1:30080".parse().unwrap();
     let answers: BTreeSet<String> = (0..6).map(|_| tcp_hello(gateway_port)).collect();
-    assert_eq!(answers, all, "the NodePort on the other node address reaches every pod");
+    assert_eq!(
+        answers, all,
+        "the NodePort on the other node address reaches every pod"
+    );
 
     let dns: SocketAddr = "10.96.0.53:53".parse().unwrap();
     let answers: BTreeSet<String> = (0..4).map(|_| udp_hello(dns)).collect();
-    assert_eq!(answers, ["pod11", "pod12"].map(String::from).into(), "UDP cluster IP");
+    assert_eq!(
+        answers,
+        ["pod11", "pod12"].map(String::from).into(),
+        "UDP cluster IP"
+    );
 
     // Session affinity: one client keeps its pod.
     let sticky: SocketAddr = "10.96.0.20:443".parse().unwrap();
     let first = tcp_hello(sticky);
     for _ in 0..4 {
-        assert_eq!(tcp_hello(sticky), first, "persistence keeps the client on one pod");
+        assert_eq!(
+            tcp_hello(sticky),
+            first,
+            "persistence keeps the client on one pod"
+        );
     }
 }
 
@@ -329,12 +362,18 @@ fn added_and_removed_node_addresses_get_and_lose_their_node_ports() {
     let took = wait_until("the new node address", Duration::from_secs(5), || {
         saved_rules() == demo_rules(&[NODE, "192.168.60.10"])
     });
-    assert!(took < Duration::from_secs(1), "a new node address took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a new node address took {took:?}"
+    );
     ip(&["addr", "del", "192.168.60.10/24", "dev", "eth9"]);
     let took = wait_until("the removed node address", Duration::from_secs(5), || {
         saved_rules() == demo_rules(&[NODE])
     });
-    assert!(took < Duration::from_secs(1), "a removed node address took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a removed node address took {took:?}"
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -356,7 +395,9 @@ fn sigterm_leaves_the_rules_and_a_restart_keeps_their_counters() {
     let dir = editable_demo();
     let daemon = Daemon::start(dir.path(), &[]);
     let expected = demo_rules(&[NODE, "10.244.0.1"]);
-    wait_until("first sync", Duration::from_secs(20), || saved_rules() == expected);
+    wait_until("first sync", Duration::from_secs(20), || {
+        saved_rules() == expected
+    });
     let cluster_ip: SocketAddr = "10.96.0.10:80".parse().unwrap();
     for _ in 0..5 {
         tcp_hello(cluster_ip);
@@ -378,7 +419,11 @@ fn sigterm_leaves_the_rules_and_a_restart_keeps_their_counters() {
         before,
         "a restart leaves unchanged virtual servers and their counters alone"
     );
-    assert_eq!(tcp_hello(cluster_ip).len(), 5, "traffic flows after the restart");
+    assert_eq!(
+        tcp_hello(cluster_ip).len(),
+        5,
+        "traffic flows after the restart"
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -425,7 +470,14 @@ fn rules_of_others_survive_every_sync() {
     expected.insert("-A -t 192.168.50.10:30555 -s rr".to_owned());
     assert_eq!(saved_rules(), expected);
 
-    ipvsd(&["run", "--once", "--node-name", "demo-node", "--manifests", demo.to_str().unwrap()]);
+    ipvsd(&[
+        "run",
+        "--once",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        demo.to_str().unwrap(),
+    ]);
     // Without the exclusion, the stale nodePort rules go, the NodePort comes, and the
     // operator's other rules stay.
     let mut expected = demo_rules(&[NODE]);
@@ -438,10 +490,19 @@ fn rules_of_others_survive_every_sync() {
     assert!(rules.contains("-A -t 192.168.50.10:8443 -s wlc"));
     assert!(rules.contains("-A -t 10.1.2.3:80 -s rr"));
     assert!(rules.contains("-A -f 7 -s wlc"));
-    assert!(!rules.iter().any(|r| r.contains("10.96.0.")), "cleanup removed the cluster IPs' rules: {rules:#?}");
-    assert!(!rules.iter().any(|r| r.contains(":30080")), "cleanup removed the NodePorts: {rules:#?}");
+    assert!(
+        !rules.iter().any(|r| r.contains("10.96.0.")),
+        "cleanup removed the cluster IPs' rules: {rules:#?}"
+    );
+    assert!(
+        !rules.iter().any(|r| r.contains(":30080")),
+        "cleanup removed the NodePorts: {rules:#?}"
+    );
     let links = ip(&["-o", "link", "show"]);
-    assert!(!links.contains("kube-ipvs0"), "cleanup removed the dummy interface");
+    assert!(
+        !links.contains("kube-ipvs0"),
+        "cleanup removed the dummy interface"
+    );
 }
 
 /// The destination line of a real server in `ipvsadm -Ln`, if any.
@@ -490,13 +551,21 @@ fn a_connection_to_a_removed_endpoint_keeps_working_until_it_closes() {
         assert_ne!(tcp_hello("10.96.0.10:80".parse().unwrap()), pod);
     }
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(conversation.say("still there?"), format!("{pod}: still there?"));
-    assert!(destination_line("TCP  10.96.0.10:80", &real).is_some(), "kept while in use");
+    assert_eq!(
+        conversation.say("still there?"),
+        format!("{pod}: still there?")
+    );
+    assert!(
+        destination_line("TCP  10.96.0.10:80", &real).is_some(),
+        "kept while in use"
+    );
 
     // Closing with a reset ends the connection at once for IPVS (state CLOSE, 10 s).
     conversation.reset();
-    wait_until("the drained real server's removal", Duration::from_secs(30), || {
-        destination_line("TCP  10.96.0.10:80", &real).is_none()
-    });
+    wait_until(
+        "the drained real server's removal",
+        Duration::from_secs(30),
+        || destination_line("TCP  10.96.0.10:80", &real).is_none(),
+    );
     assert!(daemon.terminate().success());
 }

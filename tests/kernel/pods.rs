@@ -347,6 +347,17 @@ impl TcpConversation {
         self.read_line()
     }
 
+    /// Ends the connection with a reset rather than a FIN, as a client that gives up does: the
+    /// kernel's IPVS then counts it closed at once instead of after the TIME_WAIT it keeps for
+    /// a FIN.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.writer)
+            .set_linger(Some(Duration::ZERO))
+            .expect("cannot set SO_LINGER");
+        drop(self.reader);
+        drop(self.writer);
+    }
+
     fn read_line(&mut self) -> String {
         let addr = self.addr;
         let mut line = String::new();
