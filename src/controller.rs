@@ -348,17 +348,7 @@ impl Controller {
     /// again.
     fn track_terminating(&mut self, desired: &Desired, now: std::time::Instant) {
         let Some(actual) = &self.actual else { return };
-        let mut draining = BTreeSet::new();
-        for (key, service) in &actual.services {
-            let Some(vs) = desired.virtual_servers.get(key) else {
-                continue;
-            };
-            for d in &service.destinations {
-                if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
-                    draining.insert((*key, d.address, d.port));
-                }
-            }
-        }
+        let draining = plan::draining_destinations(desired, actual);
         self.graceful.since.retain(|id, _| draining.contains(id));
         for id in draining {
             self.graceful.since.entry(id).or_insert(now);

@@ -317,23 +317,6 @@ fn parse_endpoint(
     })
 }
 
-/// Parses scheduler flag names as ipvsadm's `-b` does: comma-separated, each one of
-/// `sh-fallback`/`mh-fallback`/`flag-1`, `sh-port`/`mh-port`/`flag-2`, `flag-3`. An empty string
-/// is no flag at all.
-fn parse_sched_flags(text: &str) -> Result<ServiceFlags, String> {
-    let mut flags = ServiceFlags::empty();
-    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        flags = flags
-            | match name {
-                "sh-fallback" | "mh-fallback" | "flag-1" => ServiceFlags::SCHED1,
-                "sh-port" | "mh-port" | "flag-2" => ServiceFlags::SCHED2,
-                "flag-3" => ServiceFlags::SCHED3,
-                other => return Err(format!("unknown scheduler flag {other:?}")),
-            };
-    }
-    Ok(flags)
-}
-
 /// Whether `name` can be a kernel scheduler's name: a lowercase identifier that fits the kernel's
 /// buffer. The kernel is the judge of whether such a scheduler exists; this only keeps junk out.
 fn is_scheduler_name(name: &str) -> bool {
@@ -582,7 +565,7 @@ impl<'a> ServiceRules<'a> {
         }
         let mut flags = config.scheduler_flags;
         if let Some(value) = annotations.and_then(|a| a.get(SCHEDULER_FLAGS_ANNOTATION)) {
-            match parse_sched_flags(value) {
+            match ServiceFlags::parse_sched_flags(value) {
                 Ok(parsed) => flags = parsed,
                 Err(problem) => warnings.push(format!(
                     "Service {full}: annotation {SCHEDULER_FLAGS_ANNOTATION}: {problem}, using the default flags"
@@ -714,21 +697,6 @@ impl<'a> ServiceRules<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sched_flags_parse_ipvsadm_names() {
-        assert_eq!(parse_sched_flags(""), Ok(ServiceFlags::empty()));
-        assert_eq!(parse_sched_flags("mh-port"), Ok(ServiceFlags::SCHED2));
-        assert_eq!(
-            parse_sched_flags("sh-fallback,sh-port"),
-            Ok(ServiceFlags::SCHED1 | ServiceFlags::SCHED2)
-        );
-        assert_eq!(
-            parse_sched_flags("flag-1, flag-3"),
-            Ok(ServiceFlags::SCHED1 | ServiceFlags::SCHED3)
-        );
-        assert!(parse_sched_flags("mh-port,bogus").is_err());
-    }
 
     #[test]
     fn scheduler_names_are_plain_lowercase_identifiers() {

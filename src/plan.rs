@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use ipvs::{Destination, Family, ForwardingMethod, Protocol, Service, ServiceFlags, ServiceKey};
+use ipvs::{Destination, ForwardingMethod, Protocol, Service, ServiceFlags, ServiceKey};
 
 use crate::model::Desired;
 use crate::node_addresses::NodeAddresses;
@@ -100,138 +100,6 @@ pub enum Operation {
     UnbindAddress(IpAddr),
 }
 
-/// ipvsadm's way of naming a service: `-t 10.96.0.1:443`, `-u [fd00::1]:53`, `-f 7`.
-struct KeyArgs<'a>(&'a ServiceKey);
-
-impl fmt::Display for KeyArgs<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            ServiceKey::Addr {
-                address,
-                protocol,
-                port,
-            } => {
-                match protocol {
-                    Protocol::Tcp => f.write_str("-t ")?,
-                    Protocol::Udp => f.write_str("-u ")?,
-                    Protocol::Sctp => f.write_str("--sctp-service ")?,
-                    Protocol::Other(n) => write!(f, "--protocol-{n} ")?,
-                }
-                write!(f, "{}", SocketText(*address, *port))
-            }
-            ServiceKey::FwMark { mark, family } => match family {
-                Family::Inet => write!(f, "-f {mark}"),
-                Family::Inet6 => write!(f, "-f {mark} -6"),
-            },
-        }
-    }
-}
-
-/// `addr:port`, with brackets around IPv6 addresses.
-struct SocketText(IpAddr, u16);
-
-impl fmt::Display for SocketText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
-        }
-    }
-}
-
-/// A service's settings as ipvsadm's options: `-s sh -p 600 -b sh-fallback,sh-port`.
-struct ServiceArgs<'a>(&'a Service);
-
-impl fmt::Display for ServiceArgs<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        write!(f, "{} -s {}", KeyArgs(&s.key), s.scheduler)?;
-        if s.flags.contains(ServiceFlags::PERSISTENT) {
-            write!(f, " -p {}", s.timeout)?;
-            let full = match s.key.family() {
-                Family::Inet => 32,
-                Family::Inet6 => 128,
-            };
-            if s.netmask != full {
-                // ipvsadm takes an IPv4 netmask dotted and an IPv6 one as a prefix length.
-                match s.key.family() {
-                    Family::Inet => {
-                        let bits = u32::MAX
-                            .checked_shl(32 - u32::from(s.netmask.min(32)))
-                            .unwrap_or(0);
-                        write!(f, " -M {}", std::net::Ipv4Addr::from(bits))?;
-                    }
-                    Family::Inet6 => write!(f, " -M {}", s.netmask)?,
-                }
-            }
-        }
-        if let Some(pe) = &s.persistence_engine {
-            write!(f, " --pe {pe}")?;
-        }
-        if s.flags.contains(ServiceFlags::ONEPACKET) {
-            f.write_str(" -o")?;
-        }
-        let names = sched_flag_names(&s.scheduler, s.flags);
-        if !names.is_empty() {
-            write!(f, " -b {}", names.join(","))?;
-        }
-        Ok(())
-    }
-}
-
-/// The scheduler flags' names as ipvsadm shows them for `scheduler`.
-fn sched_flag_names(scheduler: &str, flags: ServiceFlags) -> Vec<&'static str> {
-    let named: [(ServiceFlags, &'static str); 3] = match scheduler {
-        "sh" => [
-            (ServiceFlags::SCHED1, "sh-fallback"),
-            (ServiceFlags::SCHED2, "sh-port"),
-            (ServiceFlags::SCHED3, "flag-3"),
-        ],
-        "mh" => [
-            (ServiceFlags::SCHED1, "mh-fallback"),
-            (ServiceFlags::SCHED2, "mh-port"),
-            (ServiceFlags::SCHED3, "flag-3"),
-        ],
-        _ => [
-            (ServiceFlags::SCHED1, "flag-1"),
-            (ServiceFlags::SCHED2, "flag-2"),
-            (ServiceFlags::SCHED3, "flag-3"),
-        ],
-    };
-    named
-        .into_iter()
-        .filter(|(flag, _)| flags.contains(*flag))
-        .map(|(_, name)| name)
-        .collect()
-}
-
-/// A destination's settings as ipvsadm's options: `-r 10.244.0.7:8443 -m -w 1`.
-struct DestinationArgs<'a>(&'a Destination);
-
-impl fmt::Display for DestinationArgs<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        let forwarding = match d.forwarding {
-            ForwardingMethod::Masquerade => "-m",
-            ForwardingMethod::Tunnel => "-i",
-            ForwardingMethod::DirectRoute | ForwardingMethod::Local => "-g",
-        };
-        write!(
-            f,
-            "-r {} {forwarding} -w {}",
-            SocketText(d.address, d.port),
-            d.weight
-        )?;
-        if d.upper_threshold != 0 {
-            write!(f, " -x {}", d.upper_threshold)?;
-        }
-        if d.lower_threshold != 0 {
-            write!(f, " -y {}", d.lower_threshold)?;
-        }
-        Ok(())
-    }
-}
-
 /// The length of a single-address prefix of `address`'s family.
 fn host_prefix(address: &IpAddr) -> u8 {
     match address {
@@ -240,20 +108,51 @@ fn host_prefix(address: &IpAddr) -> u8 {
     }
 }
 
+/// Thresholds as `-e`/`-a` options; ipvsadm's save format leaves them out.
+fn threshold_options(d: &Destination) -> String {
+    let mut out = String::new();
+    if d.upper_threshold != 0 {
+        out.push_str(&format!(" -x {}", d.upper_threshold));
+    }
+    if d.lower_threshold != 0 {
+        out.push_str(&format!(" -y {}", d.lower_threshold));
+    }
+    out
+}
+
 impl fmt::Display for Operation {
+    /// As the ipvsadm command that does the same: `-A -t 10.96.0.1:443 -s rr`,
+    /// `-e -t ... -r 10.244.0.7:8443 -m -w 0`; addresses as `bind 10.96.0.1/32`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ipvs::ipvsadm::{destination_options, rule_service_name, service_options};
         match self {
-            Operation::AddService(s) => write!(f, "-A {}", ServiceArgs(s)),
-            Operation::UpdateService(s) => write!(f, "-E {}", ServiceArgs(s)),
-            Operation::DeleteService(k) => write!(f, "-D {}", KeyArgs(k)),
-            Operation::AddDestination(k, d) => {
-                write!(f, "-a {} {}", KeyArgs(k), DestinationArgs(d))
+            Operation::AddService(s) => {
+                write!(f, "-A {} {}", rule_service_name(&s.key), service_options(s))
             }
-            Operation::UpdateDestination(k, d) => {
-                write!(f, "-e {} {}", KeyArgs(k), DestinationArgs(d))
+            Operation::UpdateService(s) => {
+                write!(f, "-E {} {}", rule_service_name(&s.key), service_options(s))
             }
+            Operation::DeleteService(k) => write!(f, "-D {}", rule_service_name(k)),
+            Operation::AddDestination(k, d) => write!(
+                f,
+                "-a {} {}{}",
+                rule_service_name(k),
+                destination_options(d),
+                threshold_options(d)
+            ),
+            Operation::UpdateDestination(k, d) => write!(
+                f,
+                "-e {} {}{}",
+                rule_service_name(k),
+                destination_options(d),
+                threshold_options(d)
+            ),
             Operation::DeleteDestination(k, d) => {
-                write!(f, "-d {} -r {}", KeyArgs(k), SocketText(d.address, d.port))
+                let address = match d.address {
+                    IpAddr::V4(a) => format!("{a}:{}", d.port),
+                    IpAddr::V6(a) => format!("[{a}]:{}", d.port),
+                };
+                write!(f, "-d {} -r {address}", rule_service_name(k))
             }
             Operation::BindAddress(a) => write!(f, "bind {a}/{}", host_prefix(a)),
             Operation::UnbindAddress(a) => write!(f, "unbind {a}/{}", host_prefix(a)),

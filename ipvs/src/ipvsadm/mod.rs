@@ -113,12 +113,17 @@ pub fn save(table: &[(Service, Vec<Destination>)]) -> String {
 /// The `-A` rule `ipvsadm -Sn` writes for a service, without a line end, e.g.
 /// `-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port`.
 pub fn save_service(service: &Service) -> String {
-    // print_service_entry() with FMT_RULE: "-A %s -s %s", then the options in this order.
-    let mut out = format!(
-        "-A {} -s {}",
+    format!(
+        "-A {} {}",
         rule_service_name(&service.key),
-        service.scheduler
-    );
+        service_options(service)
+    )
+}
+
+/// The options of an `-A` or `-E` rule after the service's name: `-s sh -p 600 -b sh-port`.
+pub fn service_options(service: &Service) -> String {
+    // print_service_entry() with FMT_RULE: "-A %s -s %s", then the options in this order.
+    let mut out = format!("-s {}", service.scheduler);
     if service.flags.contains(ServiceFlags::PERSISTENT) {
         let _ = write!(out, " -p {}", service.timeout);
         if let Some(mask) = persistence_mask(service) {
@@ -143,11 +148,20 @@ pub fn save_service(service: &Service) -> String {
 /// ipvsadm 1.31 saves neither thresholds nor the family of a destination; tunnel settings are
 /// saved as `--tun-type` and its options.
 pub fn save_destination(service: &ServiceKey, destination: &Destination) -> String {
+    format!(
+        "-a {} {}",
+        rule_service_name(service),
+        destination_options(destination)
+    )
+}
+
+/// The options of a `-a` or `-e` rule after the service: `-r 10.244.0.7:8443 -m -w 1`, plus the
+/// tunnel settings of a tunnelled destination.
+pub fn destination_options(destination: &Destination) -> String {
     // print_service_entry() with FMT_RULE: "-a %s -r %s %s -w %d"; print_tunnel_rule() for
     // tunnels, which adds the encapsulation.
     let mut out = format!(
-        "-a {} -r {} {} -w {}",
-        rule_service_name(service),
+        "-r {} {} -w {}",
         address_port(&destination.address, destination.port),
         forwarding_option(destination.forwarding),
         destination.weight as i32
@@ -322,8 +336,9 @@ fn list_service_name(key: &ServiceKey) -> String {
     }
 }
 
-/// The service part of `-S` rules: `-t|-u|--sctp-service addr:port`, or `-f %d` / `-f %d -6`.
-fn rule_service_name(key: &ServiceKey) -> String {
+/// The service part of `-S` rules: `-t|-u|--sctp-service addr:port`, or `-f %d` / `-f %d -6`;
+/// what ipvsadm's `-D` and `-d` take to name a service.
+pub fn rule_service_name(key: &ServiceKey) -> String {
     match key {
         ServiceKey::FwMark {
             mark,
