@@ -151,6 +151,7 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
             node_addresses: nodes,
             nodeport_range: args.model.nodeport_range.clone(),
             exclude_cidrs: args.model.exclude_cidrs.clone(),
+            managed: Default::default(),
         };
         let graceful = GracefulTermination {
             timeout: None,
@@ -231,6 +232,7 @@ pub async fn cleanup(args: CleanupArgs) -> Result<()> {
         node_addresses: node_addresses(&args.dummy_interface).await?,
         nodeport_range: args.nodeport_range.clone(),
         exclude_cidrs: args.exclude_cidrs.clone(),
+        managed: Default::default(),
     };
     let nothing = model::Desired {
         virtual_servers: BTreeMap::new(),

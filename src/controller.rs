@@ -106,6 +106,8 @@ pub struct Controller {
     actual: Option<Actual>,
     graceful: GracefulTermination,
     warnings: BTreeSet<String>,
+    /// Virtual servers programmed in this run (see [`Ownership::managed`]).
+    managed: BTreeSet<ipvs::ServiceKey>,
     /// When the oldest change not yet applied was seen.
     pending_since: Option<std::time::Instant>,
 }
@@ -134,6 +136,7 @@ impl Controller {
             graceful,
             warnings: BTreeSet::new(),
             pending_since: None,
+            managed: BTreeSet::new(),
         }
     }
 
@@ -251,7 +254,8 @@ impl Controller {
         let desired = model::desired(&snapshot, &nodes, &self.config.model);
         self.log_new_warnings(&desired);
 
-        if full || self.actual.is_none() {
+        let read_now = full || self.actual.is_none();
+        if read_now {
             let services = self.dataplane.ipvs.read().await?;
             let bound_addresses = self.dataplane.dummy.addresses().await?;
             self.publish_traffic(&desired, &services);
@@ -264,12 +268,33 @@ impl Controller {
             node_addresses: nodes,
             nodeport_range: self.config.nodeport_range.clone(),
             exclude_cidrs: self.config.exclude_cidrs.clone(),
+            managed: self.managed.clone(),
         };
         let now = std::time::Instant::now();
         let actual = self.actual.as_ref().expect("read above");
-        let ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+        let mut ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+        // Whether a real server that is no longer wanted may go now depends on its connections,
+        // which the cache does not follow: read them for the virtual servers concerned, and
+        // plan again with the fresh counts.
+        let retiring: BTreeSet<ipvs::ServiceKey> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::DeleteDestination(k, _) => Some(*k),
+                _ => None,
+            })
+            .collect();
+        if !read_now && !retiring.is_empty() {
+            self.refresh_destinations(retiring.into_iter().collect())
+                .await?;
+            let actual = self.actual.as_ref().expect("read above");
+            ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+        }
         let failed = self.apply(&desired, &ops).await;
         self.track_terminating(&desired, now);
+        if let Some(actual) = &self.actual {
+            self.managed.extend(desired.virtual_servers.keys().copied());
+            self.managed.retain(|k| actual.services.contains_key(k));
+        }
 
         let report = SyncReport {
             operations: ops.len(),
@@ -359,7 +384,14 @@ impl Controller {
     async fn refresh_terminating(&mut self) -> Result<(), ControllerError> {
         let keys: BTreeSet<ipvs::ServiceKey> =
             self.graceful.since.keys().map(|(k, _, _)| *k).collect();
-        let keys: Vec<_> = keys.into_iter().collect();
+        self.refresh_destinations(keys.into_iter().collect()).await
+    }
+
+    /// Reads the destinations of some virtual servers into the cache.
+    async fn refresh_destinations(
+        &mut self,
+        keys: Vec<ipvs::ServiceKey>,
+    ) -> Result<(), ControllerError> {
         let read = self.dataplane.ipvs.read_destinations(&keys).await?;
         if let Some(actual) = self.actual.as_mut() {
             for (key, destinations) in read {

@@ -44,6 +44,9 @@ pub struct Ownership {
     /// Addresses ipvsd never creates, changes or deletes anything on, as kube-proxy's
     /// `--ipvs-exclude-cidrs`.
     pub exclude_cidrs: Vec<ipnet::IpNet>,
+    /// Virtual servers ipvsd programmed earlier in this run: still its own when the reason it
+    /// owned them is gone, e.g. a NodePort on an address the node has lost since.
+    pub managed: BTreeSet<ServiceKey>,
 }
 
 /// The Kubernetes default NodePort range.
@@ -55,6 +58,7 @@ impl Default for Ownership {
             node_addresses: NodeAddresses::default(),
             nodeport_range: DEFAULT_NODEPORT_RANGE,
             exclude_cidrs: Vec::new(),
+            managed: BTreeSet::new(),
         }
     }
 }
@@ -296,6 +300,7 @@ fn owned(key: &ServiceKey, desired: &Desired, actual: &Actual, ownership: &Owner
         || desired.bound_addresses.contains(address)
         || (ownership.node_addresses.contains(address) && ownership.nodeport_range.contains(port))
         || desired.virtual_servers.contains_key(key)
+        || ownership.managed.contains(key)
 }
 
 /// What to do with a destination no Service wants any more. TCP connections get to finish: the

@@ -257,6 +257,23 @@ fn cases() -> Vec<Case> {
             &["-D -t 10.96.0.10:80", "-D -t 10.96.0.20:443", "-D -t 192.168.1.10:30080", "unbind 10.96.0.10/32"],
         ),
         Case {
+            name: "a NodePort programmed earlier on an address the node has lost is still ipvsd's",
+            desired: mk_desired(vec![], &[]),
+            actual: mk_actual(
+                vec![
+                    mk_actual_service(tcp("192.168.2.10", 30080), &[]),
+                    mk_actual_service(tcp("192.168.2.10", 30081), &[]),
+                ],
+                &[],
+            ),
+            ownership: Ownership {
+                managed: [tcp("192.168.2.10", 30080)].into(),
+                ..ownership()
+            },
+            graceful: GracefulTermination::default(),
+            expect: &["-D -t 192.168.2.10:30080"],
+        },
+        Case {
             name: "excluded CIDRs: nothing created, changed, deleted, bound or unbound there",
             desired: mk_desired(
                 vec![mk_vs(tcp("10.100.0.1", 80), &[dest("10.244.0.11", 8080)]), mk_vs(web, &[])],

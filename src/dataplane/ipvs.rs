@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
 use ipvs::{Client, Request, ServiceKey};
 
 use crate::plan::{ActualService, Operation};
@@ -28,7 +27,7 @@ impl IpvsTable {
     }
 
     /// Reads every virtual server with its destinations: one service dump, then one destination
-    /// dump per service, all in flight together.
+    /// dump per service.
     pub async fn read(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
         let services = self.client.services().await?;
         let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
@@ -48,21 +47,22 @@ impl IpvsTable {
             .collect())
     }
 
-    /// Reads the destinations of the given virtual servers. A virtual server that disappeared
-    /// meanwhile reads as having none.
+    /// Reads the destinations of the given virtual servers, one dump after the other: netlink
+    /// runs one dump at a time per socket. A virtual server that disappeared meanwhile reads as
+    /// having none.
     pub async fn read_destinations(
         &self,
         keys: &[ServiceKey],
     ) -> Result<Vec<(ServiceKey, Vec<ipvs::Destination>)>, ipvs::Error> {
-        let dumps = join_all(keys.iter().map(|key| self.client.destinations(key))).await;
-        keys.iter()
-            .zip(dumps)
-            .map(|(key, dump)| match dump {
-                Ok(destinations) => Ok((*key, destinations)),
-                Err(ipvs::Error::NotFound { .. }) => Ok((*key, Vec::new())),
-                Err(e) => Err(e),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.client.destinations(key).await {
+                Ok(destinations) => out.push((*key, destinations)),
+                Err(ipvs::Error::NotFound { .. }) => out.push((*key, Vec::new())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Applies the IPVS operations among `ops`, in order, pipelined on one socket. Returns one

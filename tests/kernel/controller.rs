@@ -75,7 +75,10 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Du
         if done() {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        if start.elapsed() >= limit {
+            let table = run(&ipvsadm_path(), &["-Ln"]);
+            panic!("{what}: not within {limit:?}; the table is now:\n{table}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -2,6 +2,7 @@
 //! with `--features kernel-tests` and runs each in a fresh network namespace inside a VM.
 
 mod controller;
+mod list;
 mod pods;
 mod rtnl;
 mod testbed;
