@@ -59,9 +59,9 @@ ensure_host_packages() {
     [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}; install them as root"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+    if ! apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}"; then
         apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}" ||
+        apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" ||
             die "apt-get install ${missing[*]} failed"
     fi
 }
