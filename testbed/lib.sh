@@ -111,8 +111,8 @@ fetch_kernel() {
             local base=${moddir%/lib/modules/*}
             depmod -b "$base" "$version"
             ln -s "${moddir#"$dir"/}" "$dir/modules"
-            local image
-            image=$(ls "$dir"/root/boot/vmlinuz-* | head -n1)
+            local images=("$dir"/root/boot/vmlinuz-*) image
+            image=${images[0]}
             [ -f "$image" ] || die "$pkg holds no /boot/vmlinuz-*"
             ln -s "${image#"$dir"/}" "$dir/vmlinuz"
             echo "$version" >"$dir/version"
