@@ -232,7 +232,7 @@ stage_initramfs() {
     mkdir -p "$root"/testbed/{bin,tests,examples}
 
     busybox=$(command -v busybox)
-    if ldd "$busybox" >/dev/null 2>&1; then
+    if ldd "$busybox" 2>/dev/null | grep -q '=>'; then
         die "$busybox is dynamically linked; install busybox-static"
     fi
     cp "$busybox" "$root/bin/busybox"
