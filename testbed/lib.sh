@@ -102,6 +102,7 @@ fetch_kernel() {
                 die "apt-get download $pkg failed"
             mkdir -p "$dir/root"
             dpkg -x "$work"/*.deb "$dir/root"
+            mv "$work"/*.deb "$dir/"
             rm -rf "$work"
             local moddir
             moddir=$(find "$dir/root" -maxdepth 4 -type d -path '*/lib/modules/*' | head -n1)
