@@ -59,9 +59,9 @@ ensure_host_packages() {
     [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}; install them as root"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+    if ! apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}"; then
         apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}" ||
+        apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" ||
             die "apt-get install ${missing[*]} failed"
     fi
 }
@@ -102,6 +102,7 @@ fetch_kernel() {
                 die "apt-get download $pkg failed"
             mkdir -p "$dir/root"
             dpkg -x "$work"/*.deb "$dir/root"
+            mv "$work"/*.deb "$dir/"
             rm -rf "$work"
             local moddir
             moddir=$(find "$dir/root" -maxdepth 4 -type d -path '*/lib/modules/*' | head -n1)
@@ -111,8 +112,8 @@ fetch_kernel() {
             local base=${moddir%/lib/modules/*}
             depmod -b "$base" "$version"
             ln -s "${moddir#"$dir"/}" "$dir/modules"
-            local image
-            image=$(ls "$dir"/root/boot/vmlinuz-* | head -n1)
+            local images=("$dir"/root/boot/vmlinuz-*) image
+            image=${images[0]}
             [ -f "$image" ] || die "$pkg holds no /boot/vmlinuz-*"
             ln -s "${image#"$dir"/}" "$dir/vmlinuz"
             echo "$version" >"$dir/version"
@@ -232,7 +233,7 @@ stage_initramfs() {
     mkdir -p "$root"/testbed/{bin,tests,examples}
 
     busybox=$(command -v busybox)
-    if ldd "$busybox" >/dev/null 2>&1; then
+    if ldd "$busybox" 2>/dev/null | grep -q '=>'; then
         die "$busybox is dynamically linked; install busybox-static"
     fi
     cp "$busybox" "$root/bin/busybox"
