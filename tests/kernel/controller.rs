@@ -15,7 +15,7 @@ use crate::pods::{
 const NODE: &str = "192.168.50.10";
 
 /// The ipvsd binary: `$IPVSD_BIN` (the test bed), else the one built beside this test.
-fn ipvsd_bin() -> PathBuf {
+pub(crate) fn ipvsd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("IPVSD_BIN") {
         return PathBuf::from(p);
     }
@@ -28,19 +28,19 @@ fn ipvsd_bin() -> PathBuf {
 }
 
 /// The repository's examples/ directory (`$IPVSD_EXAMPLES` in the test bed).
-fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     std::env::var_os("IPVSD_EXAMPLES")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
 }
 
 /// Runs ipvsd to completion; panics with its output if it fails.
-fn ipvsd(args: &[&str]) -> String {
+pub(crate) fn ipvsd(args: &[&str]) -> String {
     run(ipvsd_bin().to_str().expect("utf-8 path"), args)
 }
 
 /// `ipvsadm -Sn` as a set of lines.
-fn saved_rules() -> BTreeSet<String> {
+pub(crate) fn saved_rules() -> BTreeSet<String> {
     run(&ipvsadm_path(), &["-Sn"])
         .lines()
         .map(str::to_owned)
@@ -69,7 +69,7 @@ fn lines(text: &str) -> BTreeSet<String> {
 
 /// Polls `done` every 50 ms until it holds; panics naming `what` after `limit`. Returns how long
 /// it took.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     loop {
         if done() {
@@ -84,7 +84,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Du
 }
 
 /// The rules the demo manifests give on a node whose only address is `NODE`.
-fn demo_rules(node_addresses: &[&str]) -> BTreeSet<String> {
+pub(crate) fn demo_rules(node_addresses: &[&str]) -> BTreeSet<String> {
     let mut text = String::from(
         "-A -t 10.96.0.10:80 -s rr
 -a -t 10.96.0.10:80 -r 10.244.0.11:8080 -m -w 1
@@ -162,12 +162,12 @@ fn editable_demo() -> tempfile::TempDir {
 }
 
 /// A running `ipvsd run`; killed (SIGKILL) when dropped unless terminated.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
 }
 
 impl Daemon {
-    fn start(manifests: &Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(manifests: &Path, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(ipvsd_bin());
         cmd.args(["run", "--node-name", "demo-node", "--manifests"])
             .arg(manifests)
@@ -180,7 +180,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit.
-    fn terminate(mut self) -> ExitStatus {
+    pub(crate) fn terminate(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         run("kill", &["-TERM", &child.id().to_string()]);
         let start = Instant::now();
@@ -206,7 +206,7 @@ impl Drop for Daemon {
     }
 }
 
-fn has_rule(rule: &str) -> bool {
+pub(crate) fn has_rule(rule: &str) -> bool {
     saved_rules().contains(rule)
 }
 
@@ -538,10 +538,13 @@ fn a_connection_to_a_removed_endpoint_keeps_working_until_it_closes() {
     let n: u8 = pod.trim_start_matches("pod").parse().unwrap();
     let real = format!("10.244.0.{n}:8080");
 
-    // The pod's endpoint goes from the web slice (and from the others, which share the pods).
+    // The pod's endpoint in the web slice stops being ready and serving: it is no longer used.
     let web = dir.path().join("web.yaml");
     let text = std::fs::read_to_string(&web).unwrap();
-    let removed = text.replace(&format!("  - 10.244.0.{n}\n"), "  - 10.244.0.99\n");
+    let removed = text.replace(
+        &format!("  - 10.244.0.{n}\n  conditions:\n    ready: true\n    serving: true\n"),
+        &format!("  - 10.244.0.{n}\n  conditions:\n    ready: false\n    serving: false\n"),
+    );
     assert_ne!(text, removed);
     std::fs::write(&web, removed).unwrap();
     wait_until("weight 0", Duration::from_secs(5), || {

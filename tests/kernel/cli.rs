@@ -1,0 +1,173 @@
+//! The ipvsd command line against a real kernel: errors people meet first, timeouts, `plan`,
+//! and the periodic repair of rules changed by hand.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::controller::{demo_rules, examples, ipvsd, ipvsd_bin, saved_rules, wait_until, Daemon};
+use crate::pods::{ipvsadm_path, require_ipvs, run, ExternalClient};
+
+/// Runs ipvsd expecting it to fail; returns its standard error.
+fn ipvsd_fails(args: &[&str], uid: Option<u32>) -> String {
+    let mut cmd = Command::new(ipvsd_bin());
+    cmd.args(args);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().expect("starting ipvsd");
+    assert!(
+        !out.status.success(),
+        "`ipvsd {}` should have failed; it printed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn demo() -> String {
+    examples().join("demo").to_string_lossy().into_owned()
+}
+
+#[test]
+fn an_unknown_scheduler_is_refused_at_start_with_a_clear_error() {
+    require_ipvs();
+    let demo = demo();
+    let err = ipvsd_fails(
+        &[
+            "run",
+            "--once",
+            "--scheduler",
+            "nosuch",
+            "--manifests",
+            &demo,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("scheduler \"nosuch\" is not available"),
+        "unclear error:\n{err}"
+    );
+    assert!(saved_rules().is_empty(), "nothing is programmed");
+}
+
+#[test]
+fn without_cap_net_admin_the_error_says_so() {
+    require_ipvs();
+    // An unprivileged user has no CAP_NET_ADMIN.
+    let err = ipvsd_fails(&["list"], Some(65534));
+    assert!(err.contains("CAP_NET_ADMIN"), "unclear error:\n{err}");
+}
+
+#[test]
+fn timeouts_are_set_when_given_and_left_alone_otherwise() {
+    require_ipvs();
+    let demo = demo();
+    let before = run(&ipvsadm_path(), &["-L", "--timeout"]);
+    ipvsd(&["run", "--once", "--manifests", &demo]);
+    assert_eq!(run(&ipvsadm_path(), &["-L", "--timeout"]), before);
+    ipvsd(&[
+        "run",
+        "--once",
+        "--tcp-timeout",
+        "15m1s",
+        "--tcpfin-timeout",
+        "121",
+        "--udp-timeout",
+        "301s",
+        "--manifests",
+        &demo,
+    ]);
+    assert_eq!(
+        run(&ipvsadm_path(), &["-L", "--timeout"]),
+        "Timeout (tcp tcpfin udp): 901 121 301\n"
+    );
+}
+
+#[test]
+fn plan_prints_the_rules_and_the_diff_against_the_kernel() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let demo = demo();
+    let planned: BTreeSet<String> =
+        ipvsd(&["plan", "--node-name", "demo-node", "--manifests", &demo])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(planned, demo_rules(&["192.168.50.10"]));
+    assert!(saved_rules().is_empty(), "plan touches nothing");
+
+    ipvsd(&[
+        "run",
+        "--once",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        &demo,
+    ]);
+    let diff = ipvsd(&[
+        "plan",
+        "--diff",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        &demo,
+    ]);
+    assert_eq!(diff, "", "nothing to do after a sync");
+
+    run(
+        &ipvsadm_path(),
+        &["-d", "-t", "10.96.0.10:80", "-r", "10.244.0.12:8080"],
+    );
+    run(&ipvsadm_path(), &["-D", "-u", "10.96.0.53:53"]);
+    let diff = ipvsd(&[
+        "plan",
+        "--diff",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        &demo,
+    ]);
+    assert_eq!(
+        diff,
+        "-A -u 10.96.0.53:53 -s rr\n\
+         -a -t 10.96.0.10:80 -r 10.244.0.12:8080 -m -w 1\n\
+         -a -u 10.96.0.53:53 -r 10.244.0.11:5353 -m -w 1\n\
+         -a -u 10.96.0.53:53 -r 10.244.0.12:5353 -m -w 1\n"
+    );
+}
+
+#[test]
+fn rules_deleted_by_hand_come_back_at_the_next_sync_period() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let daemon = Daemon::start(&examples().join("demo"), &["--sync-period", "2s"]);
+    let expected = demo_rules(&["192.168.50.10"]);
+    wait_until("first sync", Duration::from_secs(20), || {
+        saved_rules() == expected
+    });
+    run(&ipvsadm_path(), &["-D", "-u", "10.96.0.53:53"]);
+    run(
+        &ipvsadm_path(),
+        &["-d", "-t", "10.96.0.10:80", "-r", "10.244.0.12:8080"],
+    );
+    run(
+        &ipvsadm_path(),
+        &[
+            "-e",
+            "-t",
+            "10.96.0.10:80",
+            "-r",
+            "10.244.0.11:8080",
+            "-m",
+            "-w",
+            "7",
+        ],
+    );
+    assert_ne!(saved_rules(), expected);
+    wait_until("the repair", Duration::from_secs(6), || {
+        saved_rules() == expected
+    });
+    assert!(daemon.terminate().success());
+}
