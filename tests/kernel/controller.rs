@@ -8,7 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pods::{
-    ip, ipvsadm_path, require_ipvs, run, tcp_hello, udp_hello, ExternalClient, Pod, TcpConversation,
+    addresses_of, ip, ipvsadm_path, require_ipvs, run, tcp_hello, udp_hello, ExternalClient, Pod,
+    TcpConversation,
 };
 
 /// The node address the demo manifests are written for.
@@ -44,18 +45,6 @@ pub(crate) fn saved_rules() -> BTreeSet<String> {
     run(&ipvsadm_path(), &["-Sn"])
         .lines()
         .map(str::to_owned)
-        .collect()
-}
-
-/// Addresses on the dummy interface.
-fn dummy_addresses(dev: &str) -> BTreeSet<IpAddr> {
-    ip(&["-o", "addr", "show", "dev", dev])
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            words.find(|w| *w == "inet" || *w == "inet6")?;
-            words.next()?.split('/').next()?.parse().ok()
-        })
         .collect()
 }
 
@@ -223,7 +212,7 @@ fn example_manifests_become_the_expected_rules_and_addresses() {
         examples().join("demo").to_str().unwrap(),
     ]);
     assert_eq!(saved_rules(), demo_rules(&[NODE]));
-    assert_eq!(dummy_addresses("kube-ipvs0"), demo_cluster_ips());
+    assert_eq!(addresses_of("kube-ipvs0"), demo_cluster_ips());
     let link = ip(&["-o", "link", "show", "dev", "kube-ipvs0"]);
     assert!(
         link.contains("state DOWN"),
@@ -324,7 +313,7 @@ fn a_running_ipvsd_follows_manifest_edits_additions_and_removals() {
     });
     assert!(took < Duration::from_secs(1), "a removal took {took:?}");
     wait_until("the address removal", Duration::from_secs(5), || {
-        !dummy_addresses("kube-ipvs0").contains(&"10.96.0.53".parse::<IpAddr>().unwrap())
+        !addresses_of("kube-ipvs0").contains(&"10.96.0.53".parse::<IpAddr>().unwrap())
     });
 
     // Addition: a new file with a new Service.
@@ -337,7 +326,7 @@ fn a_running_ipvsd_follows_manifest_edits_additions_and_removals() {
         has_rule("-A -t 10.96.0.99:8000 -s rr")
     });
     assert!(took < Duration::from_secs(1), "an addition took {took:?}");
-    assert!(dummy_addresses("kube-ipvs0").contains(&"10.96.0.99".parse::<IpAddr>().unwrap()));
+    assert!(addresses_of("kube-ipvs0").contains(&"10.96.0.99".parse::<IpAddr>().unwrap()));
 
     // A bad object is skipped; the rest keeps working and ipvsd keeps running.
     std::fs::write(
@@ -407,7 +396,7 @@ fn sigterm_leaves_the_rules_and_a_restart_keeps_their_counters() {
     }
     assert!(daemon.terminate().success(), "ipvsd exits 0 on SIGTERM");
     assert_eq!(saved_rules(), expected, "SIGTERM leaves the rules in place");
-    assert_eq!(dummy_addresses("kube-ipvs0"), demo_cluster_ips());
+    assert_eq!(addresses_of("kube-ipvs0"), demo_cluster_ips());
     // The estimator publishes counters every 2 s.
     wait_until("the counters", Duration::from_secs(10), || {
         connections_of("TCP  10.96.0.10:80") >= 5

@@ -62,6 +62,19 @@ pub fn ip(args: &[&str]) -> String {
     run("ip", args)
 }
 
+/// Addresses of `dev` as `ip -o addr show dev DEV` prints them (`... inet 10.0.0.1/32 ...`).
+pub fn addresses_of(dev: &str) -> std::collections::BTreeSet<IpAddr> {
+    ip(&["-o", "addr", "show", "dev", dev])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            let cidr = words.next()?;
+            Some(cidr.split('/').next()?.parse().expect("address from ip"))
+        })
+        .collect()
+}
+
 /// The pod server binary: `$POD_SERVER` (set by the test bed), else the example built beside
 /// this test binary (target/debug/examples/pod_server, for runs on a host with IPVS).
 pub fn pod_server_path() -> PathBuf {

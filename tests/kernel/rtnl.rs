@@ -13,32 +13,15 @@ use ipvsd::dataplane::sysctl::{apply, Sysctls};
 use ipvsd::node_addresses::NodeAddresses;
 use tokio::sync::{oneshot, watch};
 
+use crate::pods::{addresses_of as ip_addresses, ip, require_ipvs};
+
 const DUMMY: &str = "kube-ipvs0";
 /// How long a change may take to reach the address watcher.
 const WATCH_DEADLINE: Duration = Duration::from_secs(1);
 
-/// iproute2's `ip`: `$IP` if set, else /sbin/ip (busybox's `ip` can't make veth or dummy links).
-fn ip(args: &[&str]) -> String {
-    let program = std::env::var("IP").unwrap_or_else(|_| "/sbin/ip".to_owned());
-    let output = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program} {}`: {e}", args.join(" ")));
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed with {}: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Whether `ip` succeeds, for checking that something is gone.
 fn ip_succeeds(args: &[&str]) -> bool {
-    let program = std::env::var("IP").unwrap_or_else(|_| "/sbin/ip".to_owned());
-    Command::new(program)
+    Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -48,29 +31,8 @@ fn ip_succeeds(args: &[&str]) -> bool {
         .success()
 }
 
-/// Addresses of `dev` as `ip -o addr show dev DEV` prints them (`... inet 10.0.0.1/32 ...`).
-fn ip_addresses(dev: &str) -> BTreeSet<IpAddr> {
-    ip(&["-o", "addr", "show", "dev", dev])
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == "inet" || *w == "inet6")?;
-            let cidr = words.next()?;
-            Some(cidr.split('/').next()?.parse().expect("address from ip"))
-        })
-        .collect()
-}
-
 fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
     list.iter().map(|a| a.parse().unwrap()).collect()
-}
-
-/// Fails when the kernel has no IPVS: the sysctls under net.ipv4.vs exist only with it.
-fn require_ipvs() {
-    assert!(
-        std::path::Path::new("/proc/net/ip_vs").exists(),
-        "/proc/net/ip_vs is missing: this kernel has no IPVS (run kernel tests in the test bed)"
-    );
 }
 
 /// A veth pair `a`/`b` in this namespace, both UP, `a` holding `addresses` (IPv6 without DAD,
