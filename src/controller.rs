@@ -328,16 +328,14 @@ impl Controller {
     async fn apply(&mut self, desired: &Desired, ops: &[Operation]) -> usize {
         let mut failed = 0;
         let actual = self.actual.as_mut().expect("read before apply");
-        for op in ops {
-            if let Operation::BindAddress(addr) = op {
-                match self.dataplane.dummy.bind(*addr).await {
-                    Ok(()) => apply_to_cache(actual, op),
-                    Err(e) => {
-                        failed += 1;
-                        self.metrics.netlink_error("bind");
-                        error!(address = %addr, error = %e, "binding address");
-                    }
-                }
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Operation::BindAddress(_)))
+        {
+            if change_address(&self.dataplane.dummy, &self.metrics, op).await {
+                apply_to_cache(actual, op);
+            } else {
+                failed += 1;
             }
         }
         let results = self.dataplane.ipvs.apply(ops).await;
@@ -353,16 +351,14 @@ impl Controller {
                 }
             }
         }
-        for op in ops {
-            if let Operation::UnbindAddress(addr) = op {
-                match self.dataplane.dummy.unbind(*addr).await {
-                    Ok(()) => apply_to_cache(actual, op),
-                    Err(e) => {
-                        failed += 1;
-                        self.metrics.netlink_error("unbind");
-                        error!(address = %addr, error = %e, "unbinding address");
-                    }
-                }
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Operation::UnbindAddress(_)))
+        {
+            if change_address(&self.dataplane.dummy, &self.metrics, op).await {
+                apply_to_cache(actual, op);
+            } else {
+                failed += 1;
             }
         }
         failed
@@ -447,6 +443,20 @@ impl Controller {
             .collect();
         self.metrics.set_traffic(&traffic);
     }
+}
+
+/// Carries out a bind or unbind operation on the dummy interface; whether it succeeded.
+async fn change_address(dummy: &DummyLink, metrics: &Metrics, op: &Operation) -> bool {
+    let (kind, result) = match op {
+        Operation::BindAddress(addr) => ("bind", dummy.bind(*addr).await),
+        Operation::UnbindAddress(addr) => ("unbind", dummy.unbind(*addr).await),
+        _ => return true,
+    };
+    if let Err(e) = &result {
+        metrics.netlink_error(kind);
+        error!(operation = %op, error = %e, "changing the dummy interface's addresses");
+    }
+    result.is_ok()
 }
 
 fn retry_delay(failures: u32) -> Duration {
