@@ -18,12 +18,12 @@ use std::time::Duration;
 use futures::stream::StreamExt;
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
+    Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
     NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
-use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::{GenlHeader, GenlMessage};
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
 use netlink_proto::ConnectionHandle;
 use netlink_sys::Socket;
@@ -34,8 +34,15 @@ use crate::message::convert::{
     dest_key_attrs, info_from_attrs, service_attrs, service_from_attrs, service_key_attrs,
     timeouts_attrs, timeouts_from_attrs,
 };
-use crate::message::{CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME};
+use crate::message::{
+    CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME, IPVS_GENL_VERSION,
+};
 use crate::{DaemonState, Destination, Error, Info, Service, ServiceKey, SyncDaemon, Timeouts};
+
+/// `sizeof(struct nlmsghdr)`.
+const NETLINK_HEADER_LEN: usize = 16;
+/// `GENL_HDRLEN`.
+const GENL_HEADER_LEN: usize = 4;
 
 /// `GENL_ID_CTRL`: the fixed id of the generic-netlink controller family.
 const GENL_ID_CTRL: u16 = 16;
@@ -151,6 +158,33 @@ mod libc_errno {
     pub const EINVAL: i32 = 22;
 }
 
+/// Appends one request (nlmsghdr, genlmsghdr, attributes) to `out`, emitted in place rather than
+/// through a `NetlinkMessage` that would need its own copy of the attributes.
+pub(crate) fn encode_request(
+    out: &mut Vec<u8>,
+    family_id: u16,
+    sequence: u32,
+    flags: u16,
+    message: &IpvsMessage,
+) {
+    let len = NETLINK_HEADER_LEN + GENL_HEADER_LEN + message.buffer_len();
+    let mut header = NetlinkHeader::default();
+    header.length = len as u32;
+    header.message_type = family_id;
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let start = out.len();
+    out.resize(start + len, 0);
+    let buf = &mut out[start..];
+    header.emit(&mut buf[..NETLINK_HEADER_LEN]);
+    GenlHeader {
+        cmd: message.cmd.into(),
+        version: IPVS_GENL_VERSION,
+    }
+    .emit(&mut buf[NETLINK_HEADER_LEN..NETLINK_HEADER_LEN + GENL_HEADER_LEN]);
+    message.emit(&mut buf[NETLINK_HEADER_LEN + GENL_HEADER_LEN..]);
+}
+
 struct Inner {
     /// Reads (gets and dumps) and family resolution.
     handle: ConnectionHandle<RawGenlFrame>,
@@ -207,19 +241,18 @@ impl Writer {
         self.sequence = self.sequence.wrapping_add(batch.len() as u32);
         self.out.clear();
         for (i, message) in batch.iter().enumerate() {
-            let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST;
-            if i + 1 == batch.len() {
-                header.flags |= NLM_F_ACK;
-            }
-            header.sequence_number = first.wrapping_add(i as u32);
-            let mut genl = GenlMessage::from_payload(message.clone());
-            genl.set_resolved_family_id(family_id);
-            let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-            nl.finalize();
-            let start = self.out.len();
-            self.out.resize(start + nl.buffer_len(), 0);
-            nl.serialize(&mut self.out[start..]);
+            let flags = if i + 1 == batch.len() {
+                NLM_F_REQUEST | NLM_F_ACK
+            } else {
+                NLM_F_REQUEST
+            };
+            encode_request(
+                &mut self.out,
+                family_id,
+                first.wrapping_add(i as u32),
+                flags,
+                message,
+            );
         }
         let mut results: Vec<Option<Result<(), Error>>> = (0..batch.len()).map(|_| None).collect();
         let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {

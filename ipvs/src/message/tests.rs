@@ -130,6 +130,18 @@ fn new_service_whole_netlink_message() {
     assert_eq!(service_from_attrs(attrs).unwrap(), sh_service());
 }
 
+#[test]
+fn bulk_writer_encodes_like_netlink_message() {
+    let msg = IpvsMessage::new(
+        IpvsCmd::NewService,
+        vec![CmdAttr::Service(service_attrs(&sh_service()))],
+    );
+    let mut out = vec![0xaa; 3]; // appends after what is there
+    crate::client::encode_request(&mut out, FAMILY_ID, 1, NLM_F_REQUEST | NLM_F_ACK, &msg);
+    assert_eq!(&out[..3], &[0xaa; 3]);
+    assert_eq!(&out[3..], NEW_SERVICE);
+}
+
 #[rustfmt::skip]
 const SET_SERVICE_V6: &[u8] = &[
     0x02, 0x01, 0x00, 0x00, // cmd = IPVS_CMD_SET_SERVICE, version 1
