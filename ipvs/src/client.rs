@@ -13,7 +13,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
 use netlink_packet_core::ParseableParametrized;
@@ -229,14 +229,31 @@ impl Writer {
 
     /// Sends `messages` in batches and returns one result per message.
     fn write_all(&mut self, family_id: u16, messages: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let started = Instant::now();
+        let mut in_kernel = Duration::ZERO;
         let mut results = Vec::with_capacity(messages.len());
         for batch in messages.chunks(self.batch_len) {
-            results.extend(self.write_batch(family_id, batch));
+            results.extend(self.write_batch(family_id, batch, &mut in_kernel));
         }
+        // The kernel does the work of a batch inside sendmsg: the split says whether a bulk
+        // write is bound by the kernel or by this side.
+        debug!(
+            requests = messages.len(),
+            batch_len = self.batch_len,
+            failed = results.iter().filter(|r| r.is_err()).count(),
+            total_us = started.elapsed().as_micros() as u64,
+            in_kernel_us = in_kernel.as_micros() as u64,
+            "bulk write"
+        );
         results
     }
 
-    fn write_batch(&mut self, family_id: u16, batch: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+    fn write_batch(
+        &mut self,
+        family_id: u16,
+        batch: &[IpvsMessage],
+        in_kernel: &mut Duration,
+    ) -> Vec<Result<(), Error>> {
         let first = self.sequence;
         self.sequence = self.sequence.wrapping_add(batch.len() as u32);
         self.out.clear();
@@ -258,7 +275,10 @@ impl Writer {
         let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {
             batch.iter().map(|m| Err(no_answer(m.cmd, &why))).collect()
         };
-        match self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0) {
+        let sending = Instant::now();
+        let sent = self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0);
+        *in_kernel += sending.elapsed();
+        match sent {
             Ok(n) if n == self.out.len() => {}
             Ok(n) => return lost(batch, format!("sent {n} of {} bytes", self.out.len())),
             Err(e) => return lost(batch, format!("send failed: {e}")),
