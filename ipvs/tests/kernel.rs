@@ -115,6 +115,17 @@ fn service_lifecycle_matches_ipvsadm() {
             client.service(&key).await,
             Err(Error::NotFound { .. })
         ));
+
+        // A service as read back (HASHED set by the kernel) can be written again and is found.
+        client
+            .add_service(&got)
+            .await
+            .expect("re-add read-back service");
+        assert_eq!(client.service(&key).await.expect("found again").key, key);
+        assert_eq!(
+            saved_rules(),
+            ["-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port"]
+        );
     });
 }
 
