@@ -2,14 +2,14 @@
 //!
 //! Every write is a request the kernel answers. Waiting for each answer before sending the next
 //! request costs a round trip per rule (what `ipvsadm -R` does, opening a socket and resolving the
-//! family per rule on top). [`Client::execute`] instead packs up to [`BATCH_LEN`] requests into
-//! one datagram. The kernel handles a datagram sent to a generic-netlink family inside the
-//! `sendmsg` call itself, message after message, and queues an error message for each one that
-//! fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`): when that ack has
-//! been read, every answer of the batch has been; a request without an error answer succeeded.
-//! Errors carry the sequence number of their request, which maps them back. The batch is also the
-//! window: the answers it can queue must fit the socket's receive buffer (the kernel drops what
-//! does not fit), so the batch size comes from the buffer size actually granted.
+//! family per rule on top). [`Client::execute`] instead packs requests into datagrams of up to a
+//! page ([`BATCH_LEN`] requests at most). The kernel handles a datagram sent to a generic-netlink
+//! family inside the `sendmsg` call itself, message after message, and queues an error message
+//! for each one that fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`):
+//! when that ack has been read, every answer of the batch has been; a request without an error
+//! answer succeeded. Errors carry the sequence number of their request, which maps them back. The
+//! batch is also the window: the answers it can queue must fit the socket's receive buffer (the
+//! kernel drops what does not fit), so the batch size comes from the buffer size actually granted.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,13 @@ const RECEIVE_BUFFER: i32 = 8 * 1024 * 1024;
 /// (`skb->truesize` of a small message is under 1 KiB on 64-bit kernels; this leaves room).
 const ANSWER_TRUESIZE: usize = 1280;
 
+/// Largest datagram of requests. The kernel copies a datagram up to `NLMSG_GOODSIZE` (a page less
+/// the skb overhead) into an ordinary skb and a larger one into vmalloc'ed memory, which costs a
+/// page-table update and a TLB flush to free: staying under a page keeps batches cheap.
+const DATAGRAM_LEN: usize = 3584;
+
 /// Most requests packed into one datagram by [`Client::execute`]; fewer when the receive buffer
-/// could not hold an error answer for each.
+/// could not hold an error answer for each, or when they would not fit in a page.
 pub const BATCH_LEN: usize = 256;
 
 /// How long a request may wait for its answer before it is failed rather than left hanging (an
@@ -185,6 +190,19 @@ pub(crate) fn encode_request(
     message.emit(&mut buf[NETLINK_HEADER_LEN + GENL_HEADER_LEN..]);
 }
 
+/// How many of `messages` go into the next datagram: at most `batch_len`, at least one, and no
+/// more than fit in [`DATAGRAM_LEN`] bytes.
+fn batch_end(messages: &[IpvsMessage], batch_len: usize) -> usize {
+    let mut bytes = 0;
+    for (i, m) in messages.iter().take(batch_len).enumerate() {
+        bytes += NETLINK_HEADER_LEN + GENL_HEADER_LEN + m.buffer_len();
+        if bytes > DATAGRAM_LEN {
+            return i.max(1);
+        }
+    }
+    messages.len().min(batch_len)
+}
+
 struct Inner {
     /// Reads (gets and dumps) and family resolution.
     handle: ConnectionHandle<RawGenlFrame>,
@@ -232,8 +250,11 @@ impl Writer {
         let started = Instant::now();
         let mut in_kernel = Duration::ZERO;
         let mut results = Vec::with_capacity(messages.len());
-        for batch in messages.chunks(self.batch_len) {
-            results.extend(self.write_batch(family_id, batch, &mut in_kernel));
+        let mut start = 0;
+        while start < messages.len() {
+            let end = start + batch_end(&messages[start..], self.batch_len);
+            results.extend(self.write_batch(family_id, &messages[start..end], &mut in_kernel));
+            start = end;
         }
         // The kernel does the work of a batch inside sendmsg: the split says whether a bulk
         // write is bound by the kernel or by this side.
@@ -730,4 +751,42 @@ async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, 
             ))
         })??;
     family_id.ok_or(Error::IpvsUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Destination, Protocol, ServiceKey};
+
+    fn add_dest(i: u8) -> IpvsMessage {
+        let key = ServiceKey::Addr {
+            address: [10, 96, 0, 1].into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        Request::AddDestination(key, Destination::new([10, 244, 0, i].into(), 8080)).to_message()
+    }
+
+    #[test]
+    fn batches_stay_within_a_page_and_the_count_limit() {
+        let messages: Vec<_> = (0..100).map(add_dest).collect();
+        let one = NETLINK_HEADER_LEN + GENL_HEADER_LEN + messages[0].buffer_len();
+        let fit = DATAGRAM_LEN / one;
+        assert!(fit > 1 && fit < 100, "{one} bytes a message");
+        assert_eq!(batch_end(&messages, BATCH_LEN), fit);
+        assert_eq!(batch_end(&messages, 5), 5);
+        assert_eq!(batch_end(&messages[..3], BATCH_LEN), 3);
+        assert_eq!(batch_end(&messages[..0], BATCH_LEN), 0);
+    }
+
+    #[test]
+    fn an_oversized_message_still_goes_alone() {
+        let mut big = add_dest(1);
+        big.attrs
+            .push(CmdAttr::Other(netlink_packet_core::DefaultNla::new(
+                99,
+                vec![0; DATAGRAM_LEN],
+            )));
+        assert_eq!(batch_end(&[big.clone(), add_dest(2)], BATCH_LEN), 1);
+    }
 }
