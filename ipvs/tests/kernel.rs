@@ -394,6 +394,39 @@ fn sync_daemon_lifecycle_matches_ipvsadm() {
 }
 
 #[test]
+fn sync_daemon_options_match_ipvsadm() {
+    rt().block_on(async {
+        let client = connect().await;
+        let daemon = SyncDaemon {
+            state: DaemonState::Master,
+            interface: "lo".to_string(),
+            sync_id: 9,
+            max_len: Some(1400),
+            group: Some(ip("224.0.0.81")),
+            port: Some(8848),
+            ttl: Some(2),
+        };
+        client.add_daemon(&daemon).await.expect("start daemon");
+        let listed = client.daemons().await.expect("daemons");
+        assert_eq!(listed, vec![daemon.clone()]);
+        let shown = ipvsadm(&["-L", "--daemon"]);
+        assert_eq!(
+            shown.trim(),
+            "master sync daemon (mcast=lo, syncid=9, maxlen=1400, group=224.0.0.81, port=8848, ttl=2)",
+            "ipvsadm --daemon"
+        );
+        client
+            .delete_daemon(DaemonState::Master)
+            .await
+            .expect("stop daemon");
+        assert!(matches!(
+            client.delete_daemon(DaemonState::Master).await,
+            Err(Error::NotFound { .. }) | Err(Error::Kernel { .. })
+        ));
+    });
+}
+
+#[test]
 fn execute_pipelines_and_reports_per_request() {
     rt().block_on(async {
         let client = connect().await;
