@@ -90,6 +90,14 @@ fn ipvsadm_restore(ipvsadm: &str, script: &str) -> Result<Duration> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
+    // The client's "bulk write" event says how much of its time the kernel spent in sendmsg.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ipvs=debug".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let services = env_usize("BENCH_SERVICES", 2000)?;
     let dests = env_usize("BENCH_DESTINATIONS", 10)?;
     let ipvsadm = std::env::var("IPVSADM").unwrap_or_else(|_| "ipvsadm".to_string());

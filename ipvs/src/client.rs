@@ -2,28 +2,28 @@
 //!
 //! Every write is a request the kernel answers. Waiting for each answer before sending the next
 //! request costs a round trip per rule (what `ipvsadm -R` does, opening a socket and resolving the
-//! family per rule on top). [`Client::execute`] instead packs up to [`BATCH_LEN`] requests into
-//! one datagram. The kernel handles a datagram sent to a generic-netlink family inside the
-//! `sendmsg` call itself, message after message, and queues an error message for each one that
-//! fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`): when that ack has
-//! been read, every answer of the batch has been; a request without an error answer succeeded.
-//! Errors carry the sequence number of their request, which maps them back. The batch is also the
-//! window: the answers it can queue must fit the socket's receive buffer (the kernel drops what
-//! does not fit), so the batch size comes from the buffer size actually granted.
+//! family per rule on top). [`Client::execute`] instead packs requests into datagrams of up to a
+//! page ([`BATCH_LEN`] requests at most). The kernel handles a datagram sent to a generic-netlink
+//! family inside the `sendmsg` call itself, message after message, and queues an error message
+//! for each one that fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`):
+//! when that ack has been read, every answer of the batch has been; a request without an error
+//! answer succeeded. Errors carry the sequence number of their request, which maps them back. The
+//! batch is also the window: the answers it can queue must fit the socket's receive buffer (the
+//! kernel drops what does not fit), so the batch size comes from the buffer size actually granted.
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
+    Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
     NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
-use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::{GenlHeader, GenlMessage};
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
 use netlink_proto::ConnectionHandle;
 use netlink_sys::Socket;
@@ -34,8 +34,15 @@ use crate::message::convert::{
     dest_key_attrs, info_from_attrs, service_attrs, service_from_attrs, service_key_attrs,
     timeouts_attrs, timeouts_from_attrs,
 };
-use crate::message::{CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME};
+use crate::message::{
+    CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME, IPVS_GENL_VERSION,
+};
 use crate::{DaemonState, Destination, Error, Info, Service, ServiceKey, SyncDaemon, Timeouts};
+
+/// `sizeof(struct nlmsghdr)`.
+const NETLINK_HEADER_LEN: usize = 16;
+/// `GENL_HDRLEN`.
+const GENL_HEADER_LEN: usize = 4;
 
 /// `GENL_ID_CTRL`: the fixed id of the generic-netlink controller family.
 const GENL_ID_CTRL: u16 = 16;
@@ -47,8 +54,13 @@ const RECEIVE_BUFFER: i32 = 8 * 1024 * 1024;
 /// (`skb->truesize` of a small message is under 1 KiB on 64-bit kernels; this leaves room).
 const ANSWER_TRUESIZE: usize = 1280;
 
+/// Largest datagram of requests. The kernel copies a datagram up to `NLMSG_GOODSIZE` (a page less
+/// the skb overhead) into an ordinary skb and a larger one into vmalloc'ed memory, which costs a
+/// page-table update and a TLB flush to free: staying under a page keeps batches cheap.
+const DATAGRAM_LEN: usize = 3584;
+
 /// Most requests packed into one datagram by [`Client::execute`]; fewer when the receive buffer
-/// could not hold an error answer for each.
+/// could not hold an error answer for each, or when they would not fit in a page.
 pub const BATCH_LEN: usize = 256;
 
 /// How long a request may wait for its answer before it is failed rather than left hanging (an
@@ -151,6 +163,46 @@ mod libc_errno {
     pub const EINVAL: i32 = 22;
 }
 
+/// Appends one request (nlmsghdr, genlmsghdr, attributes) to `out`, emitted in place rather than
+/// through a `NetlinkMessage` that would need its own copy of the attributes.
+pub(crate) fn encode_request(
+    out: &mut Vec<u8>,
+    family_id: u16,
+    sequence: u32,
+    flags: u16,
+    message: &IpvsMessage,
+) {
+    let len = NETLINK_HEADER_LEN + GENL_HEADER_LEN + message.buffer_len();
+    let mut header = NetlinkHeader::default();
+    header.length = len as u32;
+    header.message_type = family_id;
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let start = out.len();
+    out.resize(start + len, 0);
+    let buf = &mut out[start..];
+    header.emit(&mut buf[..NETLINK_HEADER_LEN]);
+    GenlHeader {
+        cmd: message.cmd.into(),
+        version: IPVS_GENL_VERSION,
+    }
+    .emit(&mut buf[NETLINK_HEADER_LEN..NETLINK_HEADER_LEN + GENL_HEADER_LEN]);
+    message.emit(&mut buf[NETLINK_HEADER_LEN + GENL_HEADER_LEN..]);
+}
+
+/// How many of `messages` go into the next datagram: at most `batch_len`, at least one, and no
+/// more than fit in [`DATAGRAM_LEN`] bytes.
+fn batch_end(messages: &[IpvsMessage], batch_len: usize) -> usize {
+    let mut bytes = 0;
+    for (i, m) in messages.iter().take(batch_len).enumerate() {
+        bytes += NETLINK_HEADER_LEN + GENL_HEADER_LEN + m.buffer_len();
+        if bytes > DATAGRAM_LEN {
+            return i.max(1);
+        }
+    }
+    messages.len().min(batch_len)
+}
+
 struct Inner {
     /// Reads (gets and dumps) and family resolution.
     handle: ConnectionHandle<RawGenlFrame>,
@@ -195,37 +247,59 @@ impl Writer {
 
     /// Sends `messages` in batches and returns one result per message.
     fn write_all(&mut self, family_id: u16, messages: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+        let started = Instant::now();
+        let mut in_kernel = Duration::ZERO;
         let mut results = Vec::with_capacity(messages.len());
-        for batch in messages.chunks(self.batch_len) {
-            results.extend(self.write_batch(family_id, batch));
+        let mut start = 0;
+        while start < messages.len() {
+            let end = start + batch_end(&messages[start..], self.batch_len);
+            results.extend(self.write_batch(family_id, &messages[start..end], &mut in_kernel));
+            start = end;
         }
+        // The kernel does the work of a batch inside sendmsg: the split says whether a bulk
+        // write is bound by the kernel or by this side.
+        debug!(
+            requests = messages.len(),
+            batch_len = self.batch_len,
+            failed = results.iter().filter(|r| r.is_err()).count(),
+            total_us = started.elapsed().as_micros() as u64,
+            in_kernel_us = in_kernel.as_micros() as u64,
+            "bulk write"
+        );
         results
     }
 
-    fn write_batch(&mut self, family_id: u16, batch: &[IpvsMessage]) -> Vec<Result<(), Error>> {
+    fn write_batch(
+        &mut self,
+        family_id: u16,
+        batch: &[IpvsMessage],
+        in_kernel: &mut Duration,
+    ) -> Vec<Result<(), Error>> {
         let first = self.sequence;
         self.sequence = self.sequence.wrapping_add(batch.len() as u32);
         self.out.clear();
         for (i, message) in batch.iter().enumerate() {
-            let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST;
-            if i + 1 == batch.len() {
-                header.flags |= NLM_F_ACK;
-            }
-            header.sequence_number = first.wrapping_add(i as u32);
-            let mut genl = GenlMessage::from_payload(message.clone());
-            genl.set_resolved_family_id(family_id);
-            let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-            nl.finalize();
-            let start = self.out.len();
-            self.out.resize(start + nl.buffer_len(), 0);
-            nl.serialize(&mut self.out[start..]);
+            let flags = if i + 1 == batch.len() {
+                NLM_F_REQUEST | NLM_F_ACK
+            } else {
+                NLM_F_REQUEST
+            };
+            encode_request(
+                &mut self.out,
+                family_id,
+                first.wrapping_add(i as u32),
+                flags,
+                message,
+            );
         }
         let mut results: Vec<Option<Result<(), Error>>> = (0..batch.len()).map(|_| None).collect();
         let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {
             batch.iter().map(|m| Err(no_answer(m.cmd, &why))).collect()
         };
-        match self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0) {
+        let sending = Instant::now();
+        let sent = self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0);
+        *in_kernel += sending.elapsed();
+        match sent {
             Ok(n) if n == self.out.len() => {}
             Ok(n) => return lost(batch, format!("sent {n} of {} bytes", self.out.len())),
             Err(e) => return lost(batch, format!("send failed: {e}")),
@@ -677,4 +751,42 @@ async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, 
             ))
         })??;
     family_id.ok_or(Error::IpvsUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Destination, Protocol, ServiceKey};
+
+    fn add_dest(i: u8) -> IpvsMessage {
+        let key = ServiceKey::Addr {
+            address: [10, 96, 0, 1].into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        Request::AddDestination(key, Destination::new([10, 244, 0, i].into(), 8080)).to_message()
+    }
+
+    #[test]
+    fn batches_stay_within_a_page_and_the_count_limit() {
+        let messages: Vec<_> = (0..100).map(add_dest).collect();
+        let one = NETLINK_HEADER_LEN + GENL_HEADER_LEN + messages[0].buffer_len();
+        let fit = DATAGRAM_LEN / one;
+        assert!(fit > 1 && fit < 100, "{one} bytes a message");
+        assert_eq!(batch_end(&messages, BATCH_LEN), fit);
+        assert_eq!(batch_end(&messages, 5), 5);
+        assert_eq!(batch_end(&messages[..3], BATCH_LEN), 3);
+        assert_eq!(batch_end(&messages[..0], BATCH_LEN), 0);
+    }
+
+    #[test]
+    fn an_oversized_message_still_goes_alone() {
+        let mut big = add_dest(1);
+        big.attrs
+            .push(CmdAttr::Other(netlink_packet_core::DefaultNla::new(
+                99,
+                vec![0; DATAGRAM_LEN],
+            )));
+        assert_eq!(batch_end(&[big.clone(), add_dest(2)], BATCH_LEN), 1);
+    }
 }

@@ -15,7 +15,8 @@
 //!     port: 443,
 //! };
 //! let mut service = Service::new(key, "sh");
-//! service.flags = ServiceFlags::PERSISTENT | ServiceFlags::parse_sched_flags("sh-fallback,sh-port").unwrap();
+//! let sched_flags = ServiceFlags::parse_sched_flags("sh-fallback,sh-port").unwrap();
+//! service.flags = ServiceFlags::PERSISTENT | sched_flags;
 //! service.timeout = 600;
 //! client.add_service(&service).await?;
 //!

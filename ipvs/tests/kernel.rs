@@ -115,6 +115,17 @@ fn service_lifecycle_matches_ipvsadm() {
             client.service(&key).await,
             Err(Error::NotFound { .. })
         ));
+
+        // A service as read back (HASHED set by the kernel) can be written again and is found.
+        client
+            .add_service(&got)
+            .await
+            .expect("re-add read-back service");
+        assert_eq!(client.service(&key).await.expect("found again").key, key);
+        assert_eq!(
+            saved_rules(),
+            ["-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port"]
+        );
     });
 }
 
@@ -216,7 +227,7 @@ fn destinations_match_ipvsadm() {
             ]
         );
 
-        // -S leaves thresholds out; --thresholds lists them after the weight.
+        // -S leaves thresholds out; --thresholds lists them (then the connection counts).
         let listed = ipvsadm(&["-Ln", "--thresholds"]);
         let route_line: Vec<&str> = listed
             .lines()
@@ -225,8 +236,8 @@ fn destinations_match_ipvsadm() {
             .split_whitespace()
             .collect();
         assert_eq!(
-            route_line[..6],
-            ["->", "10.244.0.8:80", "Route", "3", "100", "10"],
+            route_line,
+            ["->", "10.244.0.8:80", "100", "10", "0", "0"],
             "{listed}"
         );
 
@@ -379,6 +390,39 @@ fn sync_daemon_lifecycle_matches_ipvsadm() {
             .expect("stop daemon");
         assert!(client.daemons().await.expect("daemons").is_empty());
         assert!(ipvsadm(&["-L", "--daemon"]).trim().is_empty());
+    });
+}
+
+#[test]
+fn sync_daemon_options_match_ipvsadm() {
+    rt().block_on(async {
+        let client = connect().await;
+        let daemon = SyncDaemon {
+            state: DaemonState::Master,
+            interface: "lo".to_string(),
+            sync_id: 9,
+            max_len: Some(1400),
+            group: Some(ip("224.0.0.81")),
+            port: Some(8848),
+            ttl: Some(2),
+        };
+        client.add_daemon(&daemon).await.expect("start daemon");
+        let listed = client.daemons().await.expect("daemons");
+        assert_eq!(listed, vec![daemon.clone()]);
+        let shown = ipvsadm(&["-L", "--daemon"]);
+        assert_eq!(
+            shown.trim(),
+            "master sync daemon (mcast=lo, syncid=9, maxlen=1400, group=224.0.0.81, port=8848, ttl=2)",
+            "ipvsadm --daemon"
+        );
+        client
+            .delete_daemon(DaemonState::Master)
+            .await
+            .expect("stop daemon");
+        assert!(matches!(
+            client.delete_daemon(DaemonState::Master).await,
+            Err(Error::NotFound { .. }) | Err(Error::Kernel { .. })
+        ));
     });
 }
 

@@ -145,16 +145,18 @@ pub fn service_key_attrs(key: &ServiceKey) -> Vec<SvcAttr> {
 }
 
 /// Every attribute of a service a new or set command needs: the key, scheduler, flags (with a
-/// full mask, so the kernel takes exactly these flags), timeout, netmask and the PE name when
-/// there is one. The kernel refuses `NEW_SERVICE` unless all four settings are present.
+/// full mask, so the kernel takes exactly these flags; never `HASHED`), timeout, netmask and the
+/// PE name when there is one. The kernel refuses `NEW_SERVICE` unless all four settings are present.
 pub fn service_attrs(service: &Service) -> Vec<SvcAttr> {
     let mut attrs = service_key_attrs(&service.key);
     attrs.push(SvcAttr::SchedName(service.scheduler.clone()));
     if let Some(pe) = &service.persistence_engine {
         attrs.push(SvcAttr::PeName(pe.clone()));
     }
+    // HASHED is the kernel's own bookkeeping: a new service that arrives with it set is never
+    // put in the lookup table (ip_vs_svc_hash refuses "already hashed" entries).
     attrs.push(SvcAttr::Flags(SchedFlagsNla {
-        flags: service.flags.0,
+        flags: service.flags.difference(ServiceFlags::HASHED).0,
         mask: u32::MAX,
     }));
     attrs.push(SvcAttr::Timeout(service.timeout));

@@ -130,6 +130,25 @@ fn new_service_whole_netlink_message() {
     assert_eq!(service_from_attrs(attrs).unwrap(), sh_service());
 }
 
+#[test]
+fn bulk_writer_encodes_like_netlink_message() {
+    let msg = IpvsMessage::new(
+        IpvsCmd::NewService,
+        vec![CmdAttr::Service(service_attrs(&sh_service()))],
+    );
+    let mut out = vec![0xaa; 3]; // appends after what is there
+    crate::client::encode_request(&mut out, FAMILY_ID, 1, NLM_F_REQUEST | NLM_F_ACK, &msg);
+    assert_eq!(&out[..3], &[0xaa; 3]);
+    assert_eq!(&out[3..], NEW_SERVICE);
+}
+
+#[test]
+fn a_service_read_back_is_written_without_the_hashed_flag() {
+    let mut read_back = sh_service();
+    read_back.flags = read_back.flags | ServiceFlags::HASHED;
+    assert_eq!(service_attrs(&read_back), service_attrs(&sh_service()));
+}
+
 #[rustfmt::skip]
 const SET_SERVICE_V6: &[u8] = &[
     0x02, 0x01, 0x00, 0x00, // cmd = IPVS_CMD_SET_SERVICE, version 1
