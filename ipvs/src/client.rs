@@ -207,6 +207,9 @@ struct Inner {
     /// Reads (gets and dumps) and family resolution.
     handle: ConnectionHandle<RawGenlFrame>,
     family_id: u16,
+    /// Held for the length of a dump: the kernel runs one dump at a time per netlink socket and
+    /// answers a second one with EBUSY.
+    dumping: tokio::sync::Mutex<()>,
     /// Writes: a blocking socket used from the blocking thread pool, one batch at a time.
     writer: Mutex<Writer>,
 }
@@ -401,6 +404,7 @@ impl Client {
                 handle,
                 family_id,
                 writer: Mutex::new(writer),
+                dumping: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -423,6 +427,11 @@ impl Client {
     /// Sends one request and gathers its replies until the ack or the end of the dump.
     async fn request(&self, message: IpvsMessage, dump: bool) -> Result<Answer, Error> {
         let cmd = message.cmd;
+        let _one_dump = if dump {
+            Some(self.inner.dumping.lock().await)
+        } else {
+            None
+        };
         let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
         let msg = self.frame(message, flags);
         let mut stream = self

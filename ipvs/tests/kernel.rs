@@ -479,3 +479,143 @@ fn execute_pipelines_and_reports_per_request() {
         assert!(saved_rules().is_empty());
     });
 }
+
+#[test]
+fn ipvsadm_renderers_match_real_ipvsadm() {
+    use ipvs::ipvsadm::{self as render, View};
+    let commands = [
+        "--set 900 120 300",
+        "-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port",
+        "-a -t 10.96.0.20:443 -r 10.244.0.7:8443 -m -w 1",
+        "-a -t 10.96.0.20:443 -r 192.168.1.5:8443 -m -w 1",
+        "-a -t 10.96.0.20:443 -r 100.64.1.1:8443 -m -w 0",
+        "-a -t 10.96.0.20:443 -r 10.244.0.7:9443 -m -w 3 -x 100 -y 50",
+        "-A -t 192.168.50.10:30080 -s mh -b mh-port",
+        "-a -t 192.168.50.10:30080 -r 10.244.1.9:8080 -m",
+        "-A -t 100.64.0.10:80 -s rr -b flag-1,flag-3",
+        "-a -t 100.64.0.10:80 -r 127.0.0.1:80 -m",
+        "-a -t 100.64.0.10:80 -r 172.16.0.5:80 -g -w 2",
+        "-a -t 100.64.0.10:80 -r 172.16.0.6:80 -i -w 1",
+        "-a -t 100.64.0.10:80 -r 172.16.0.7:80 -i --tun-type gue --tun-port 6080 --tun-csum",
+        "-a -t 100.64.0.10:80 -r 172.16.0.8:80 -i --tun-type gre --tun-nocsum",
+        "-a -t 100.64.0.10:80 -r 172.16.0.9:80 -i --tun-type gue --tun-port 6081 --tun-remcsum",
+        "-a -t 100.64.0.10:80 -r [fd00::5]:80 -i",
+        "-a -t 100.64.0.10:80 -r 200.1.1.1:80 -i",
+        "-A -t 172.16.99.1:8080 -s sh -b flag-3",
+        "-A -t 10.96.0.30:80 -s wlc -p 3600 -M 255.255.255.0",
+        "-a -t 10.96.0.30:80 -r 10.244.2.2:80 -m -x 200 -y 100",
+        "-A -u 10.96.0.10:53 -s rr -o",
+        "-a -u 10.96.0.10:53 -r 10.244.0.3:53 -m",
+        "-A -u 10.96.0.40:5060 -s rr -p 60 --pe sip",
+        "-a -u 10.96.0.40:5060 -r 10.244.3.3:5060 -m",
+        "-A --sctp-service 10.96.0.50:3868 -s lc",
+        "-a --sctp-service 10.96.0.50:3868 -r 10.244.4.4:3868 -m",
+        "-A -t [fd00::10]:80 -s wrr -p 300 -M 64",
+        "-a -t [fd00::10]:80 -r [fd00:244::7]:8080 -m -w 2",
+        "-a -t [fd00::10]:80 -r [2001:db8::7]:8080 -m",
+        "-A -u [2001:db8::53]:53 -s rr",
+        "-a -u [2001:db8::53]:53 -r [::10.1.2.3]:53 -m",
+        "-A -f 7 -s wlc",
+        "-a -f 7 -r 10.244.5.5:0 -m",
+        "-A -f 9 -s rr -p 120 -M 255.255.0.0",
+        "-a -f 9 -r 10.244.6.6:0 -g",
+        "-A -f 8 -6 -s rr -p 30 -M 48",
+        "-a -f 8 -6 -r fd00::8 -g",
+        "-A -f 3000000000 -s lc",
+        "-A -f 4294967295 -s rr",
+    ];
+    for command in commands {
+        ipvsadm(&command.split_whitespace().collect::<Vec<_>>());
+    }
+    rt().block_on(async {
+        let client = connect().await;
+        let info = client.info().await.expect("info");
+        let mut table = Vec::new();
+        for service in client.services().await.expect("services") {
+            let destinations = client.destinations(&service.key).await.expect("dests");
+            table.push((service, destinations));
+        }
+        for (view, args) in [
+            (View::Default, vec!["-Ln"]),
+            (View::Stats, vec!["-Ln", "--stats"]),
+            (View::Rate, vec!["-Ln", "--rate"]),
+            (View::StatsExact, vec!["-Ln", "--stats", "--exact"]),
+            (View::RateExact, vec!["-Ln", "--rate", "--exact"]),
+            (View::Thresholds, vec!["-Ln", "--thresholds"]),
+            (
+                View::PersistentConnections,
+                vec!["-Ln", "--persistent-conn"],
+            ),
+            (View::TunnelInfo, vec!["-Ln", "--tun-info"]),
+        ] {
+            let expected = ipvsadm(&args);
+            let actual = render::list(&info, &table, view);
+            println!("{expected}");
+            assert_eq!(actual, expected, "view {view:?}");
+        }
+        let expected = ipvsadm(&["-Sn"]);
+        println!("{expected}");
+        assert_eq!(render::save(&table), expected);
+        assert_eq!(
+            render::timeouts(&client.timeouts().await.expect("timeouts")),
+            ipvsadm(&["-L", "--timeout"])
+        );
+        // The kernel refuses sync daemons while destinations mix families.
+        ipvsadm(&["-d", "-t", "100.64.0.10:80", "-r", "[fd00::5]:80"]);
+        ipvsadm(&[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "lo",
+            "--syncid",
+            "5",
+        ]);
+        ipvsadm(&[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "lo",
+            "--syncid",
+            "200",
+            "--sync-maxlen",
+            "1400",
+            "--mcast-port",
+            "8848",
+        ]);
+        let expected = ipvsadm(&["-L", "--daemon"]);
+        println!("{expected}");
+        assert_eq!(
+            render::daemons(&client.daemons().await.expect("daemons")),
+            expected
+        );
+    });
+}
+
+#[test]
+fn dumps_asked_for_together_on_one_client_all_succeed() {
+    // The kernel runs one dump per socket at a time; the client queues the others.
+    for i in 0..20 {
+        ipvsadm(&["-A", "-t", &format!("10.1.0.{i}:80"), "-s", "rr"]);
+        ipvsadm(&[
+            "-a",
+            "-t",
+            &format!("10.1.0.{i}:80"),
+            "-r",
+            &format!("10.2.0.{i}:80"),
+            "-m",
+        ]);
+    }
+    rt().block_on(async {
+        let client = connect().await;
+        let services = client.services().await.expect("services");
+        assert_eq!(services.len(), 20);
+        let (dumps, again) = tokio::join!(
+            futures::future::join_all(services.iter().map(|s| client.destinations(&s.key))),
+            client.services(),
+        );
+        for dump in &dumps {
+            assert_eq!(dump.as_ref().expect("a destination dump").len(), 1);
+        }
+        assert_eq!(again.expect("a service dump").len(), 20);
+    });
+}
