@@ -1,9 +1,14 @@
 //! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's pipelined
 //! [`ipvs::Client::execute`] — and prints both times and their ratio.
 //!
+//! Each contender writes into a network namespace of its own, made fresh for it (IPVS keeps
+//! one table per namespace), so neither inherits the other's leftovers: after a flush the
+//! kernel keeps deleted destinations in a trash list for a minute or two and scans that list on
+//! every destination it adds, which would make whoever writes second pay for the first.
+//!
 //! Run it as root on a kernel with IPVS (the test bed: `testbed/vm -- /testbed/bin/bench_restore`).
 //! `IPVSADM` names the ipvsadm binary (default `ipvsadm`); `BENCH_SERVICES` and
-//! `BENCH_DESTINATIONS` size the table (default 2000 × 10).
+//! `BENCH_DESTINATIONS` size the table (default 2000 × 10). It runs `ip netns`.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -68,9 +73,47 @@ async fn count(client: &Client) -> Result<(usize, usize)> {
     Ok((services.len(), dests))
 }
 
-fn ipvsadm_restore(ipvsadm: &str, script: &str) -> Result<Duration> {
+/// A network namespace made for one measurement and deleted after it.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(name: &str) -> Result<Namespace> {
+        // A namespace left by an interrupted run would not be fresh.
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        Ok(Namespace(name.to_string()))
+    }
+
+    /// `ip netns exec NAME program`.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, program]);
+        cmd
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ipvsadm_restore(netns: &Namespace, ipvsadm: &str, script: &str) -> Result<Duration> {
     let start = Instant::now();
-    let mut child = Command::new(ipvsadm)
+    let mut child = netns
+        .command(ipvsadm)
         .arg("-R")
         .stdin(Stdio::piped())
         .spawn()
@@ -88,6 +131,9 @@ fn ipvsadm_restore(ipvsadm: &str, script: &str) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// Flag of the run inside the client's namespace: write the table, check it, print the time.
+const CLIENT_PHASE: &str = "--client-phase";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     // The client's "bulk write" event says how much of its time the kernel spent in sendmsg.
@@ -100,21 +146,62 @@ async fn main() -> Result<()> {
         .init();
     let services = env_usize("BENCH_SERVICES", 2000)?;
     let dests = env_usize("BENCH_DESTINATIONS", 10)?;
+    if std::env::args().nth(1).as_deref() == Some(CLIENT_PHASE) {
+        let client_time = client_write(services, dests).await?;
+        println!("{}", client_time.as_secs_f64());
+        return Ok(());
+    }
     let ipvsadm = std::env::var("IPVSADM").unwrap_or_else(|_| "ipvsadm".to_string());
-    let client = Client::connect().await?;
-    client.flush().await?;
 
     let script = restore_script(services, dests);
-    let ipvsadm_time = ipvsadm_restore(&ipvsadm, &script)?;
-    let written = count(&client).await?;
+    let ipvsadm_ns = Namespace::new("bench-ipvsadm")?;
+    let ipvsadm_time = ipvsadm_restore(&ipvsadm_ns, &ipvsadm, &script)?;
+    let saved = run(ipvsadm_ns.command(&ipvsadm).arg("-Sn"))?;
     ensure!(
-        written == (services, services * dests),
-        "ipvsadm -R wrote {written:?}, expected ({services}, {})",
-        services * dests
+        saved.lines().count() == services * (dests + 1),
+        "ipvsadm -R wrote {} rules, expected {}",
+        saved.lines().count(),
+        services * (dests + 1)
     );
-    client.flush().await?;
-    ensure!(count(&client).await? == (0, 0), "flush left rules behind");
+    drop(ipvsadm_ns);
 
+    let client_ns = Namespace::new("bench-client")?;
+    let me = std::env::current_exe()?;
+    let printed = run(client_ns
+        .command(me.to_str().context("path of this program")?)
+        .arg(CLIENT_PHASE))?;
+    let client_time = Duration::from_secs_f64(
+        printed
+            .trim()
+            .parse()
+            .with_context(|| format!("the client phase printed {printed:?}"))?,
+    );
+    drop(client_ns);
+
+    let total = services * (dests + 1);
+    println!("table: {services} services x {dests} destinations ({total} rules)");
+    println!(
+        "ipvsadm -R:            {:>10.3} s",
+        ipvsadm_time.as_secs_f64()
+    );
+    println!(
+        "Client::execute:       {:>10.3} s",
+        client_time.as_secs_f64()
+    );
+    println!(
+        "ratio (ipvsadm/client): {:>9.1}x",
+        ipvsadm_time.as_secs_f64() / client_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Writes the table with [`Client::execute`] into this (fresh) namespace and checks it.
+async fn client_write(services: usize, dests: usize) -> Result<Duration> {
+    let client = Client::connect().await?;
+    ensure!(
+        count(&client).await? == (0, 0),
+        "the namespace is not fresh"
+    );
     let mut requests = Vec::with_capacity(services * (dests + 1));
     for i in 0..services {
         let key = service_key(i);
@@ -143,20 +230,5 @@ async fn main() -> Result<()> {
         "client wrote {written:?}, expected ({services}, {})",
         services * dests
     );
-    client.flush().await?;
-
-    println!("table: {services} services x {dests} destinations ({total} rules)");
-    println!(
-        "ipvsadm -R:            {:>10.3} s",
-        ipvsadm_time.as_secs_f64()
-    );
-    println!(
-        "Client::execute:       {:>10.3} s",
-        client_time.as_secs_f64()
-    );
-    println!(
-        "ratio (ipvsadm/client): {:>9.1}x",
-        ipvsadm_time.as_secs_f64() / client_time.as_secs_f64()
-    );
-    Ok(())
+    Ok(client_time)
 }
