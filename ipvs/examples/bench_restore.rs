@@ -79,8 +79,13 @@ struct Namespace(String);
 impl Namespace {
     fn new(name: &str) -> Result<Namespace> {
         // A namespace left by an interrupted run would not be fresh.
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
         run(Command::new("ip").args(["netns", "add", name]))?;
+        // With lo down the kernel takes no address for a unicast one and refuses destinations.
+        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
         Ok(Namespace(name.to_string()))
     }
 
