@@ -619,3 +619,40 @@ fn dumps_asked_for_together_on_one_client_all_succeed() {
         assert_eq!(again.expect("a service dump").len(), 20);
     });
 }
+
+/// The benchmark example (`examples/bench_restore.rs`): in the test bed at /testbed/bin, else
+/// built beside this test binary.
+fn bench_restore_path() -> std::path::PathBuf {
+    let staged = std::path::PathBuf::from("/testbed/bin/bench_restore");
+    if staged.exists() {
+        return staged;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("bench_restore"))
+        .filter(|p| p.exists())
+        .expect("bench_restore is neither in /testbed/bin nor built beside the test binary")
+}
+
+#[test]
+fn the_benchmark_writes_and_checks_both_tables() {
+    // A small table: this keeps the benchmark working, it does not time anything.
+    let out = Command::new(bench_restore_path())
+        .env("BENCH_SERVICES", "20")
+        .env("BENCH_DESTINATIONS", "3")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running bench_restore");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench_restore failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("table: 20 services x 3 destinations (80 rules)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ratio (ipvsadm/client):"), "{stdout}");
+}
