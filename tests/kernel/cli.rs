@@ -6,7 +6,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::controller::{demo_rules, examples, ipvsd, ipvsd_bin, saved_rules, wait_until, Daemon};
+use crate::controller::{
+    demo_rules, examples, ipvsd_bin, ipvsd_on_demo, run_demo_once, saved_rules, wait_until, Daemon,
+};
 use crate::pods::{ipvsadm_path, require_ipvs, run, ExternalClient};
 
 /// Runs ipvsd expecting it to fail; returns its standard error.
@@ -63,21 +65,16 @@ fn without_cap_net_admin_the_error_says_so() {
 #[test]
 fn timeouts_are_set_when_given_and_left_alone_otherwise() {
     require_ipvs();
-    let demo = demo();
     let before = run(&ipvsadm_path(), &["-L", "--timeout"]);
-    ipvsd(&["run", "--once", "--manifests", &demo]);
+    run_demo_once(&[]);
     assert_eq!(run(&ipvsadm_path(), &["-L", "--timeout"]), before);
-    ipvsd(&[
-        "run",
-        "--once",
+    run_demo_once(&[
         "--tcp-timeout",
         "15m1s",
         "--tcpfin-timeout",
         "121",
         "--udp-timeout",
         "301s",
-        "--manifests",
-        &demo,
     ]);
     assert_eq!(
         run(&ipvsadm_path(), &["-L", "--timeout"]),
@@ -89,31 +86,15 @@ fn timeouts_are_set_when_given_and_left_alone_otherwise() {
 fn plan_prints_the_rules_and_the_diff_against_the_kernel() {
     require_ipvs();
     let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
-    let demo = demo();
-    let planned: BTreeSet<String> =
-        ipvsd(&["plan", "--node-name", "demo-node", "--manifests", &demo])
-            .lines()
-            .map(str::to_owned)
-            .collect();
+    let planned: BTreeSet<String> = ipvsd_on_demo("plan", &[])
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(planned, demo_rules(&["192.168.50.10"]));
     assert!(saved_rules().is_empty(), "plan touches nothing");
 
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        &demo,
-    ]);
-    let diff = ipvsd(&[
-        "plan",
-        "--diff",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        &demo,
-    ]);
+    run_demo_once(&[]);
+    let diff = ipvsd_on_demo("plan", &["--diff"]);
     assert_eq!(diff, "", "nothing to do after a sync");
 
     run(
@@ -121,14 +102,7 @@ fn plan_prints_the_rules_and_the_diff_against_the_kernel() {
         &["-d", "-t", "10.96.0.10:80", "-r", "10.244.0.12:8080"],
     );
     run(&ipvsadm_path(), &["-D", "-u", "10.96.0.53:53"]);
-    let diff = ipvsd(&[
-        "plan",
-        "--diff",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        &demo,
-    ]);
+    let diff = ipvsd_on_demo("plan", &["--diff"]);
     assert_eq!(
         diff,
         "-A -u 10.96.0.53:53 -s rr\n\

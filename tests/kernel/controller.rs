@@ -72,6 +72,25 @@ pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> 
     }
 }
 
+/// `ipvsd run --once` on the demo manifests, for node `demo-node`, with `extra` flags.
+pub(crate) fn run_demo_once(extra: &[&str]) -> String {
+    ipvsd_on_demo("run", &[&["--once"], extra].concat())
+}
+
+/// An ipvsd subcommand on the demo manifests, for node `demo-node`.
+pub(crate) fn ipvsd_on_demo(subcommand: &str, extra: &[&str]) -> String {
+    let demo = examples().join("demo");
+    let mut args = vec![
+        subcommand,
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        demo.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    ipvsd(&args)
+}
+
 /// The rules the demo manifests give on a node whose only address is `NODE`.
 pub(crate) fn demo_rules(node_addresses: &[&str]) -> BTreeSet<String> {
     let mut text = String::from(
@@ -203,14 +222,7 @@ pub(crate) fn has_rule(rule: &str) -> bool {
 fn example_manifests_become_the_expected_rules_and_addresses() {
     require_ipvs();
     let _node = node_with_external_client();
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        examples().join("demo").to_str().unwrap(),
-    ]);
+    run_demo_once(&[]);
     assert_eq!(saved_rules(), demo_rules(&[NODE]));
     assert_eq!(addresses_of("kube-ipvs0"), demo_cluster_ips());
     let link = ip(&["-o", "link", "show", "dev", "kube-ipvs0"]);
@@ -220,14 +232,7 @@ fn example_manifests_become_the_expected_rules_and_addresses() {
     );
 
     // A second run changes nothing: it adopts what it finds.
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        examples().join("demo").to_str().unwrap(),
-    ]);
+    run_demo_once(&[]);
     assert_eq!(saved_rules(), demo_rules(&[NODE]));
 }
 
@@ -236,14 +241,7 @@ fn traffic_through_cluster_ips_and_every_node_address_reaches_the_pods() {
     require_ipvs();
     let external = node_with_external_client();
     let _pods = demo_pods();
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        examples().join("demo").to_str().unwrap(),
-    ]);
+    run_demo_once(&[]);
     // The pods' gateway is a node address too, so it gets the NodePort as well.
     assert_eq!(saved_rules(), demo_rules(&[NODE, "10.244.0.1"]));
 
@@ -444,17 +442,7 @@ fn rules_of_others_survive_every_sync() {
 -A -f 7 -s wlc
 -A -t 192.168.50.10:30999 -s rr",
     );
-    let demo = examples().join("demo");
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--exclude-cidrs",
-        "192.168.50.10/32",
-        "--manifests",
-        demo.to_str().unwrap(),
-    ]);
+    run_demo_once(&["--exclude-cidrs", "192.168.50.10/32"]);
     // With the node address excluded, ipvsd neither removes the rules there nor adds its
     // NodePort there.
     let mut expected = demo_rules(&[]);
@@ -462,14 +450,7 @@ fn rules_of_others_survive_every_sync() {
     expected.insert("-A -t 192.168.50.10:30555 -s rr".to_owned());
     assert_eq!(saved_rules(), expected);
 
-    ipvsd(&[
-        "run",
-        "--once",
-        "--node-name",
-        "demo-node",
-        "--manifests",
-        demo.to_str().unwrap(),
-    ]);
+    run_demo_once(&[]);
     // Without the exclusion, the stale nodePort rules go, the NodePort comes, and the
     // operator's other rules stay.
     let mut expected = demo_rules(&[NODE]);

@@ -1,22 +1,10 @@
 //! `ipvsd list` prints what ipvsadm prints, byte for byte, on the same kernel table.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::controller::ipvsd;
 use crate::pods::{ip, ipvsadm_path, require_ipvs, run, tcp_hello, udp_hello, Pod};
-
-fn ipvsd_bin() -> String {
-    std::env::var("IPVSD_BIN").unwrap_or_else(|_| {
-        let exe = std::env::current_exe().expect("test binary path");
-        let bin: PathBuf = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|profile| profile.join("ipvsd"))
-            .expect("IPVSD_BIN is not set and no ipvsd is beside the test binary");
-        bin.to_string_lossy().into_owned()
-    })
-}
 
 /// A table mixing IPv4 and IPv6, fwmark, TCP, UDP and SCTP, persistence with a netmask,
 /// scheduler flags, one-packet scheduling, a persistence engine, every forwarding method and
@@ -48,10 +36,6 @@ const TABLE: &[&str] = &[
 
 fn ipvsadm(args: &[&str]) -> String {
     run(&ipvsadm_path(), args)
-}
-
-fn ipvsd(args: &[&str]) -> String {
-    run(&ipvsd_bin(), args)
 }
 
 #[test]
