@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArgs, RunArgs};
-use crate::controller::{Config, Controller, Dataplane, Inputs};
+use crate::controller::{Config, Controller, Inputs};
 use crate::dataplane::link::DummyLink;
 use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
 use crate::dataplane::sysctl::{self, Sysctls};
-use crate::dataplane::IpvsTable;
+use crate::dataplane::{IpvsTable, Kernel};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::{self, ModelConfig};
@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
             changes: changes_rx,
             node_addresses: nodes_rx,
         },
-        Dataplane { ipvs, dummy },
+        Kernel { ipvs, dummy },
         health.clone(),
         metrics.clone(),
     );

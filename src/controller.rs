@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::dataplane::link::{DummyLink, LinkError};
-use crate::dataplane::IpvsTable;
+use crate::dataplane::link::LinkError;
+use crate::dataplane::Dataplane;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::{self, Desired, ModelConfig};
@@ -69,14 +69,6 @@ pub enum ControllerError {
     },
 }
 
-/// The kernel-facing parts the controller drives.
-pub struct Dataplane {
-    /// IPVS.
-    pub ipvs: IpvsTable,
-    /// The dummy interface holding service addresses.
-    pub dummy: DummyLink,
-}
-
 /// What one sync did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -97,10 +89,10 @@ pub struct Inputs {
 }
 
 /// The sync state: the cached kernel table and what is draining.
-pub struct Controller {
+pub struct Controller<D> {
     config: Config,
     inputs: Inputs,
-    dataplane: Dataplane,
+    dataplane: D,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     actual: Option<Actual>,
@@ -112,16 +104,16 @@ pub struct Controller {
     pending_since: Option<std::time::Instant>,
 }
 
-impl Controller {
+impl<D: Dataplane> Controller<D> {
     /// A controller that has not synced yet; its first sync reads the kernel and adopts what is
     /// there.
     pub fn new(
         config: Config,
         inputs: Inputs,
-        dataplane: Dataplane,
+        dataplane: D,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
-    ) -> Controller {
+    ) -> Controller<D> {
         let graceful = GracefulTermination {
             timeout: config.graceful_termination_timeout,
             since: Default::default(),
@@ -256,8 +248,8 @@ impl Controller {
 
         let read_now = full || self.actual.is_none();
         if read_now {
-            let services = self.dataplane.ipvs.read().await?;
-            let bound_addresses = self.dataplane.dummy.addresses().await?;
+            let services = self.dataplane.read_services().await?;
+            let bound_addresses = self.dataplane.bound_addresses().await?;
             self.publish_traffic(&desired, &services);
             self.actual = Some(Actual {
                 services,
@@ -332,13 +324,13 @@ impl Controller {
             .iter()
             .filter(|op| matches!(op, Operation::BindAddress(_)))
         {
-            if change_address(&self.dataplane.dummy, &self.metrics, op).await {
+            if change_address(&self.dataplane, &self.metrics, op).await {
                 apply_to_cache(actual, op);
             } else {
                 failed += 1;
             }
         }
-        let results = self.dataplane.ipvs.apply(ops).await;
+        let results = self.dataplane.apply_ipvs(ops).await;
         for (op, result) in ops.iter().zip(results) {
             match result {
                 None => {}
@@ -355,7 +347,7 @@ impl Controller {
             .iter()
             .filter(|op| matches!(op, Operation::UnbindAddress(_)))
         {
-            if change_address(&self.dataplane.dummy, &self.metrics, op).await {
+            if change_address(&self.dataplane, &self.metrics, op).await {
                 apply_to_cache(actual, op);
             } else {
                 failed += 1;
@@ -388,7 +380,7 @@ impl Controller {
         &mut self,
         keys: Vec<ipvs::ServiceKey>,
     ) -> Result<(), ControllerError> {
-        let read = self.dataplane.ipvs.read_destinations(&keys).await?;
+        let read = self.dataplane.read_destinations(&keys).await?;
         if let Some(actual) = self.actual.as_mut() {
             for (key, destinations) in read {
                 if let Some(service) = actual.services.get_mut(&key) {
@@ -446,10 +438,10 @@ impl Controller {
 }
 
 /// Carries out a bind or unbind operation on the dummy interface; whether it succeeded.
-async fn change_address(dummy: &DummyLink, metrics: &Metrics, op: &Operation) -> bool {
+async fn change_address(dataplane: &impl Dataplane, metrics: &Metrics, op: &Operation) -> bool {
     let (kind, result) = match op {
-        Operation::BindAddress(addr) => ("bind", dummy.bind(*addr).await),
-        Operation::UnbindAddress(addr) => ("unbind", dummy.unbind(*addr).await),
+        Operation::BindAddress(addr) => ("bind", dataplane.bind(*addr).await),
+        Operation::UnbindAddress(addr) => ("unbind", dataplane.unbind(*addr).await),
         _ => return true,
     };
     if let Err(e) = &result {

@@ -1,9 +1,87 @@
 //! The only code that touches the kernel: IPVS through the `ipvs` crate, links and addresses
 //! through rtnetlink, sysctls.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::IpAddr;
+
 mod ipvs;
 pub mod link;
 pub mod node_addresses;
 pub mod sysctl;
 
 pub use self::ipvs::IpvsTable;
+use self::link::{DummyLink, LinkError};
+use crate::plan::{ActualService, Operation};
+
+/// What the controller asks of the kernel. [`Kernel`] is the real one; the controller's tests
+/// drive it with an in-memory table.
+pub trait Dataplane: Send + Sync {
+    /// Every virtual server with its destinations.
+    fn read_services(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error>> + Send;
+
+    /// The destinations of some virtual servers; one that is gone reads as having none.
+    fn read_destinations(
+        &self,
+        keys: &[::ipvs::ServiceKey],
+    ) -> impl Future<
+        Output = Result<Vec<(::ipvs::ServiceKey, Vec<::ipvs::Destination>)>, ::ipvs::Error>,
+    > + Send;
+
+    /// The addresses bound to the dummy interface.
+    fn bound_addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, LinkError>> + Send;
+
+    /// Carries out the IPVS operations among `ops`, in order: one result per operation, `None`
+    /// for the address ones.
+    fn apply_ipvs(
+        &self,
+        ops: &[Operation],
+    ) -> impl Future<Output = Vec<Option<Result<(), ::ipvs::Error>>>> + Send;
+
+    /// Binds an address to the dummy interface.
+    fn bind(&self, address: IpAddr) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Takes an address off the dummy interface.
+    fn unbind(&self, address: IpAddr) -> impl Future<Output = Result<(), LinkError>> + Send;
+}
+
+/// The kernel: IPVS and the dummy interface.
+pub struct Kernel {
+    /// IPVS.
+    pub ipvs: IpvsTable,
+    /// The dummy interface holding service addresses.
+    pub dummy: DummyLink,
+}
+
+impl Dataplane for Kernel {
+    async fn read_services(
+        &self,
+    ) -> Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error> {
+        self.ipvs.read().await
+    }
+
+    async fn read_destinations(
+        &self,
+        keys: &[::ipvs::ServiceKey],
+    ) -> Result<Vec<(::ipvs::ServiceKey, Vec<::ipvs::Destination>)>, ::ipvs::Error> {
+        self.ipvs.read_destinations(keys).await
+    }
+
+    async fn bound_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
+        self.dummy.addresses().await
+    }
+
+    async fn apply_ipvs(&self, ops: &[Operation]) -> Vec<Option<Result<(), ::ipvs::Error>>> {
+        self.ipvs.apply(ops).await
+    }
+
+    async fn bind(&self, address: IpAddr) -> Result<(), LinkError> {
+        self.dummy.bind(address).await
+    }
+
+    async fn unbind(&self, address: IpAddr) -> Result<(), LinkError> {
+        self.dummy.unbind(address).await
+    }
+}

@@ -1,0 +1,400 @@
+//! The sync loop driven against an in-memory kernel: what it reads, what it sends, and when.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipvs::ServiceKey;
+use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
+use ipvsd::dataplane::link::LinkError;
+use ipvsd::dataplane::Dataplane;
+use ipvsd::health::Health;
+use ipvsd::metrics::Metrics;
+use ipvsd::model::ModelConfig;
+use ipvsd::node_addresses::NodeAddresses;
+use ipvsd::plan::{Actual, ActualService, Operation, DEFAULT_NODEPORT_RANGE};
+use ipvsd::source::{manifest, Snapshot, Source};
+use k8s_openapi::api::discovery::v1::Endpoint;
+use tokio::sync::{oneshot, watch};
+
+/// The kernel as a table in memory, counting what is asked of it.
+#[derive(Default)]
+struct Table {
+    actual: Actual,
+    full_reads: usize,
+    destination_reads: usize,
+    /// Every operation applied, as ipvsadm would write it, and how many non-empty batches.
+    applied: Vec<String>,
+    batches: usize,
+}
+
+#[derive(Clone, Default)]
+struct FakeKernel(Arc<Mutex<Table>>);
+
+impl FakeKernel {
+    fn with<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+impl Dataplane for FakeKernel {
+    async fn read_services(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
+        Ok(self.with(|t| {
+            t.full_reads += 1;
+            t.actual.services.clone()
+        }))
+    }
+
+    async fn read_destinations(
+        &self,
+        keys: &[ServiceKey],
+    ) -> Result<Vec<(ServiceKey, Vec<ipvs::Destination>)>, ipvs::Error> {
+        Ok(self.with(|t| {
+            t.destination_reads += 1;
+            keys.iter()
+                .map(|k| {
+                    let d = t.actual.services.get(k).map(|s| s.destinations.clone());
+                    (*k, d.unwrap_or_default())
+                })
+                .collect()
+        }))
+    }
+
+    async fn bound_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
+        Ok(self.with(|t| t.actual.bound_addresses.clone()))
+    }
+
+    async fn apply_ipvs(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {
+        self.with(|t| {
+            if ops.iter().any(is_ipvs) {
+                t.batches += 1;
+            }
+            ops.iter()
+                .map(|op| {
+                    if !is_ipvs(op) {
+                        return None;
+                    }
+                    apply_to_cache(&mut t.actual, op);
+                    t.applied.push(op.to_string());
+                    Some(Ok(()))
+                })
+                .collect()
+        })
+    }
+
+    async fn bind(&self, address: IpAddr) -> Result<(), LinkError> {
+        self.with(|t| t.actual.bound_addresses.insert(address));
+        Ok(())
+    }
+
+    async fn unbind(&self, address: IpAddr) -> Result<(), LinkError> {
+        self.with(|t| t.actual.bound_addresses.remove(&address));
+        Ok(())
+    }
+}
+
+fn is_ipvs(op: &Operation) -> bool {
+    !matches!(op, Operation::BindAddress(_) | Operation::UnbindAddress(_))
+}
+
+/// A source whose content the test sets.
+#[derive(Default)]
+struct FakeSource(Mutex<Option<Snapshot>>);
+
+impl Source for FakeSource {
+    fn snapshot(&self) -> Option<Snapshot> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn demo_snapshot() -> Snapshot {
+    let loaded = manifest::load(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/demo")]);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    loaded.snapshot
+}
+
+struct Harness {
+    kernel: FakeKernel,
+    source: Arc<FakeSource>,
+    changes: watch::Sender<u64>,
+    _nodes: watch::Sender<NodeAddresses>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(min_sync_period: Duration, sync_period: Duration) -> Harness {
+        let kernel = FakeKernel::default();
+        let source = Arc::new(FakeSource::default());
+        let (changes, changes_rx) = watch::channel(0u64);
+        let node: IpAddr = "192.168.50.10".parse().unwrap();
+        let (nodes, nodes_rx) = watch::channel(NodeAddresses::from_iter([node]));
+        let config = Config {
+            model: ModelConfig {
+                node_name: "demo-node".into(),
+                ..ModelConfig::default()
+            },
+            nodeport_range: DEFAULT_NODEPORT_RANGE,
+            exclude_cidrs: Vec::new(),
+            min_sync_period,
+            sync_period,
+            graceful_termination_timeout: None,
+        };
+        let controller = Controller::new(
+            config,
+            Inputs {
+                source: source.clone(),
+                changes: changes_rx,
+                node_addresses: nodes_rx,
+            },
+            kernel.clone(),
+            Arc::new(Health::new(sync_period)),
+            Arc::new(Metrics::new()),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller.run(async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            kernel,
+            source,
+            changes,
+            _nodes: nodes,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Changes the source's content and says so.
+    fn change(&self, f: impl FnOnce(&mut Snapshot)) {
+        {
+            let mut content = self.source.0.lock().unwrap();
+            f(content.get_or_insert_with(Snapshot::default));
+        }
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    async fn wait_until(&self, what: &str, mut done: impl FnMut(&Table) -> bool) {
+        let start = Instant::now();
+        while !self.kernel.with(|t| done(t)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: not within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(mut self) -> FakeKernel {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the controller stops on shutdown")
+            .unwrap();
+        self.kernel
+    }
+}
+
+fn mk_endpoint(address: &str) -> Endpoint {
+    Endpoint {
+        addresses: vec![address.to_owned()],
+        ..Endpoint::default()
+    }
+}
+
+/// The endpoints of the EndpointSlice of Service `service` in the snapshot.
+fn endpoints_of<'a>(snapshot: &'a mut Snapshot, service: &str) -> &'a mut Vec<Endpoint> {
+    let slice = snapshot
+        .endpoint_slices
+        .iter_mut()
+        .find(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                == Some(&service.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no slice of {service}"));
+    slice.endpoints.get_or_insert_with(Vec::new)
+}
+
+const DEMO_VIRTUAL_SERVERS: usize = 7;
+
+#[tokio::test]
+async fn nothing_is_read_or_written_until_the_source_is_complete() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.changes.send_modify(|g| *g += 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.kernel.with(|t| {
+        assert_eq!(t.full_reads, 0);
+        assert!(t.applied.is_empty());
+    });
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(t.full_reads, 1, "one read of the kernel, at the first sync");
+        assert_eq!(t.actual.bound_addresses.len(), 6, "the six cluster IPs");
+    });
+}
+
+#[tokio::test]
+async fn a_change_sends_only_its_operations_and_reads_nothing() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    let before = h.kernel.with(|t| t.applied.len());
+
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    h.wait_until("the new endpoint", |t| t.applied.len() > before)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(
+            t.applied[before..],
+            ["-a -u 10.96.0.53:53 -r 10.244.0.13:5353 -m -w 1".to_owned()]
+        );
+        assert_eq!(t.full_reads, 1, "a change does not read the whole table");
+        assert_eq!(t.destination_reads, 0);
+    });
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_is_applied_in_one_sync() {
+    let h = Harness::start(Duration::from_secs(2), Duration::from_secs(3600));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    let batches = h.kernel.with(|t| t.batches);
+    // Within the minimum sync period of the first sync: these wait for it to pass, together.
+    for n in 20..25 {
+        h.change(|s| endpoints_of(s, "dns").push(mk_endpoint(&format!("10.244.0.{n}"))));
+    }
+    let dns = ServiceKey::Addr {
+        address: "10.96.0.53".parse().unwrap(),
+        protocol: ipvs::Protocol::Udp,
+        port: 53,
+    };
+    h.wait_until("the burst", |t| {
+        t.actual.services[&dns].destinations.len() == 7
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let kernel = h.stop().await;
+    kernel.with(|t| assert_eq!(t.batches, batches + 1, "one sync for the burst"));
+}
+
+#[tokio::test]
+async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_millis(300));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    // Someone deletes a virtual server and unbinds an address behind ipvsd's back.
+    let dns = ServiceKey::Addr {
+        address: "10.96.0.53".parse().unwrap(),
+        protocol: ipvs::Protocol::Udp,
+        port: 53,
+    };
+    h.kernel.with(|t| {
+        t.actual.services.remove(&dns);
+        t.actual
+            .bound_addresses
+            .remove(&"10.96.0.53".parse().unwrap());
+    });
+    h.wait_until("the repair", |t| {
+        t.actual.services.get(&dns).map(|s| s.destinations.len()) == Some(2)
+            && t.actual.bound_addresses.len() == 6
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| assert!(t.full_reads >= 2));
+}
+
+#[tokio::test]
+async fn a_removed_endpoint_with_connections_drains_then_goes() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.change(|s| *s = demo_snapshot());
+    let sticky = ServiceKey::Addr {
+        address: "10.96.0.20".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 443,
+    };
+    h.wait_until("the first sync", |t| {
+        t.actual.services.contains_key(&sticky)
+    })
+    .await;
+    // The kernel counts a connection on 10.244.0.12 that the controller has not read.
+    h.kernel.with(|t| {
+        let s = t.actual.services.get_mut(&sticky).unwrap();
+        let d = s
+            .destinations
+            .iter_mut()
+            .find(|d| d.address.to_string() == "10.244.0.12")
+            .unwrap();
+        d.active_connections = 1;
+    });
+    h.change(|s| {
+        endpoints_of(s, "sticky").retain(|e| e.addresses != ["10.244.0.12"]);
+    });
+    h.wait_until("weight 0", |t| {
+        t.applied
+            .contains(&"-e -t 10.96.0.20:443 -r 10.244.0.12:8443 -m -w 0".to_owned())
+    })
+    .await;
+    // The connection ends; the next check of draining real servers deletes it.
+    h.kernel.with(|t| {
+        let s = t.actual.services.get_mut(&sticky).unwrap();
+        let d = s
+            .destinations
+            .iter_mut()
+            .find(|d| d.address.to_string() == "10.244.0.12")
+            .unwrap();
+        d.active_connections = 0;
+    });
+    h.wait_until("the deletion", |t| {
+        t.applied
+            .contains(&"-d -t 10.96.0.20:443 -r 10.244.0.12:8443".to_owned())
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(
+            t.full_reads, 1,
+            "only the draining virtual server is read again"
+        );
+        assert!(t.destination_reads >= 2);
+    });
+}
+
+#[tokio::test]
+async fn shutdown_leaves_the_rules_in_place() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(t.actual.services.len(), DEMO_VIRTUAL_SERVERS);
+        assert_eq!(t.actual.bound_addresses.len(), 6);
+        assert!(!t
+            .applied
+            .iter()
+            .any(|op| op.starts_with("-D") || op.starts_with("-d")));
+    });
+}
