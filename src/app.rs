@@ -302,6 +302,7 @@ fn model_config(args: &ModelArgs) -> Result<ModelConfig> {
         scheduler_flags,
         service_proxy_name: args.service_proxy_name.clone(),
         nodeport_addresses: args.nodeport_addresses.clone(),
+        unavailable_schedulers: Default::default(),
     })
 }
 

@@ -7,7 +7,7 @@
 //! a change never costs a dump of the whole table; every sync period the kernel is read again and
 //! repaired, so a rule deleted by hand comes back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -98,6 +98,8 @@ pub struct Controller<D> {
     actual: Option<Actual>,
     graceful: GracefulTermination,
     warnings: BTreeSet<String>,
+    /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
+    schedulers: BTreeMap<String, bool>,
     /// Virtual servers programmed in this run (see [`Ownership::managed`]).
     managed: BTreeSet<ipvs::ServiceKey>,
     /// When the oldest change not yet applied was seen.
@@ -129,6 +131,7 @@ impl<D: Dataplane> Controller<D> {
             warnings: BTreeSet::new(),
             pending_since: None,
             managed: BTreeSet::new(),
+            schedulers: BTreeMap::new(),
         }
     }
 
@@ -242,6 +245,7 @@ impl<D: Dataplane> Controller<D> {
             debug!("source not complete yet; the kernel is left as it is");
             return Ok(SyncReport::default());
         };
+        self.check_schedulers(&snapshot).await?;
         let nodes = self.inputs.node_addresses.borrow().clone();
         let desired = model::desired(&snapshot, &nodes, &self.config.model);
         self.log_new_warnings(&desired);
@@ -387,6 +391,29 @@ impl<D: Dataplane> Controller<D> {
                     service.destinations = destinations;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel, once per name, about the schedulers Services ask for, so that the model
+    /// gives a Service asking for a missing one the default instead.
+    async fn check_schedulers(
+        &mut self,
+        snapshot: &crate::source::Snapshot,
+    ) -> Result<(), ControllerError> {
+        for name in model::requested_schedulers(snapshot) {
+            if self.schedulers.contains_key(&name) {
+                continue;
+            }
+            let available = self.dataplane.scheduler_available(&name).await?;
+            if !available {
+                warn!(scheduler = %name, "the kernel has no such scheduler; Services asking for it get the default");
+                self.config
+                    .model
+                    .unavailable_schedulers
+                    .insert(name.clone());
+            }
+            self.schedulers.insert(name, available);
         }
         Ok(())
     }

@@ -47,6 +47,9 @@ pub struct ModelConfig {
     /// Node addresses NodePorts listen on, as kube-proxy's `--nodeport-addresses`; empty means
     /// all of them.
     pub nodeport_addresses: Vec<ipnet::IpNet>,
+    /// Schedulers the kernel does not have: a Service whose annotation asks for one gets a
+    /// warning and the default scheduler, rather than no virtual server at all.
+    pub unavailable_schedulers: BTreeSet<String>,
 }
 
 impl Default for ModelConfig {
@@ -57,6 +60,7 @@ impl Default for ModelConfig {
             scheduler_flags: ServiceFlags::empty(),
             service_proxy_name: None,
             nodeport_addresses: Vec::new(),
+            unavailable_schedulers: BTreeSet::new(),
         }
     }
 }
@@ -131,6 +135,18 @@ pub struct Desired {
     pub bound_addresses: BTreeSet<IpAddr>,
     /// Problems found in the input, each naming its object; the rest was applied.
     pub warnings: Vec<String>,
+}
+
+/// The schedulers Services ask for by annotation (well-formed names only): the ones whose
+/// presence in the kernel must be known before [`desired`] can be trusted with them.
+pub fn requested_schedulers(snapshot: &Snapshot) -> BTreeSet<String> {
+    snapshot
+        .services
+        .iter()
+        .filter_map(|s| s.metadata.annotations.as_ref()?.get(SCHEDULER_ANNOTATION))
+        .filter(|name| is_scheduler_name(name))
+        .cloned()
+        .collect()
 }
 
 /// Computes the rules for `snapshot` on the node with `nodes` under `config`.
@@ -554,7 +570,12 @@ impl<'a> ServiceRules<'a> {
         let annotations = service.metadata.annotations.as_ref();
         let mut scheduler = config.scheduler.clone();
         if let Some(value) = annotations.and_then(|a| a.get(SCHEDULER_ANNOTATION)) {
-            if is_scheduler_name(value) {
+            if config.unavailable_schedulers.contains(value) {
+                warnings.push(format!(
+                    "Service {full}: annotation {SCHEDULER_ANNOTATION}: the kernel has no scheduler {value:?}, using {:?}",
+                    config.scheduler
+                ));
+            } else if is_scheduler_name(value) {
                 scheduler = value.clone();
             } else {
                 warnings.push(format!(

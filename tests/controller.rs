@@ -93,6 +93,10 @@ impl Dataplane for FakeKernel {
         self.with(|t| t.actual.bound_addresses.remove(&address));
         Ok(())
     }
+
+    async fn scheduler_available(&self, name: &str) -> Result<bool, ipvs::Error> {
+        Ok(name != "nosuch")
+    }
 }
 
 fn is_ipvs(op: &Operation) -> bool {
@@ -396,5 +400,42 @@ async fn shutdown_leaves_the_rules_in_place() {
             .applied
             .iter()
             .any(|op| op.starts_with("-D") || op.starts_with("-d")));
+    });
+}
+
+#[tokio::test]
+async fn a_service_asking_for_a_scheduler_the_kernel_lacks_gets_the_default() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.change(|s| {
+        *s = demo_snapshot();
+        for service in &mut s.services {
+            let name = service.metadata.name.as_deref();
+            let annotations = service
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            match name {
+                Some("web") => annotations.insert("ipvsd.io/scheduler".into(), "nosuch".into()),
+                Some("dns") => annotations.insert("ipvsd.io/scheduler".into(), "wlc".into()),
+                _ => None,
+            };
+        }
+    });
+    h.wait_until("the first sync", |t| {
+        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(
+            t.applied.contains(&"-A -t 10.96.0.10:80 -s rr".to_owned()),
+            "{:#?}",
+            t.applied
+        );
+        assert!(
+            t.applied.contains(&"-A -u 10.96.0.53:53 -s wlc".to_owned()),
+            "{:#?}",
+            t.applied
+        );
     });
 }

@@ -643,6 +643,24 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
+            name: "a scheduler the kernel lacks: a warning naming the Service, and the default",
+            services: vec![{
+                let mut s = mk_service("exotic", "ClusterIP", &["10.96.0.35"], vec![mk_port("http", 80, None)]);
+                annotate(&mut s, "ipvsd.io/scheduler", "nosuch");
+                s
+            }],
+            config: ModelConfig {
+                unavailable_schedulers: ["nosuch".to_string()].into(),
+                ..config()
+            },
+            rules: &["tcp 10.96.0.35:80 rr [cluster default/exotic:http] ->"],
+            bound: &["10.96.0.35"],
+            warnings: &[
+                "Service default/exotic: annotation ipvsd.io/scheduler: the kernel has no scheduler \"nosuch\", using \"rr\"",
+            ],
+            ..Case::default()
+        },
+        Case {
             name: "bad data inside a Service: the bad part is skipped with a warning, the rest applies",
             services: vec![{
                 let mut s = mk_service(

@@ -45,6 +45,12 @@ pub trait Dataplane: Send + Sync {
 
     /// Takes an address off the dummy interface.
     fn unbind(&self, address: IpAddr) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Whether the kernel has (or can load) the scheduler `name`.
+    fn scheduler_available(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, ::ipvs::Error>> + Send;
 }
 
 /// The kernel: IPVS and the dummy interface.
@@ -83,5 +89,15 @@ impl Dataplane for Kernel {
 
     async fn unbind(&self, address: IpAddr) -> Result<(), LinkError> {
         self.dummy.unbind(address).await
+    }
+
+    async fn scheduler_available(&self, name: &str) -> Result<bool, ::ipvs::Error> {
+        match self.ipvs.check_scheduler(name).await {
+            Ok(()) => Ok(true),
+            Err(::ipvs::Error::InvalidArgument { .. } | ::ipvs::Error::NotFound { .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -145,3 +145,30 @@ fn rules_deleted_by_hand_come_back_at_the_next_sync_period() {
     });
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_service_asking_for_a_missing_scheduler_gets_the_default() {
+    require_ipvs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = |name: &str, ip: &str, scheduler: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  \
+             annotations:\n    ipvsd.io/scheduler: {scheduler}\nspec:\n  clusterIP: {ip}\n  \
+             ports:\n  - port: 80\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("services.yaml"),
+        [
+            service("exotic", "10.96.7.1", "nosuch"),
+            service("weighted", "10.96.7.2", "wlc"),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let manifests = dir.path().to_str().unwrap();
+    crate::controller::ipvsd(&["run", "--once", "--manifests", manifests]);
+    let rules = saved_rules();
+    assert!(rules.contains("-A -t 10.96.7.1:80 -s rr"), "{rules:#?}");
+    assert!(rules.contains("-A -t 10.96.7.2:80 -s wlc"), "{rules:#?}");
+}
