@@ -299,12 +299,13 @@ impl<D: Dataplane> Controller<D> {
         let elapsed = started.elapsed();
         self.metrics.observe_sync(elapsed);
         self.publish_counts(&snapshot, &desired);
-        if failed == 0 {
-            self.health.synced(started);
-            if let Some(seen) = self.pending_since.take() {
-                self.metrics
-                    .observe_programming_latency(std::time::Instant::now() - seen);
-            }
+        // As kube-proxy's health check does, this says that changes are being processed: an
+        // operation the kernel refused is logged, counted in the metrics and retried, but does
+        // not hold back the node's health for every other Service.
+        self.health.synced(started);
+        if let Some(seen) = self.pending_since.take() {
+            self.metrics
+                .observe_programming_latency(std::time::Instant::now() - seen);
         }
         if !ops.is_empty() || full {
             info!(
