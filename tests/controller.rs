@@ -37,6 +37,23 @@ impl FakeKernel {
     fn with<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
         f(&mut self.0.lock().unwrap())
     }
+
+    /// What the kernel would count for a real server, unseen by the controller until it reads.
+    fn set_active_connections(&self, service: &ServiceKey, real_server: &str, count: u32) {
+        self.with(|t| {
+            let s = t
+                .actual
+                .services
+                .get_mut(service)
+                .expect("the virtual server");
+            let d = s
+                .destinations
+                .iter_mut()
+                .find(|d| d.address.to_string() == real_server)
+                .expect("the real server");
+            d.active_connections = count;
+        })
+    }
 }
 
 impl Dataplane for FakeKernel {
@@ -342,15 +359,7 @@ async fn a_removed_endpoint_with_connections_drains_then_goes() {
     })
     .await;
     // The kernel counts a connection on 10.244.0.12 that the controller has not read.
-    h.kernel.with(|t| {
-        let s = t.actual.services.get_mut(&sticky).unwrap();
-        let d = s
-            .destinations
-            .iter_mut()
-            .find(|d| d.address.to_string() == "10.244.0.12")
-            .unwrap();
-        d.active_connections = 1;
-    });
+    h.kernel.set_active_connections(&sticky, "10.244.0.12", 1);
     h.change(|s| {
         endpoints_of(s, "sticky").retain(|e| e.addresses != ["10.244.0.12"]);
     });
@@ -360,15 +369,7 @@ async fn a_removed_endpoint_with_connections_drains_then_goes() {
     })
     .await;
     // The connection ends; the next check of draining real servers deletes it.
-    h.kernel.with(|t| {
-        let s = t.actual.services.get_mut(&sticky).unwrap();
-        let d = s
-            .destinations
-            .iter_mut()
-            .find(|d| d.address.to_string() == "10.244.0.12")
-            .unwrap();
-        d.active_connections = 0;
-    });
+    h.kernel.set_active_connections(&sticky, "10.244.0.12", 0);
     h.wait_until("the deletion", |t| {
         t.applied
             .contains(&"-d -t 10.96.0.20:443 -r 10.244.0.12:8443".to_owned())
