@@ -39,7 +39,10 @@ const DUMMY: &str = "kube-ipvs0";
 /// How long the full table may take to appear in the long-running ipvsd (the VM is slow).
 const FULL_SYNC_LIMIT: Duration = Duration::from_secs(900);
 /// How long one change may take to become visible before the run is declared broken.
-const CHANGE_LIMIT: Duration = Duration::from_secs(60);
+/// Generous: ipvsd re-reads every manifest file on any change, which is slow in the VM.
+const CHANGE_LIMIT: Duration = Duration::from_secs(300);
+/// Pause between two `ipvsadm -Ln -t` checks, so the checks leave the CPU to ipvsd.
+const CHECK_PAUSE: Duration = Duration::from_millis(20);
 
 struct Config {
     services: usize,
@@ -274,9 +277,14 @@ fn run_with_input(cmd: &mut Command, input: &str) -> Result<Duration> {
     Ok(elapsed)
 }
 
-/// ipvsd's logging flags: JSON to parse, and the ipvs crate's "bulk write" events, which say
-/// how long each batch of IPVS writes took.
-const LOG_FLAGS: [&str; 4] = ["--log-format", "json", "--log-level", "info,ipvs=debug"];
+/// ipvsd's logging flags: JSON to parse, the ipvs crate's "bulk write" events, which say how
+/// long each batch of IPVS writes took, and the dummy interface's "bound address" events.
+const LOG_FLAGS: [&str; 4] = [
+    "--log-format",
+    "json",
+    "--log-level",
+    "info,ipvs=debug,ipvsd::dataplane::link=debug",
+];
 
 /// Flags of `ipvsd run` common to both runs: the manifests, and no HTTP listeners.
 fn run_args(dir: &Path) -> Vec<String> {
@@ -301,6 +309,8 @@ fn run_args(dir: &Path) -> Vec<String> {
 /// One of ipvsd's JSON log events: its message and fields.
 struct Event {
     at: Instant,
+    /// When ipvsd logged it, as seconds since midnight UTC.
+    logged: Option<f64>,
     fields: serde_json::Map<String, Value>,
 }
 
@@ -308,7 +318,11 @@ impl Event {
     fn parse(at: Instant, line: &str) -> Option<Event> {
         let value: Value = serde_json::from_str(line).ok()?;
         let fields = value.get("fields")?.as_object()?.clone();
-        Some(Event { at, fields })
+        let logged = value
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(seconds_of_day);
+        Some(Event { at, logged, fields })
     }
 
     fn message(&self) -> &str {
@@ -327,16 +341,78 @@ impl Event {
     }
 }
 
+/// Seconds since midnight of an RFC 3339 UTC timestamp (`2026-11-26T16:39:44.123456Z`).
+fn seconds_of_day(timestamp: &str) -> Option<f64> {
+    let time = timestamp.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn now_seconds_of_day() -> f64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_secs_f64() % 86400.0
+}
+
 /// What the log of a full sync says about where its time went.
 struct SyncLog {
     /// The "synced" event's `elapsed_ms`: model, plan, kernel read and every write.
     sync: Duration,
     /// The sum of the "bulk write" events' `total_us` in that sync: the IPVS writes alone.
     ipvs_writes: Duration,
+    /// From the start of the process to these events, by the log's timestamps.
+    timeline: Vec<(&'static str, Duration)>,
+}
+
+/// Seconds from `launched` (seconds of day) to the first event `pick` accepts.
+fn since_launch(
+    launched: f64,
+    events: &[Event],
+    pick: impl Fn(&Event) -> bool,
+) -> Option<Duration> {
+    let logged = events.iter().filter(|e| pick(e)).find_map(|e| e.logged)?;
+    // A run that crosses midnight UTC.
+    let seconds = (logged - launched).rem_euclid(86400.0);
+    Some(Duration::from_secs_f64(seconds))
+}
+
+/// When the stages of the first sync ended, from the log of a run launched at `launched`.
+fn timeline(launched: f64, events: &[Event]) -> Vec<(&'static str, Duration)> {
+    // (what the stage is, the message of the event that ends it)
+    let stages = [
+        ("start-up done (\"starting\")", "starting"),
+        ("manifests parsed", "manifests loaded"),
+        ("first address bound", "bound address"),
+        ("full sync done (\"synced\")", "synced"),
+    ];
+    let mut found: Vec<_> = stages
+        .into_iter()
+        .filter_map(|(name, message)| {
+            Some((
+                name,
+                since_launch(launched, events, |e| e.message() == message)?,
+            ))
+        })
+        .collect();
+    let last_bound = events
+        .iter()
+        .filter(|e| e.message() == "bound address")
+        .filter_map(|e| e.logged)
+        .next_back();
+    if let Some(logged) = last_bound {
+        let at = Duration::from_secs_f64((logged - launched).rem_euclid(86400.0));
+        found.push(("last address bound", at));
+    }
+    found.sort_by_key(|(_, at)| *at);
+    found
 }
 
 /// Finds the first full sync in `events` and the IPVS writes made before it ended.
-fn full_sync_log(events: &[Event]) -> Result<SyncLog> {
+fn full_sync_log(launched: f64, events: &[Event]) -> Result<SyncLog> {
     let synced = events
         .iter()
         .position(|e| e.message() == "synced" && e.flag("full") == Some(true))
@@ -356,7 +432,11 @@ fn full_sync_log(events: &[Event]) -> Result<SyncLog> {
         !ipvs_writes.is_zero(),
         "ipvsd logged no \"bulk write\" event before its full sync"
     );
-    Ok(SyncLog { sync, ipvs_writes })
+    Ok(SyncLog {
+        sync,
+        ipvs_writes,
+        timeline: timeline(launched, events),
+    })
 }
 
 struct FullSync {
@@ -412,6 +492,7 @@ fn check_table(ns: &Namespace, config: &Config, who: &str) -> Result<()> {
 
 fn ipvsd_full_sync(config: &Config, dir: &Path) -> Result<(Duration, SyncLog)> {
     let ns = Namespace::new("bench-ipvsd-once")?;
+    let launched = now_seconds_of_day();
     let start = Instant::now();
     let out = ns
         .command(&config.ipvsd)
@@ -428,7 +509,7 @@ fn ipvsd_full_sync(config: &Config, dir: &Path) -> Result<(Duration, SyncLog)> {
         out.status
     );
     let events: Vec<Event> = log.lines().filter_map(|l| Event::parse(start, l)).collect();
-    let sync_log = full_sync_log(&events)?;
+    let sync_log = full_sync_log(launched, &events)?;
     check_table(&ns, config, "ipvsd run --once")?;
     Ok((elapsed, sync_log))
 }
@@ -600,6 +681,7 @@ fn incremental(config: &Config, dir: &Path) -> Result<Incremental> {
                 edited.elapsed() < CHANGE_LIMIT,
                 "{wanted} did not appear under {vip} within {CHANGE_LIMIT:?}"
             );
+            std::thread::sleep(CHECK_PAUSE);
         };
         let events = daemon.wait_for(CHANGE_LIMIT, |e| {
             e.message() == "synced" && e.number("operations").unwrap_or(0) > 0
@@ -668,6 +750,9 @@ fn main() -> Result<()> {
         full.ipvsd_log.sync.as_secs_f64(),
         full.ipvsd_log.ipvs_writes.as_secs_f64()
     );
+    for (stage, at) in &full.ipvsd_log.timeline {
+        println!("  ipvsd --once at {:>9.3} s: {stage}", at.as_secs_f64());
+    }
     println!(
         "full sync, ip -batch + ipvsadm -R:      {:>9.3} s (ip -batch {:.3} s, ipvsadm -R {:.3} s)",
         reference.as_secs_f64(),
