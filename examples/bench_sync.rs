@@ -760,7 +760,7 @@ fn main() -> Result<()> {
         full.ipvsadm_restore.as_secs_f64()
     );
     println!(
-        "full sync ratio (reference/ipvsd):      {:>9.1}x",
+        "full sync ratio (reference/ipvsd):      {:>9.2}x",
         reference.as_secs_f64() / full.ipvsd.as_secs_f64()
     );
     println!(
