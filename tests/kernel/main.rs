@@ -1,6 +1,7 @@
 //! Kernel tests: they need a kernel with IPVS, dummy and veth, and root. The test bed builds them
 //! with `--features kernel-tests` and runs each in a fresh network namespace inside a VM.
 
+mod bench;
 mod cli;
 mod controller;
 mod list;
