@@ -32,8 +32,9 @@ use super::{Snapshot, Source};
 /// cheap enough for the handful of small files manifests are.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// A problem with a manifest file, a document in it, or an object.
-#[derive(Debug, thiserror::Error)]
+/// A problem with a manifest file, a document in it, or an object. Cloned cheaply: a file's
+/// problems are kept with its parsed content until the file changes.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ManifestError {
     /// A file or directory could not be read.
     #[error("{}: {source}", path.display())]
@@ -42,7 +43,7 @@ pub enum ManifestError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// A document is not valid YAML.
     #[error("{}: document {document}: {source}", path.display())]
@@ -55,7 +56,7 @@ pub enum ManifestError {
         line: usize,
         /// The parser's complaint, with the line and column in the file.
         #[source]
-        source: serde_yaml_ng::Error,
+        source: Arc<serde_yaml_ng::Error>,
     },
     /// A document is YAML but not a Kubernetes object.
     #[error("{}: document {document}: {problem}", path.display())]
@@ -78,7 +79,7 @@ pub enum ManifestError {
         object: String,
         /// The field and the problem.
         #[source]
-        source: serde_path_to_error::Error<serde_yaml_ng::Error>,
+        source: Arc<serde_path_to_error::Error<serde_yaml_ng::Error>>,
     },
     /// An object decodes but holds a value ipvsd cannot use.
     #[error("{}: {kind} {object}: {problem}", path.display())]
@@ -152,7 +153,7 @@ pub struct LoadResult {
 /// Reads the Services and EndpointSlices of `paths`. It never fails as a whole: whatever cannot
 /// be read or used is in [`LoadResult::errors`] and the rest is in the snapshot.
 pub fn load(paths: &[PathBuf]) -> LoadResult {
-    parse_files(read_files(paths))
+    ParseCache::default().load(read_files(paths))
 }
 
 /// A manifest file's content, or why it could not be read.
@@ -218,28 +219,124 @@ fn fingerprint(files: &[FileContent]) -> u64 {
     hasher.finish()
 }
 
-/// Where an object was first seen, to report duplicates.
-type Seen = BTreeMap<(&'static str, String), PathBuf>;
-
-/// Collects objects from files into a snapshot.
+/// What one file holds, in file order: its objects and its problems. It depends on the file's
+/// content alone, so it is kept until the file changes.
 #[derive(Default)]
-struct Loader {
-    result: LoadResult,
-    seen: Seen,
+struct ParsedFile {
+    entries: Vec<Entry>,
 }
 
-fn parse_files(files: Vec<FileContent>) -> LoadResult {
-    let mut loader = Loader::default();
-    for file in files {
-        match file.content {
-            Ok(text) => loader.parse_file(&file.path, &text),
-            Err(source) => loader.result.errors.push(ManifestError::Read {
-                path: file.path,
-                source,
-            }),
+enum Entry {
+    Service(Box<Named<Service>>),
+    EndpointSlice(Box<Named<EndpointSlice>>),
+    Problem(ManifestError),
+}
+
+/// An object with what names it in a report of a duplicate.
+struct Named<T> {
+    /// `namespace/name`.
+    key: String,
+    object: T,
+}
+
+/// Each file's [`ParsedFile`], by path, with the hash of the content it was parsed from: after
+/// an edit only the edited files are parsed again, which is what keeps a change quick with
+/// thousands of files.
+#[derive(Default)]
+struct ParseCache {
+    files: BTreeMap<PathBuf, (u64, Arc<ParsedFile>)>,
+}
+
+impl ParseCache {
+    /// Parses what changed and combines every file, in order, into one result. A file that
+    /// went away is forgotten.
+    fn load(&mut self, files: Vec<FileContent>) -> LoadResult {
+        let mut parsed = Vec::with_capacity(files.len());
+        let mut kept = BTreeMap::new();
+        for file in files {
+            match file.content {
+                Ok(text) => {
+                    let hash = content_hash(&text);
+                    let cached = self
+                        .files
+                        .remove(&file.path)
+                        .filter(|(h, _)| *h == hash)
+                        .map(|(_, p)| p);
+                    let p = cached.unwrap_or_else(|| Arc::new(parse_file(&file.path, &text)));
+                    kept.insert(file.path.clone(), (hash, Arc::clone(&p)));
+                    parsed.push((file.path, Ok(p)));
+                }
+                Err(source) => parsed.push((file.path, Err(source))),
+            }
+        }
+        self.files = kept;
+        combine(parsed)
+    }
+}
+
+fn content_hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Puts the files' objects together in file order. An object defined again is reported and
+/// left out, so the outcome does not depend on which file changed last.
+fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadResult {
+    let mut result = LoadResult::default();
+    let mut seen: BTreeMap<(&'static str, String), PathBuf> = BTreeMap::new();
+    let mut first =
+        |kind: &'static str, key: &str, path: &Path, errors: &mut Vec<ManifestError>| match seen
+            .get(&(kind, key.to_owned()))
+        {
+            Some(first) => {
+                errors.push(ManifestError::Invalid {
+                    path: path.to_path_buf(),
+                    kind: kind.to_owned(),
+                    object: key.to_owned(),
+                    problem: format!("defined again (first in {}), ignored", first.display()),
+                });
+                false
+            }
+            None => {
+                seen.insert((kind, key.to_owned()), path.to_path_buf());
+                true
+            }
+        };
+    for (path, file) in files {
+        let file = match file {
+            Ok(f) => f,
+            Err(source) => {
+                result.errors.push(ManifestError::Read {
+                    path,
+                    source: Arc::new(source),
+                });
+                continue;
+            }
+        };
+        for entry in &file.entries {
+            match entry {
+                Entry::Service(s) => {
+                    if first("Service", &s.key, &path, &mut result.errors) {
+                        result.snapshot.services.push(s.object.clone());
+                    }
+                }
+                Entry::EndpointSlice(s) => {
+                    if first("EndpointSlice", &s.key, &path, &mut result.errors) {
+                        result.snapshot.endpoint_slices.push(s.object.clone());
+                    }
+                }
+                Entry::Problem(e) => result.errors.push(e.clone()),
+            }
         }
     }
-    loader.result
+    result
+}
+
+fn parse_file(path: &Path, text: &str) -> ParsedFile {
+    let mut file = ParsedFile::default();
+    file.parse(path, text);
+    file
 }
 
 /// Splits a YAML stream at its document markers: a line that is `---` (maybe followed by
@@ -278,8 +375,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     documents
 }
 
-impl Loader {
-    fn parse_file(&mut self, path: &Path, text: &str) {
+impl ParsedFile {
+    fn parse(&mut self, path: &Path, text: &str) {
         for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
             let number = index + 1;
             // Blank lines in front make the parser's line numbers those of the file.
@@ -287,11 +384,11 @@ impl Loader {
             let value: Value = match serde_yaml_ng::from_str(&padded) {
                 Ok(v) => v,
                 Err(source) => {
-                    self.result.errors.push(ManifestError::Yaml {
+                    self.problem(ManifestError::Yaml {
                         path: path.to_path_buf(),
                         document: number,
                         line,
-                        source,
+                        source: Arc::new(source),
                     });
                     continue;
                 }
@@ -307,7 +404,7 @@ impl Loader {
     fn object(&mut self, path: &Path, document: usize, value: Value) {
         let kind = value.get("kind").and_then(Value::as_str).map(str::to_owned);
         let Some(kind) = kind else {
-            self.result.errors.push(ManifestError::Document {
+            self.problem(ManifestError::Document {
                 path: path.to_path_buf(),
                 document,
                 problem: "no kind: not a Kubernetes object".to_string(),
@@ -327,7 +424,7 @@ impl Loader {
                     }
                 }
                 Some(Value::Null) | None => {}
-                Some(_) => self.result.errors.push(ManifestError::Document {
+                Some(_) => self.problem(ManifestError::Document {
                     path: path.to_path_buf(),
                     document,
                     problem: format!("{kind}: items is not a list"),
@@ -351,87 +448,68 @@ impl Loader {
             problem,
         };
         if api_version.is_empty() {
-            self.result
-                .errors
-                .push(invalid(format!("apiVersion is required ({expected})")));
+            self.problem(invalid(format!("apiVersion is required ({expected})")));
             return;
         }
         if api_version != expected {
-            self.result.errors.push(invalid(format!(
+            self.problem(invalid(format!(
                 "apiVersion {api_version:?} is not supported, only {expected}"
             )));
             return;
         }
         let Some(name) = object.name.clone() else {
-            self.result
-                .errors
-                .push(invalid("metadata.name is required".to_string()));
+            self.problem(invalid("metadata.name is required".to_string()));
             return;
         };
         let decode_error = |source| ManifestError::Decode {
             path: path.to_path_buf(),
             kind: kind.clone(),
             object: object.to_string(),
-            source,
+            source: Arc::new(source),
         };
         let problems;
-        let key;
+        let key = format!("{}/{name}", object.namespace);
         match kind.as_str() {
             "Service" => {
                 let mut service: Service = match serde_path_to_error::deserialize(value) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.result.errors.push(decode_error(e));
+                        self.problem(decode_error(e));
                         return;
                     }
                 };
                 service.metadata.namespace = Some(object.namespace.clone());
                 problems = service_problems(&service);
-                key = ("Service", format!("{}/{name}", object.namespace));
-                if problems.is_empty() && self.first_definition(path, &key, &invalid) {
-                    self.result.snapshot.services.push(service);
+                if problems.is_empty() {
+                    self.entries.push(Entry::Service(Box::new(Named {
+                        key,
+                        object: service,
+                    })));
                 }
             }
             _ => {
                 let mut slice: EndpointSlice = match serde_path_to_error::deserialize(value) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.result.errors.push(decode_error(e));
+                        self.problem(decode_error(e));
                         return;
                     }
                 };
                 slice.metadata.namespace = Some(object.namespace.clone());
                 problems = slice_problems(&slice);
-                key = ("EndpointSlice", format!("{}/{name}", object.namespace));
-                if problems.is_empty() && self.first_definition(path, &key, &invalid) {
-                    self.result.snapshot.endpoint_slices.push(slice);
+                if problems.is_empty() {
+                    self.entries
+                        .push(Entry::EndpointSlice(Box::new(Named { key, object: slice })));
                 }
             }
         }
-        self.result.errors.extend(problems.into_iter().map(invalid));
+        for problem in problems {
+            self.problem(invalid(problem));
+        }
     }
 
-    /// Whether `key` is seen for the first time; a later definition is reported and left out, so
-    /// the outcome does not depend on which file changed last.
-    fn first_definition(
-        &mut self,
-        path: &Path,
-        key: &(&'static str, String),
-        invalid: &dyn Fn(String) -> ManifestError,
-    ) -> bool {
-        match self.seen.get(key) {
-            Some(first) => {
-                self.result.errors.push(invalid(format!(
-                    "defined again (first in {}), ignored",
-                    first.display()
-                )));
-                false
-            }
-            None => {
-                self.seen.insert(key.clone(), path.to_path_buf());
-                true
-            }
-        }
+    fn problem(&mut self, error: ManifestError) {
+        self.entries.push(Entry::Problem(error));
     }
 }
 
@@ -674,6 +752,7 @@ async fn poll(
     current: Arc<Mutex<Option<Snapshot>>>,
 ) {
     let paths = Arc::new(paths);
+    let cache = Arc::new(Mutex::new(ParseCache::default()));
     let mut last: Option<u64> = None;
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -686,6 +765,7 @@ async fn poll(
             }
         }
         let paths = Arc::clone(&paths);
+        let cache = Arc::clone(&cache);
         let previous = last;
         // File reads block; keep them off the runtime's worker threads.
         let outcome = tokio::task::spawn_blocking(move || {
@@ -694,7 +774,8 @@ async fn poll(
             if previous == Some(print) {
                 (print, None)
             } else {
-                (print, Some(parse_files(files)))
+                let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                (print, Some(cache.load(files)))
             }
         })
         .await;
@@ -737,6 +818,44 @@ mod tests {
             ["a: 1\n", "\nb: |\n  --- not a marker\n", "{c: 3}\n"]
         );
         assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
+    }
+
+    #[test]
+    fn only_changed_files_are_parsed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = |name: &str, ip: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n")
+        };
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&a, service("a", "10.96.0.1")).unwrap();
+        std::fs::write(&b, service("b", "10.96.0.2")).unwrap();
+        let paths = [dir.path().to_path_buf()];
+        let mut cache = ParseCache::default();
+        let first = cache.load(read_files(&paths));
+        assert_eq!(first.snapshot.services.len(), 2);
+        let a_parsed = Arc::clone(&cache.files[&a].1);
+        let b_parsed = Arc::clone(&cache.files[&b].1);
+
+        std::fs::write(&b, service("b", "10.96.0.3")).unwrap();
+        let second = cache.load(read_files(&paths));
+        assert!(
+            Arc::ptr_eq(&cache.files[&a].1, &a_parsed),
+            "a is not parsed again"
+        );
+        assert!(!Arc::ptr_eq(&cache.files[&b].1, &b_parsed), "b is");
+        let ips: Vec<_> = second
+            .snapshot
+            .services
+            .iter()
+            .map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap())
+            .collect();
+        assert_eq!(ips, ["10.96.0.1", "10.96.0.3"]);
+
+        std::fs::remove_file(&a).unwrap();
+        let third = cache.load(read_files(&paths));
+        assert_eq!(third.snapshot.services.len(), 1);
+        assert!(!cache.files.contains_key(&a), "a removed file is forgotten");
     }
 
     #[test]
