@@ -20,6 +20,8 @@
 //! `BENCH_ENDPOINTS` (10), `BENCH_CHANGES` (5), `IPVSD_BIN` (default: `ipvsd` beside this
 //! program, else from PATH), `IPVSADM` (default `ipvsadm`). It runs `ip netns` and `ip -batch`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;

@@ -17,6 +17,8 @@
 //!
 //! Threads and std only: it has to start fast in a slow VM and be trivially correct.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;

@@ -1,5 +1,7 @@
 //! The ipvsd binary: parses the command line, sets up logging, runs a subcommand.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Result;
 use clap::Parser;
 use ipvsd::cli::{Cli, Command, LogFormat};

@@ -10,6 +10,8 @@
 //! `IPVSADM` names the ipvsadm binary (default `ipvsadm`); `BENCH_SERVICES` and
 //! `BENCH_DESTINATIONS` size the table (default 2000 × 10). It runs `ip netns`.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
