@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -323,18 +324,8 @@ impl<D: Dataplane> Controller<D> {
     /// Sends the operations: addresses first, so a new virtual server's address exists when
     /// it does, then IPVS, then addresses no longer needed. Returns how many failed.
     async fn apply(&mut self, desired: &Desired, ops: &[Operation]) -> usize {
-        let mut failed = 0;
+        let mut failed = self.change_addresses(AddressChange::Bind, ops).await;
         let actual = self.actual.as_mut().expect("read before apply");
-        for op in ops
-            .iter()
-            .filter(|op| matches!(op, Operation::BindAddress(_)))
-        {
-            if change_address(&self.dataplane, &self.metrics, op).await {
-                apply_to_cache(actual, op);
-            } else {
-                failed += 1;
-            }
-        }
         let results = self.dataplane.apply_ipvs(ops).await;
         for (op, result) in ops.iter().zip(results) {
             match result {
@@ -348,14 +339,46 @@ impl<D: Dataplane> Controller<D> {
                 }
             }
         }
-        for op in ops
+        failed + self.change_addresses(AddressChange::Unbind, ops).await
+    }
+
+    /// Carries out the bind (or unbind) operations among `ops` on the dummy interface, all at
+    /// once, and keeps the cache in step; returns how many failed.
+    async fn change_addresses(&mut self, change: AddressChange, ops: &[Operation]) -> usize {
+        let (ops, addresses): (Vec<&Operation>, Vec<IpAddr>) = ops
             .iter()
-            .filter(|op| matches!(op, Operation::UnbindAddress(_)))
-        {
-            if change_address(&self.dataplane, &self.metrics, op).await {
-                apply_to_cache(actual, op);
-            } else {
-                failed += 1;
+            .filter_map(|op| match (change, op) {
+                (AddressChange::Bind, Operation::BindAddress(a))
+                | (AddressChange::Unbind, Operation::UnbindAddress(a)) => Some((op, *a)),
+                _ => None,
+            })
+            .unzip();
+        if addresses.is_empty() {
+            return 0;
+        }
+        let outcomes = match change {
+            AddressChange::Bind => self.dataplane.bind(&addresses).await,
+            AddressChange::Unbind => self.dataplane.unbind(&addresses).await,
+        };
+        let kind = change.metric_kind();
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                self.metrics.netlink_error(kind);
+                error!(error = %e, count = addresses.len(), "changing the dummy interface's addresses");
+                return addresses.len();
+            }
+        };
+        let actual = self.actual.as_mut().expect("read before apply");
+        let mut failed = 0;
+        for (op, outcome) in ops.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => apply_to_cache(actual, op),
+                Err(e) => {
+                    failed += 1;
+                    self.metrics.netlink_error(kind);
+                    error!(operation = %op, error = %e, "changing the dummy interface's addresses");
+                }
             }
         }
         failed
@@ -465,18 +488,20 @@ impl<D: Dataplane> Controller<D> {
     }
 }
 
-/// Carries out a bind or unbind operation on the dummy interface; whether it succeeded.
-async fn change_address(dataplane: &impl Dataplane, metrics: &Metrics, op: &Operation) -> bool {
-    let (kind, result) = match op {
-        Operation::BindAddress(addr) => ("bind", dataplane.bind(*addr).await),
-        Operation::UnbindAddress(addr) => ("unbind", dataplane.unbind(*addr).await),
-        _ => return true,
-    };
-    if let Err(e) = &result {
-        metrics.netlink_error(kind);
-        error!(operation = %op, error = %e, "changing the dummy interface's addresses");
+/// Which address operations [`Controller::change_addresses`] carries out.
+#[derive(Debug, Clone, Copy)]
+enum AddressChange {
+    Bind,
+    Unbind,
+}
+
+impl AddressChange {
+    fn metric_kind(self) -> &'static str {
+        match self {
+            AddressChange::Bind => "bind",
+            AddressChange::Unbind => "unbind",
+        }
     }
-    result.is_ok()
 }
 
 fn retry_delay(failures: u32) -> Duration {

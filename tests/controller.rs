@@ -101,14 +101,18 @@ impl Dataplane for FakeKernel {
         })
     }
 
-    async fn bind(&self, address: IpAddr) -> Result<(), LinkError> {
-        self.with(|t| t.actual.bound_addresses.insert(address));
-        Ok(())
+    async fn bind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        self.with(|t| t.actual.bound_addresses.extend(addresses));
+        Ok(addresses.iter().map(|_| Ok(())).collect())
     }
 
-    async fn unbind(&self, address: IpAddr) -> Result<(), LinkError> {
-        self.with(|t| t.actual.bound_addresses.remove(&address));
-        Ok(())
+    async fn unbind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        self.with(|t| {
+            for a in addresses {
+                t.actual.bound_addresses.remove(a);
+            }
+        });
+        Ok(addresses.iter().map(|_| Ok(())).collect())
     }
 
     async fn scheduler_available(&self, name: &str) -> Result<bool, ipvs::Error> {

@@ -29,6 +29,10 @@ use neli::{FromBytesWithInput, Size, ToBytes};
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 
+/// Requests sent before their acks are read: the acks of a window (and an error each, at worst)
+/// must fit the socket's receive buffer.
+const REQUEST_WINDOW: usize = 128;
+
 /// Longest interface name the kernel accepts (IFNAMSIZ minus the terminating NUL).
 const MAX_INTERFACE_NAME_LEN: usize = 15;
 
@@ -384,6 +388,54 @@ impl RouteSocket {
         }
     }
 
+    /// Sends requests that change something, [`REQUEST_WINDOW`] at a time before their acks
+    /// are read, and returns each one's outcome in order: one round trip per window instead of
+    /// per request. A socket failure fails the whole batch.
+    pub(crate) async fn requests<P>(
+        &mut self,
+        ty: Rtm,
+        flags: NlmF,
+        payloads: Vec<P>,
+    ) -> Result<Vec<Result<(), NetlinkFailure>>, NetlinkFailure>
+    where
+        P: Size + ToBytes,
+    {
+        let mut outcomes: Vec<Option<Result<(), NetlinkFailure>>> =
+            Vec::with_capacity(payloads.len());
+        let mut payloads = payloads.into_iter();
+        loop {
+            let mut pending: HashMap<u32, usize> = HashMap::new();
+            for payload in payloads.by_ref().take(REQUEST_WINDOW) {
+                let seq = self.send(ty, flags | NlmF::ACK, payload).await?;
+                pending.insert(seq, outcomes.len());
+                outcomes.push(None);
+            }
+            if pending.is_empty() {
+                break;
+            }
+            while !pending.is_empty() {
+                let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
+                for msg in messages {
+                    let msg: Nlmsghdr<u16, Buffer> = msg?;
+                    let Some(&index) = pending.get(msg.nl_seq()) else {
+                        continue;
+                    };
+                    let outcome = match msg.nl_payload() {
+                        NlPayload::Ack(_) => Ok(()),
+                        NlPayload::Err(err) => Err(NetlinkFailure::refused(err)),
+                        _ => continue,
+                    };
+                    pending.remove(msg.nl_seq());
+                    outcomes[index] = Some(outcome);
+                }
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every request of a window is answered before the next"))
+            .collect())
+    }
+
     /// Dumps a table (NLM_F_DUMP), retrying when the kernel reports it changed mid-dump.
     pub(crate) async fn dump<P, R>(&mut self, ty: Rtm, payload: P) -> Result<Vec<R>, NetlinkFailure>
     where
@@ -641,58 +693,129 @@ impl DummyLink {
 
     /// Binds `addr` as a host address (/32 or /128). Already bound is fine.
     pub async fn bind(&self, addr: IpAddr) -> Result<(), LinkError> {
-        let prefix_len = host_prefix_len(addr);
-        let action = || format!("bind {addr}/{prefix_len} to {}", self.name);
-        // IPv6 addresses skip duplicate address detection: on a DOWN link it would never run
-        // and the address would stay tentative.
-        let flags = match addr {
-            IpAddr::V4(_) => IfaF::empty(),
-            IpAddr::V6(_) => IfaF::NODAD,
-        };
-        let msg = address_message(self.index, addr, prefix_len, flags, true)
-            .map_err(LinkError::netlink_action(action()))?;
-        let result = self
-            .socket
-            .lock()
-            .await
-            .request(Rtm::Newaddr, NlmF::CREATE | NlmF::EXCL, msg)
-            .await;
-        match result {
-            Ok(()) => debug!(interface = %self.name, %addr, "bound address"),
-            Err(err) if err.errno() == Some(libc::EEXIST) => {}
-            Err(err) => return Err(LinkError::netlink_action(action())(err)),
-        }
-        self.remember_prefix_len(addr, Some(prefix_len));
-        Ok(())
+        one(self.bind_all(&[addr]).await?)
+    }
+
+    /// Binds each address as a host address (/32 or /128), many requests in flight on one
+    /// socket; one outcome per address, in order. Already bound is fine. `Err` when the socket
+    /// itself failed.
+    pub async fn bind_all(
+        &self,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        let action =
+            |addr: IpAddr| format!("bind {addr}/{} to {}", host_prefix_len(addr), self.name);
+        let messages = addrs.iter().map(|&addr| {
+            // IPv6 addresses skip duplicate address detection: on a DOWN link it would never
+            // run and the address would stay tentative.
+            let flags = match addr {
+                IpAddr::V4(_) => IfaF::empty(),
+                IpAddr::V6(_) => IfaF::NODAD,
+            };
+            address_message(self.index, addr, host_prefix_len(addr), flags, true)
+        });
+        let outcomes = self
+            .change_addresses(addrs, messages, Rtm::Newaddr, NlmF::CREATE | NlmF::EXCL)
+            .await?;
+        Ok(addrs
+            .iter()
+            .zip(outcomes)
+            .map(|(&addr, outcome)| {
+                match outcome {
+                    Ok(()) => debug!(interface = %self.name, %addr, "bound address"),
+                    Err(err) if err.errno() == Some(libc::EEXIST) => {}
+                    Err(err) => return Err(LinkError::netlink_action(action(addr))(err)),
+                }
+                self.remember_prefix_len(addr, Some(host_prefix_len(addr)));
+                Ok(())
+            })
+            .collect())
     }
 
     /// Removes `addr` from the interface. Not bound is fine.
     pub async fn unbind(&self, addr: IpAddr) -> Result<(), LinkError> {
-        let prefix_len = self
-            .prefix_lens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&addr)
-            .copied()
-            .unwrap_or_else(|| host_prefix_len(addr));
-        let action = || format!("unbind {addr}/{prefix_len} from {}", self.name);
-        // IPv4 deletion without IFA_ADDRESS matches the address whatever its prefix length.
-        let with_address = addr.is_ipv6();
-        let msg = address_message(self.index, addr, prefix_len, IfaF::empty(), with_address)
-            .map_err(LinkError::netlink_action(action()))?;
-        let result = self
+        one(self.unbind_all(&[addr]).await?)
+    }
+
+    /// Removes each address from the interface, many requests in flight on one socket; one
+    /// outcome per address, in order. Not bound is fine. `Err` when the socket itself failed.
+    pub async fn unbind_all(
+        &self,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        let prefix_lens: Vec<u8> = {
+            let known = self.prefix_lens.lock().unwrap_or_else(|e| e.into_inner());
+            addrs
+                .iter()
+                .map(|a| known.get(a).copied().unwrap_or_else(|| host_prefix_len(*a)))
+                .collect()
+        };
+        let messages = addrs.iter().zip(&prefix_lens).map(|(&addr, &prefix_len)| {
+            // IPv4 deletion without IFA_ADDRESS matches the address whatever its prefix length.
+            address_message(self.index, addr, prefix_len, IfaF::empty(), addr.is_ipv6())
+        });
+        let outcomes = self
+            .change_addresses(addrs, messages, Rtm::Deladdr, NlmF::empty())
+            .await?;
+        Ok(addrs
+            .iter()
+            .zip(prefix_lens)
+            .zip(outcomes)
+            .map(|((&addr, prefix_len), outcome)| {
+                match outcome {
+                    Ok(()) => debug!(interface = %self.name, %addr, "unbound address"),
+                    Err(err) if err.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                    Err(err) => {
+                        let action = format!("unbind {addr}/{prefix_len} from {}", self.name);
+                        return Err(LinkError::netlink_action(action)(err));
+                    }
+                }
+                self.remember_prefix_len(addr, None);
+                Ok(())
+            })
+            .collect())
+    }
+
+    /// Sends the address messages that could be built, all on the socket at once; one outcome
+    /// per address (a message that could not be built is its own failure).
+    async fn change_addresses(
+        &self,
+        addrs: &[IpAddr],
+        messages: impl Iterator<Item = Result<Ifaddrmsg, NetlinkFailure>>,
+        ty: Rtm,
+        flags: NlmF,
+    ) -> Result<Vec<Result<(), NetlinkFailure>>, LinkError> {
+        let mut outcomes: Vec<Option<Result<(), NetlinkFailure>>> = Vec::new();
+        let mut built = Vec::new();
+        let mut sent = Vec::new();
+        for (i, message) in messages.enumerate() {
+            match message {
+                Ok(m) => {
+                    built.push(m);
+                    sent.push(i);
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        let answers = self
             .socket
             .lock()
             .await
-            .request(Rtm::Deladdr, NlmF::empty(), msg)
-            .await;
-        match result {
-            Ok(()) => debug!(interface = %self.name, %addr, "unbound address"),
-            Err(err) if err.errno() == Some(libc::EADDRNOTAVAIL) => {}
-            Err(err) => return Err(LinkError::netlink_action(action())(err)),
+            .requests(ty, flags, built)
+            .await
+            .map_err(LinkError::netlink_action(format!(
+                "change {} addresses of {}",
+                addrs.len(),
+                self.name
+            )))?;
+        for (i, answer) in sent.into_iter().zip(answers) {
+            outcomes[i] = Some(answer);
         }
-        self.remember_prefix_len(addr, None);
-        Ok(())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("each address has an outcome"))
+            .collect())
     }
 
     fn remember_prefix_len(&self, addr: IpAddr, prefix_len: Option<u8>) {
@@ -738,6 +861,11 @@ fn new_dummy_message(name: &str) -> Result<Ifinfomsg, NetlinkFailure> {
 }
 
 /// RTM_NEWADDR/RTM_DELADDR body for `addr` on interface `index`.
+/// The outcome of a batch of one.
+fn one(mut outcomes: Vec<Result<(), LinkError>>) -> Result<(), LinkError> {
+    outcomes.pop().expect("one outcome for one address")
+}
+
 fn address_message(
     index: u32,
     addr: IpAddr,

@@ -40,11 +40,19 @@ pub trait Dataplane: Send + Sync {
         ops: &[Operation],
     ) -> impl Future<Output = Vec<Option<Result<(), ::ipvs::Error>>>> + Send;
 
-    /// Binds an address to the dummy interface.
-    fn bind(&self, address: IpAddr) -> impl Future<Output = Result<(), LinkError>> + Send;
+    /// Binds addresses to the dummy interface: one outcome per address, or `Err` when nothing
+    /// could be done.
+    fn bind(
+        &self,
+        addresses: &[IpAddr],
+    ) -> impl Future<Output = Result<Vec<Result<(), LinkError>>, LinkError>> + Send;
 
-    /// Takes an address off the dummy interface.
-    fn unbind(&self, address: IpAddr) -> impl Future<Output = Result<(), LinkError>> + Send;
+    /// Takes addresses off the dummy interface: one outcome per address, or `Err` when nothing
+    /// could be done.
+    fn unbind(
+        &self,
+        addresses: &[IpAddr],
+    ) -> impl Future<Output = Result<Vec<Result<(), LinkError>>, LinkError>> + Send;
 
     /// Whether the kernel has (or can load) the scheduler `name`.
     fn scheduler_available(
@@ -83,12 +91,12 @@ impl Dataplane for Kernel {
         self.ipvs.apply(ops).await
     }
 
-    async fn bind(&self, address: IpAddr) -> Result<(), LinkError> {
-        self.dummy.bind(address).await
+    async fn bind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        self.dummy.bind_all(addresses).await
     }
 
-    async fn unbind(&self, address: IpAddr) -> Result<(), LinkError> {
-        self.dummy.unbind(address).await
+    async fn unbind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        self.dummy.unbind_all(addresses).await
     }
 
     async fn scheduler_available(&self, name: &str) -> Result<bool, ::ipvs::Error> {

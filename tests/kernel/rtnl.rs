@@ -426,3 +426,28 @@ fn watch_node_addresses_recovers_from_an_overrun() {
         .expect("watcher task")
         .expect("watcher survives an overrun");
 }
+
+#[tokio::test]
+async fn binding_and_unbinding_many_at_once_reports_each_address() {
+    let link = DummyLink::ensure(DUMMY).await.expect("create dummy");
+    let mut wanted: Vec<IpAddr> = (0..600u32)
+        .map(|i| IpAddr::from([10, 101, (i / 250) as u8, (i % 250 + 1) as u8]))
+        .collect();
+    wanted.push("fd00:96::7".parse().unwrap());
+    // One already bound: that is fine too.
+    link.bind(wanted[3]).await.expect("bind one");
+    let outcomes = link.bind_all(&wanted).await.expect("the batch");
+    assert_eq!(outcomes.len(), wanted.len());
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let bound = ip_addresses(DUMMY);
+    assert_eq!(bound, wanted.iter().copied().collect::<BTreeSet<_>>());
+
+    // Unbinding: half of them, plus one that is not bound (fine).
+    let mut gone: Vec<IpAddr> = wanted.iter().step_by(2).copied().collect();
+    gone.push("10.102.0.1".parse().unwrap());
+    let outcomes = link.unbind_all(&gone).await.expect("the batch");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let left: BTreeSet<IpAddr> = wanted.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(ip_addresses(DUMMY), left);
+    assert_eq!(link.addresses().await.unwrap(), left);
+}
