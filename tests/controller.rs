@@ -192,6 +192,17 @@ impl Harness {
         }
     }
 
+    /// A controller that has synced the demo manifests.
+    async fn with_demo(min_sync_period: Duration, sync_period: Duration) -> Harness {
+        let h = Harness::start(min_sync_period, sync_period);
+        h.change(|s| *s = demo_snapshot());
+        h.wait_until("the first sync", |t| {
+            t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+        })
+        .await;
+        h
+    }
+
     /// Changes the source's content and says so.
     fn change(&self, f: impl FnOnce(&mut Snapshot)) {
         {
@@ -270,12 +281,7 @@ async fn nothing_is_read_or_written_until_the_source_is_complete() {
 
 #[tokio::test]
 async fn a_change_sends_only_its_operations_and_reads_nothing() {
-    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
-    h.change(|s| *s = demo_snapshot());
-    h.wait_until("the first sync", |t| {
-        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
-    })
-    .await;
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
     let before = h.kernel.with(|t| t.applied.len());
 
     h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
@@ -295,12 +301,7 @@ async fn a_change_sends_only_its_operations_and_reads_nothing() {
 
 #[tokio::test]
 async fn a_burst_of_changes_is_applied_in_one_sync() {
-    let h = Harness::start(Duration::from_secs(2), Duration::from_secs(3600));
-    h.change(|s| *s = demo_snapshot());
-    h.wait_until("the first sync", |t| {
-        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
-    })
-    .await;
+    let h = Harness::with_demo(Duration::from_secs(2), Duration::from_secs(3600)).await;
     let batches = h.kernel.with(|t| t.batches);
     // Within the minimum sync period of the first sync: these wait for it to pass, together.
     for n in 20..25 {
@@ -322,12 +323,7 @@ async fn a_burst_of_changes_is_applied_in_one_sync() {
 
 #[tokio::test]
 async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
-    let h = Harness::start(Duration::from_millis(10), Duration::from_millis(300));
-    h.change(|s| *s = demo_snapshot());
-    h.wait_until("the first sync", |t| {
-        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
-    })
-    .await;
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(300)).await;
     // Someone deletes a virtual server and unbinds an address behind ipvsd's back.
     let dns = ServiceKey::Addr {
         address: "10.96.0.53".parse().unwrap(),
@@ -351,17 +347,12 @@ async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
 
 #[tokio::test]
 async fn a_removed_endpoint_with_connections_drains_then_goes() {
-    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
-    h.change(|s| *s = demo_snapshot());
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
     let sticky = ServiceKey::Addr {
         address: "10.96.0.20".parse().unwrap(),
         protocol: ipvs::Protocol::Tcp,
         port: 443,
     };
-    h.wait_until("the first sync", |t| {
-        t.actual.services.contains_key(&sticky)
-    })
-    .await;
     // The kernel counts a connection on 10.244.0.12 that the controller has not read.
     h.kernel.set_active_connections(&sticky, "10.244.0.12", 1);
     h.change(|s| {
@@ -391,12 +382,7 @@ async fn a_removed_endpoint_with_connections_drains_then_goes() {
 
 #[tokio::test]
 async fn shutdown_leaves_the_rules_in_place() {
-    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
-    h.change(|s| *s = demo_snapshot());
-    h.wait_until("the first sync", |t| {
-        t.actual.services.len() == DEMO_VIRTUAL_SERVERS
-    })
-    .await;
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
     let kernel = h.stop().await;
     kernel.with(|t| {
         assert_eq!(t.actual.services.len(), DEMO_VIRTUAL_SERVERS);

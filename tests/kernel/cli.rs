@@ -116,11 +116,12 @@ fn plan_prints_the_rules_and_the_diff_against_the_kernel() {
 fn rules_deleted_by_hand_come_back_at_the_next_sync_period() {
     require_ipvs();
     let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
-    let daemon = Daemon::start(&examples().join("demo"), &["--sync-period", "2s"]);
     let expected = demo_rules(&["192.168.50.10"]);
-    wait_until("first sync", Duration::from_secs(20), || {
-        saved_rules() == expected
-    });
+    let daemon = Daemon::start_synced(
+        &examples().join("demo"),
+        &["--sync-period", "2s"],
+        &expected,
+    );
     run(&ipvsadm_path(), &["-D", "-u", "10.96.0.53:53"]);
     run(
         &ipvsadm_path(),

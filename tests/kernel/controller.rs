@@ -187,6 +187,19 @@ impl Daemon {
         Daemon { child: Some(child) }
     }
 
+    /// Starts ipvsd and waits until the kernel holds `expected` (`ipvsadm -Sn`).
+    pub(crate) fn start_synced(
+        manifests: &Path,
+        extra: &[&str],
+        expected: &BTreeSet<String>,
+    ) -> Daemon {
+        let daemon = Daemon::start(manifests, extra);
+        wait_until("first sync", Duration::from_secs(20), || {
+            saved_rules() == *expected
+        });
+        daemon
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub(crate) fn terminate(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -289,10 +302,7 @@ fn a_running_ipvsd_follows_manifest_edits_additions_and_removals() {
     require_ipvs();
     let _node = node_with_external_client();
     let dir = editable_demo();
-    let daemon = Daemon::start(dir.path(), &[]);
-    wait_until("first sync", Duration::from_secs(20), || {
-        saved_rules() == demo_rules(&[NODE])
-    });
+    let daemon = Daemon::start_synced(dir.path(), &[], &demo_rules(&[NODE]));
 
     // Edit: web's port 80 becomes 81.
     let web = dir.path().join("web.yaml");
@@ -342,10 +352,7 @@ fn added_and_removed_node_addresses_get_and_lose_their_node_ports() {
     require_ipvs();
     let _node = node_with_external_client();
     let dir = editable_demo();
-    let daemon = Daemon::start(dir.path(), &[]);
-    wait_until("first sync", Duration::from_secs(20), || {
-        saved_rules() == demo_rules(&[NODE])
-    });
+    let daemon = Daemon::start_synced(dir.path(), &[], &demo_rules(&[NODE]));
     ip(&["link", "add", "eth9", "type", "dummy"]);
     ip(&["link", "set", "eth9", "up"]);
     ip(&["addr", "add", "192.168.60.10/24", "dev", "eth9"]);
@@ -383,11 +390,8 @@ fn sigterm_leaves_the_rules_and_a_restart_keeps_their_counters() {
     let _node = node_with_external_client();
     let _pods = demo_pods();
     let dir = editable_demo();
-    let daemon = Daemon::start(dir.path(), &[]);
     let expected = demo_rules(&[NODE, "10.244.0.1"]);
-    wait_until("first sync", Duration::from_secs(20), || {
-        saved_rules() == expected
-    });
+    let daemon = Daemon::start_synced(dir.path(), &[], &expected);
     let cluster_ip: SocketAddr = "10.96.0.10:80".parse().unwrap();
     for _ in 0..5 {
         tcp_hello(cluster_ip);
@@ -500,10 +504,7 @@ fn a_connection_to_a_removed_endpoint_keeps_working_until_it_closes() {
     let _node = node_with_external_client();
     let _pods = demo_pods();
     let dir = editable_demo();
-    let daemon = Daemon::start(dir.path(), &[]);
-    wait_until("first sync", Duration::from_secs(20), || {
-        saved_rules() == demo_rules(&[NODE, "10.244.0.1"])
-    });
+    let daemon = Daemon::start_synced(dir.path(), &[], &demo_rules(&[NODE, "10.244.0.1"]));
     let (mut conversation, pod) = TcpConversation::open("10.96.0.10:80".parse().unwrap());
     let n: u8 = pod.trim_start_matches("pod").parse().unwrap();
     let real = format!("10.244.0.{n}:8080");
