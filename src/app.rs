@@ -1,7 +1,6 @@
 //! The subcommands, wired from their parts. Errors here are for people: each says what failed
 //! and what to do.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -146,22 +145,18 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
     }
     let mut out = String::new();
     if args.diff {
-        let actual = read_actual(&args.model.dummy_interface).await?;
+        let (actual, _) = read_actual(&connect_ipvs().await?, &args.model.dummy_interface).await?;
         let ownership = Ownership {
             node_addresses: nodes,
             nodeport_range: args.model.nodeport_range.clone(),
             exclude_cidrs: args.model.exclude_cidrs.clone(),
             managed: Default::default(),
         };
-        let graceful = GracefulTermination {
-            timeout: None,
-            since: BTreeMap::new(),
-        };
         for op in plan::plan(
             &desired,
             &actual,
             &ownership,
-            &graceful,
+            &GracefulTermination::default(),
             std::time::Instant::now(),
         ) {
             out.push_str(&op.to_string());
@@ -217,37 +212,19 @@ pub async fn list(args: ListArgs) -> Result<()> {
 /// `ipvsd cleanup`.
 pub async fn cleanup(args: CleanupArgs) -> Result<()> {
     let ipvs = connect_ipvs().await?;
-    let dummy = DummyLink::find(&args.dummy_interface)
-        .await
-        .with_context(|| format!("looking for {}", args.dummy_interface))?;
-    let bound_addresses = match &dummy {
-        Some(d) => d.addresses().await?,
-        None => Default::default(),
-    };
-    let actual = Actual {
-        services: ipvs.read().await.context("reading the IPVS table")?,
-        bound_addresses,
-    };
+    let (actual, dummy) = read_actual(&ipvs, &args.dummy_interface).await?;
     let ownership = Ownership {
         node_addresses: node_addresses(&args.dummy_interface).await?,
         nodeport_range: args.nodeport_range.clone(),
         exclude_cidrs: args.exclude_cidrs.clone(),
         managed: Default::default(),
     };
-    let nothing = model::Desired {
-        virtual_servers: BTreeMap::new(),
-        bound_addresses: Default::default(),
-        warnings: Vec::new(),
-    };
-    let graceful = GracefulTermination {
-        timeout: None,
-        since: BTreeMap::new(),
-    };
+    // Planning for no Services at all deletes exactly what ipvsd owns.
     let ops = plan::plan(
-        &nothing,
+        &model::Desired::default(),
         &actual,
         &ownership,
-        &graceful,
+        &GracefulTermination::default(),
         std::time::Instant::now(),
     );
     let mut failed = 0;
@@ -278,16 +255,23 @@ async fn connect_ipvs() -> Result<IpvsTable> {
     Ok(ipvs)
 }
 
-async fn read_actual(dummy_interface: &str) -> Result<Actual> {
-    let ipvs = connect_ipvs().await?;
-    let bound_addresses = match DummyLink::find(dummy_interface).await? {
+/// The kernel's IPVS table and the dummy interface (if there is one) with its addresses.
+async fn read_actual(
+    ipvs: &IpvsTable,
+    dummy_interface: &str,
+) -> Result<(Actual, Option<DummyLink>)> {
+    let dummy = DummyLink::find(dummy_interface)
+        .await
+        .with_context(|| format!("looking for {dummy_interface}"))?;
+    let bound_addresses = match &dummy {
         Some(d) => d.addresses().await?,
         None => Default::default(),
     };
-    Ok(Actual {
+    let actual = Actual {
         services: ipvs.read().await.context("reading the IPVS table")?,
         bound_addresses,
-    })
+    };
+    Ok((actual, dummy))
 }
 
 fn model_config(args: &ModelArgs) -> Result<ModelConfig> {
