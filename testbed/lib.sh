@@ -16,7 +16,14 @@ TESTBED_KERNEL_META=${TESTBED_KERNEL_META:-linux-image-amd64}
 # Modules the guest loads at boot: every module of kernel/net/netfilter/ipvs/ (ip_vs itself, all
 # schedulers the kernel ships, the ftp helper), then these. The kernel would load schedulers on
 # demand through /sbin/modprobe too; loading them up front makes a broken one fail the boot loudly.
-TESTBED_EXTRA_MODULES=(dummy veth)
+# Each is staged with what `modprobe --show-depends` says it needs.
+TESTBED_EXTRA_MODULES=(dummy veth bridge)
+# nftables, for ipvsd's masquerade and filter rules: an `inet` table with nat chains (prerouting,
+# output, postrouting) and filter chains (input, forward, output), `masquerade fully-random`, ct
+# state and original tuple, reject, fib, counters, named objects. Set types, payload, meta, `th`,
+# counters and lookups are part of nf_tables itself on the kernels we boot (6.1).
+TESTBED_NFT_MODULES=(nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_reject nft_reject_inet
+    nft_reject_ipv4 nft_reject_ipv6 nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_objref)
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 die() {
@@ -32,6 +39,7 @@ TESTBED_PACKAGES=(
     cpio:cpio
     ipvsadm:ipvsadm
     ip:iproute2
+    nft:nftables
     jq:jq
     strip:binutils
     flock:util-linux
@@ -199,26 +207,35 @@ stage_modules() {
     local root=$1 src=$KERNEL_MODULES dest=$1/lib/modules/$KERNEL_VERSION
     local base=${KERNEL_MODULES%/lib/modules/*}
     local files=() file name dep
+    local names=() deps
     mapfile -t files < <(find "$src/kernel/net/netfilter/ipvs" -name '*.ko*')
-    files+=("$src"/kernel/drivers/net/dummy.ko* "$src"/kernel/drivers/net/veth.ko*
-        "$src"/kernel/crypto/crc32c_generic.ko*)
+    files+=("$src"/kernel/crypto/crc32c_generic.ko*)
     for file in "${files[@]}"; do
         [ -f "$file" ] || die "kernel module $file is missing"
         name=$(basename "$file")
-        name=${name%%.ko*}
-        for dep in $(/sbin/modprobe -d "$base" -S "$KERNEL_VERSION" --show-depends "$name" |
-            sed -n 's/^insmod \([^ ]*\).*/\1/p'); do
+        names+=("${name%%.ko*}")
+    done
+    names+=("${TESTBED_EXTRA_MODULES[@]}" "${TESTBED_NFT_MODULES[@]}")
+    for name in "${names[@]}"; do
+        # A module the kernel lacks (or has built in) must fail here, not at boot.
+        deps=$(/sbin/modprobe -d "$base" -S "$KERNEL_VERSION" --show-depends "$name" 2>&1) ||
+            die "kernel module $name: $deps"
+        deps=$(sed -n 's/^insmod \([^ ]*\).*/\1/p' <<<"$deps")
+        [ -n "$deps" ] || die "kernel module $name is not a loadable module of $KERNEL_VERSION"
+        for dep in $deps; do
             mkdir -p "$dest/$(dirname "${dep#"$src"/}")"
             cp -n "$dep" "$dest/${dep#"$src"/}"
         done
     done
+    # modules.alias (made by depmod) lets the kernel load the rest on demand: nf_tables asks for
+    # "nft-expr-..." and "nft-chain-..." aliases when a ruleset uses them.
     cp "$src"/modules.order "$src"/modules.builtin* "$dest"/ 2>/dev/null || true
     depmod -b "$root" "$KERNEL_VERSION"
     {
         echo ip_vs
         find "$src/kernel/net/netfilter/ipvs" -name '*.ko*' -printf '%f\n' | sed 's/\.ko.*//' |
             grep -vx ip_vs | sort
-        printf '%s\n' "${TESTBED_EXTRA_MODULES[@]}"
+        printf '%s\n' "${TESTBED_EXTRA_MODULES[@]}" "${TESTBED_NFT_MODULES[@]}"
     } >"$root/testbed/modules"
 }
 
@@ -245,6 +262,7 @@ stage_initramfs() {
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v ip)" /sbin/ip
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v kmod)" /sbin/modprobe
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v ipvsadm)" /sbin/ipvsadm
+    install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v nft)" /usr/sbin/nft
     echo 'root:x:0:0:root:/root:/bin/bash' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
     printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
