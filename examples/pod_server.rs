@@ -3,30 +3,40 @@
 //!
 //! ```text
 //! pod_server --name NAME [--tcp PORT...] [--udp PORT...]
-//! pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT
+//! pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT [--peer]
 //! ```
 //!
 //! Server: listens on 0.0.0.0 and :: on every port. TCP: on connect it writes `NAME\n`, then
 //! answers each line received with `NAME: <line>\n`, so a test can hold a connection open (to see
 //! IPVS keep it on one backend) and keep talking. UDP: answers each datagram with `NAME\n`. It
 //! prints `ready` on standard output once every socket is bound, so whoever starts it knows when
-//! connections can succeed.
+//! connections can succeed. The line (TCP) or datagram (UDP) `?peer` is answered instead with
+//! `NAME PEER_IP\n`: the address the connection or datagram came from, as the pod saw it (without
+//! the port; an IPv4 client of a `::` socket is printed as IPv4, not as `::ffff:a.b.c.d`).
 //!
 //! Client: connects (TCP) or sends one datagram (UDP), prints the first line of the answer and
-//! exits; this is how tests talk from another network namespace (via `ip netns exec`).
+//! exits; this is how tests talk from another network namespace (via `ip netns exec`). The UDP
+//! client takes answers only from ADDR:PORT (its socket is connected), as a real client would; an
+//! ICMP error from there ends it at once. With `--peer` it asks `?peer` and prints `NAME PEER_IP`
+//! (over TCP after the greeting, on the same connection).
 //!
 //! Threads and std only: it has to start fast in a slow VM and be trivially correct.
 
 #![forbid(unsafe_code)]
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
 const USAGE: &str = "usage: pod_server --name NAME [--tcp PORT...] [--udp PORT...]\n       \
-                     pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT";
+                     pod_server --client-tcp ADDR:PORT | --client-udp ADDR:PORT [--peer]";
+
+/// What a client sends to learn the address the server saw it come from.
+const PEER_QUESTION: &str = "?peer";
 
 /// How long a client waits for an answer before it gives up.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,8 +47,14 @@ enum Mode {
         tcp_ports: Vec<u16>,
         udp_ports: Vec<u16>,
     },
-    ClientTcp(String),
-    ClientUdp(String),
+    ClientTcp {
+        addr: String,
+        peer: bool,
+    },
+    ClientUdp {
+        addr: String,
+        peer: bool,
+    },
 }
 
 fn parse_args(args: &[String]) -> Result<Mode, String> {
@@ -46,6 +62,7 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
     let mut tcp_ports = Vec::new();
     let mut udp_ports = Vec::new();
     let mut client = None;
+    let mut peer = false;
     let mut list: Option<bool> = None; // Some(true): TCP ports follow; Some(false): UDP ports.
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -58,11 +75,11 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
             "--udp" => list = Some(false),
             "--client-tcp" | "--client-udp" => {
                 let addr = args.next().ok_or(format!("{arg} needs ADDR:PORT"))?.clone();
-                client = Some(if arg == "--client-tcp" {
-                    Mode::ClientTcp(addr)
-                } else {
-                    Mode::ClientUdp(addr)
-                });
+                client = Some((arg == "--client-tcp", addr));
+                list = None;
+            }
+            "--peer" => {
+                peer = true;
                 list = None;
             }
             port => {
@@ -80,8 +97,15 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
             }
         }
     }
-    if let Some(client) = client {
-        return Ok(client);
+    if let Some((tcp, addr)) = client {
+        return Ok(if tcp {
+            Mode::ClientTcp { addr, peer }
+        } else {
+            Mode::ClientUdp { addr, peer }
+        });
+    }
+    if peer {
+        return Err("--peer is a client flag".to_owned());
     }
     let name = name.ok_or("--name is required")?;
     if tcp_ports.is_empty() && udp_ports.is_empty() {
@@ -112,11 +136,23 @@ fn bind_both<S>(port: u16, bind: impl Fn(SocketAddr) -> io::Result<S>) -> Result
     Ok(sockets)
 }
 
+/// The peer's address as the pod saw it: IPv4 for an IPv4 client of a `::` socket.
+fn peer_ip(peer: SocketAddr) -> IpAddr {
+    peer.ip().to_canonical()
+}
+
 fn serve_tcp_connection(name: &str, stream: TcpStream) -> io::Result<()> {
+    let peer = peer_ip(stream.peer_addr()?);
     let mut writer = stream.try_clone()?;
     writer.write_all(format!("{name}\n").as_bytes())?;
     for line in BufReader::new(stream).lines() {
-        writer.write_all(format!("{name}: {}\n", line?).as_bytes())?;
+        let line = line?;
+        let answer = if line == PEER_QUESTION {
+            format!("{name} {peer}\n")
+        } else {
+            format!("{name}: {line}\n")
+        };
+        writer.write_all(answer.as_bytes())?;
     }
     Ok(())
 }
@@ -137,10 +173,16 @@ fn serve(name: String, tcp_ports: Vec<u16>, udp_ports: Vec<u16>) -> Result<(), S
     }
     for port in udp_ports {
         for socket in bind_both(port, UdpSocket::bind)? {
-            let answer = format!("{name}\n");
+            let name = name.clone();
             threads.push(thread::spawn(move || {
                 let mut buffer = [0u8; 2048];
-                while let Ok((_, peer)) = socket.recv_from(&mut buffer) {
+                while let Ok((len, peer)) = socket.recv_from(&mut buffer) {
+                    let question = String::from_utf8_lossy(&buffer[..len]);
+                    let answer = if question.trim_end() == PEER_QUESTION {
+                        format!("{name} {}\n", peer_ip(peer))
+                    } else {
+                        format!("{name}\n")
+                    };
                     let _ = socket.send_to(answer.as_bytes(), peer);
                 }
             }));
@@ -163,21 +205,40 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or(format!("{addr:?} resolves to no address"))
 }
 
-fn client_tcp(addr: &str) -> Result<String, String> {
+/// Reads one line; a connection closed before a whole line came is an error.
+fn read_answer(reader: &mut impl BufRead, target: SocketAddr) -> Result<String, String> {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from {target}: {e}"))?;
+    if !line.ends_with('\n') {
+        return Err(format!("{target} closed the connection without answering"));
+    }
+    Ok(line)
+}
+
+fn client_tcp(addr: &str, peer: bool) -> Result<String, String> {
     let target = resolve(addr)?;
     let stream = TcpStream::connect_timeout(&target, CLIENT_TIMEOUT)
         .map_err(|e| format!("cannot connect to {target}: {e}"))?;
     stream
         .set_read_timeout(Some(CLIENT_TIMEOUT))
         .map_err(|e| format!("cannot set a timeout on the connection to {target}: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from {target}: {e}"))?;
-    Ok(line)
+    let mut writer = stream
+        .try_clone()
+        .map_err(|e| format!("cannot use the connection to {target}: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    let greeting = read_answer(&mut reader, target)?;
+    if !peer {
+        return Ok(greeting);
+    }
+    writer
+        .write_all(format!("{PEER_QUESTION}\n").as_bytes())
+        .map_err(|e| format!("cannot send to {target}: {e}"))?;
+    read_answer(&mut reader, target)
 }
 
-fn client_udp(addr: &str) -> Result<String, String> {
+fn client_udp(addr: &str, peer: bool) -> Result<String, String> {
     let target = resolve(addr)?;
     let local = match target {
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
@@ -187,12 +248,22 @@ fn client_udp(addr: &str) -> Result<String, String> {
     socket
         .set_read_timeout(Some(CLIENT_TIMEOUT))
         .map_err(|e| format!("cannot set a timeout on a UDP socket: {e}"))?;
+    // Connected: the kernel drops datagrams from any other address (a reply that was not
+    // translated back is no answer) and reports an ICMP error from the target as an error.
     socket
-        .send_to(b"hello\n", target)
+        .connect(target)
+        .map_err(|e| format!("cannot connect a UDP socket to {target}: {e}"))?;
+    let question = if peer {
+        format!("{PEER_QUESTION}\n")
+    } else {
+        "hello\n".to_owned()
+    };
+    socket
+        .send(question.as_bytes())
         .map_err(|e| format!("cannot send to {target}: {e}"))?;
     let mut buffer = [0u8; 2048];
-    let (len, _) = socket
-        .recv_from(&mut buffer)
+    let len = socket
+        .recv(&mut buffer)
         .map_err(|e| format!("no answer from {target}: {e}"))?;
     Ok(String::from_utf8_lossy(&buffer[..len]).into_owned())
 }
@@ -209,8 +280,8 @@ fn main() -> ExitCode {
             tcp_ports,
             udp_ports,
         }) => serve(name, tcp_ports, udp_ports),
-        Ok(Mode::ClientTcp(addr)) => client_tcp(&addr).map(|line| print!("{line}")),
-        Ok(Mode::ClientUdp(addr)) => client_udp(&addr).map(|line| print!("{line}")),
+        Ok(Mode::ClientTcp { addr, peer }) => client_tcp(&addr, peer).map(|line| print!("{line}")),
+        Ok(Mode::ClientUdp { addr, peer }) => client_udp(&addr, peer).map(|line| print!("{line}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
