@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -146,13 +146,128 @@ fn make_namespace_with_link(netns: &str, outside: &str) {
 /// Kills every process in a namespace, deletes the link (its veth peer goes with it) and the
 /// namespace. Errors are ignored: this runs from Drop, possibly after a failed setup.
 fn remove_namespace_and_link(netns: &str, outside: &str) {
+    kill_processes_in(netns);
+    let _ = Command::new("ip").args(["link", "del", outside]).output();
+    let _ = Command::new("ip").args(["netns", "del", netns]).output();
+}
+
+/// Kills every process in a namespace and deletes it (its links go with it). Errors are ignored:
+/// this runs from Drop, possibly after a failed setup.
+pub fn remove_namespace(netns: &str) {
+    kill_processes_in(netns);
+    let _ = Command::new("ip").args(["netns", "del", netns]).output();
+}
+
+/// Kills (SIGKILL) every process in a namespace; errors are ignored.
+pub fn kill_processes_in(netns: &str) {
     if let Ok(output) = Command::new("ip").args(["netns", "pids", netns]).output() {
         for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
             let _ = Command::new("kill").args(["-9", pid]).status();
         }
     }
-    let _ = Command::new("ip").args(["link", "del", outside]).output();
-    let _ = Command::new("ip").args(["netns", "del", netns]).output();
+}
+
+/// Runs `ip -n NETNS -batch -` with these commands (one `ip` process instead of one per
+/// command: under emulation each costs tens of milliseconds); panics naming the commands if any
+/// fails.
+pub fn ip_batch(netns: &str, commands: &[String]) {
+    run_ip_batch(&["-n", netns], commands);
+}
+
+/// Like [`ip_batch`], in the current namespace.
+pub fn ip_batch_here(commands: &[String]) {
+    run_ip_batch(&[], commands);
+}
+
+fn run_ip_batch(options: &[&str], commands: &[String]) {
+    let script = commands.join("\n") + "\n";
+    let shown = format!("ip {} -batch -", options.join(" "));
+    let mut child = Command::new("ip")
+        .args(options)
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{shown}`: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(script.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot write to `{shown}`: {e}"));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("`{shown}` failed: {e}"));
+    assert!(
+        output.status.success(),
+        "`{shown}` failed with {}: {}\ncommands:\n{script}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+}
+
+/// The transport protocol of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// "TCP" or "UDP", as Kubernetes writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// A pod server's answer to `--peer`: who answered and the address it saw the request come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAnswer {
+    pub pod: String,
+    pub peer: IpAddr,
+}
+
+/// Asks a pod server from the namespace `netns` (`pod_server --client-tcp|--client-udp TARGET
+/// --peer` under `ip netns exec`) which pod answers and which source address it sees. An error
+/// (no connection, no answer within the client's 5 s, refused) is returned as the client's
+/// message, not a panic, so that a test can report many requests together.
+pub fn ask_peer(netns: &str, protocol: Protocol, target: SocketAddr) -> Result<PeerAnswer, String> {
+    let mode = match protocol {
+        Protocol::Tcp => "--client-tcp",
+        Protocol::Udp => "--client-udp",
+    };
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns])
+        .arg(pod_server_path())
+        .args([mode, &target.to_string(), "--peer"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the pod server client: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = stderr.trim().trim_start_matches("pod_server: ");
+        return Err(if message.is_empty() {
+            format!("client failed with {}", output.status)
+        } else {
+            message.to_owned()
+        });
+    }
+    let line = stdout.trim_end_matches('\n');
+    let (pod, peer) = line
+        .split_once(' ')
+        .ok_or_else(|| format!("answer {line:?} is not `NAME PEER_IP`"))?;
+    let peer = peer
+        .parse()
+        .map_err(|e| format!("answer {line:?}: bad peer address: {e}"))?;
+    Ok(PeerAnswer {
+        pod: pod.to_owned(),
+        peer,
+    })
 }
 
 /// Runs the pod server in client mode inside a namespace and returns the first line it got.
@@ -177,8 +292,10 @@ pub struct Pod {
     pub ip: IpAddr,
     /// The network namespace the pod lives in.
     pub netns: String,
-    /// The node-side end of the pod's veth pair, in the test's namespace.
+    /// The node-side end of the pod's veth pair, in the test's namespace (or in `node`).
     pub host_link: String,
+    /// The namespace of the node the pod is behind; None: the test's namespace.
+    pub node: Option<String>,
     /// The pod server, once started.
     server: Option<Child>,
 }
@@ -211,6 +328,7 @@ impl Pod {
             ip: pod_ip,
             netns,
             host_link,
+            node: None,
             server: None,
         };
         make_namespace_with_link(&pod.netns, &pod.host_link);
@@ -235,6 +353,58 @@ impl Pod {
         pod
     }
 
+    /// Starts a pod behind the node whose network namespace is `node`, routed at layer 3 as
+    /// Calico does it: `ip` (an IPv4 address) as a /32 on the pod's `eth0`, the pod's default
+    /// route via `gateway` (an address the node holds on its end of the veth pair, so that the node
+    /// has an address toward the pod) with `onlink`, and a /32 route to the pod on the node's end.
+    /// `host_link` names the node's end. Returns once the server listens on all ports.
+    pub fn start_behind(
+        node: &str,
+        name: &str,
+        address: Ipv4Addr,
+        gateway: Ipv4Addr,
+        host_link: &str,
+        tcp_ports: &[u16],
+        udp_ports: &[u16],
+    ) -> Pod {
+        let id = next_id();
+        let mut pod = Pod {
+            name: name.to_owned(),
+            ip: IpAddr::V4(address),
+            netns: format!("{node}-{name}-{id}"),
+            host_link: host_link.to_owned(),
+            node: Some(node.to_owned()),
+            server: None,
+        };
+        ip(&["netns", "add", &pod.netns]);
+        ip_batch(
+            node,
+            &[
+                format!(
+                    "link add {host_link} type veth peer name eth0 netns {}",
+                    pod.netns
+                ),
+                format!("addr add {gateway}/32 dev {host_link}"),
+                format!("link set {host_link} up"),
+                format!("route add {address}/32 dev {host_link}"),
+            ],
+        );
+        ip_batch(
+            &pod.netns,
+            &[
+                "link set lo up".to_owned(),
+                format!("addr add {address}/32 dev eth0"),
+                "link set eth0 up".to_owned(),
+                format!("route add default via {gateway} dev eth0 onlink"),
+            ],
+        );
+        let server = pod
+            .server
+            .insert(spawn_server(&pod.netns, name, tcp_ports, udp_ports));
+        wait_until_ready(server, name);
+        pod
+    }
+
     /// The pod's address with a port, to connect to it directly.
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.ip, port)
@@ -247,7 +417,11 @@ impl Drop for Pod {
             let _ = server.kill();
             let _ = server.wait();
         }
-        remove_namespace_and_link(&self.netns, &self.host_link);
+        match &self.node {
+            None => remove_namespace_and_link(&self.netns, &self.host_link),
+            // The veth pair goes with the pod's namespace; the node's namespace is its owner's.
+            Some(_) => remove_namespace(&self.netns),
+        }
     }
 }
 
