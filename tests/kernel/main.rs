@@ -3,8 +3,11 @@
 
 mod bench;
 mod cli;
+mod cluster;
 mod controller;
 mod list;
+mod matrix;
 mod pods;
 mod rtnl;
 mod testbed;
+mod traffic;
