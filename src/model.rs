@@ -112,17 +112,27 @@ impl fmt::Display for AddressKind {
     }
 }
 
+/// Real servers by (address, port).
+pub type RealServers = BTreeMap<(IpAddr, u16), Destination>;
+
 /// One desired IPVS virtual service with its real servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualServer {
     /// The service as it should be in the kernel.
     pub service: IpvsService,
     /// Its real servers by (address, port).
-    pub destinations: BTreeMap<(IpAddr, u16), Destination>,
+    pub destinations: RealServers,
     /// The Service port it was made for.
     pub origin: ServiceRef,
     /// Which kind of the Service's addresses it listens on.
     pub kind: AddressKind,
+    /// Whether the traffic policy for this kind of address is `Local` (external for node ports,
+    /// external and load-balancer IPs; internal for cluster IPs): only this node's endpoints
+    /// serve it, and outside clients keep their address.
+    pub local_policy: bool,
+    /// The real servers that run on this node (their endpoint's `nodeName` is this node's): a
+    /// pod reaching itself through the Service must be masqueraded (hairpin).
+    pub local_destinations: BTreeSet<(IpAddr, u16)>,
 }
 
 /// Everything the kernel should hold for the current Services.
@@ -674,23 +684,27 @@ impl<'a> ServiceRules<'a> {
                 self.external_local
             }
         };
+        let (destinations, local_destinations) =
+            self.destinations(Family::of(&address), &origin.port_name, local_only);
         VirtualServer {
             service,
-            destinations: self.destinations(Family::of(&address), &origin.port_name, local_only),
+            destinations,
             origin: origin.clone(),
             kind,
+            local_policy: local_only,
+            local_destinations,
         }
     }
 
     /// Real servers of one Service port for one family: ready endpoints, or when there are none
     /// the serving terminating ones, so that a rollout's last pods still get traffic rather than
-    /// none.
+    /// none. Also says which of them are on this node.
     fn destinations(
         &self,
         family: Family,
         port_name: &str,
         local_only: bool,
-    ) -> BTreeMap<(IpAddr, u16), Destination> {
+    ) -> (RealServers, BTreeSet<(IpAddr, u16)>) {
         let candidates: Vec<(&UsableEndpoint, u16)> = self
             .slices
             .iter()
@@ -708,10 +722,16 @@ impl<'a> ServiceRules<'a> {
         } else {
             ready
         };
-        chosen
+        let local = chosen
+            .iter()
+            .filter(|(e, _)| e.node_name.as_deref() == Some(self.node_name))
+            .map(|(e, p)| (e.address, *p))
+            .collect();
+        let destinations = chosen
             .into_iter()
             .map(|(e, p)| ((e.address, *p), Destination::new(e.address, *p)))
-            .collect()
+            .collect();
+        (destinations, local)
     }
 }
 
