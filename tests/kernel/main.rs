@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod controller;
 mod list;
+mod nftables;
 mod pods;
 mod rtnl;
 mod testbed;
