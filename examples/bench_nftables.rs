@@ -15,7 +15,8 @@
 //! the reference: the cost of a change must not grow with the number of Services.
 //!
 //! Run as root where nftables works (the test bed: `testbed/vm -- /testbed/bin/bench_nftables`).
-//! Environment: `BENCH_SERVICES` (default 10000), `BENCH_ENDPOINTS` (10), `BENCH_CHANGES` (5).
+//! Environment: `BENCH_SERVICES` (sizes to run, default `1000,10000`), `BENCH_ENDPOINTS` (10),
+//! `BENCH_CHANGES` (5).
 
 #![forbid(unsafe_code)]
 
@@ -138,15 +139,35 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() -> Result<()> {
-    let services = env_usize("BENCH_SERVICES", 10_000)?;
+    let sizes = std::env::var("BENCH_SERVICES").unwrap_or_else(|_| "1000,10000".into());
     let endpoints = env_usize("BENCH_ENDPOINTS", 10)?;
     let changes = env_usize("BENCH_CHANGES", 5)?;
-    ensure!(
-        (1..=40_000).contains(&services),
-        "BENCH_SERVICES: 1 to 40,000"
-    );
     ensure!((1..=60).contains(&endpoints), "BENCH_ENDPOINTS: 1 to 60");
     ensure!((1..=100).contains(&changes), "BENCH_CHANGES: 1 to 100");
+    let mut per_size = Vec::new();
+    for size in sizes.split(',') {
+        let services: usize = size
+            .trim()
+            .parse()
+            .with_context(|| format!("BENCH_SERVICES: {size:?} is not a count"))?;
+        ensure!(
+            (1..=40_000).contains(&services),
+            "BENCH_SERVICES: 1 to 40,000 each"
+        );
+        per_size.push((services, bench(services, endpoints, changes)?));
+        println!();
+    }
+    if let [(small, a), .., (large, b)] = &per_size[..] {
+        println!(
+            "one Service added at {large} Services / at {small}: {:.2}x (a change costs what it changes)",
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the benchmark at one size; returns the median time of adding one Service.
+fn bench(services: usize, endpoints: usize, changes: usize) -> Result<Duration> {
     let config = MasqueradeConfig {
         cluster_cidrs: vec!["10.128.0.0/9".parse()?],
         masquerade_all: false,
@@ -170,7 +191,7 @@ fn main() -> Result<()> {
     let ns = Namespace::new("bench-nft-ipvsd")?;
     let first = ns.nft(&full)?;
     ensure!(
-        ns.list_count("cluster-ips-v4", " . tcp . 80")? == services,
+        ns.list_count("cluster-ips-v4", " . 80")? == services,
         "the table does not hold every cluster IP"
     );
     println!("full table (first sync):          {:>9.1} ms", ms(first));
@@ -217,8 +238,8 @@ fn main() -> Result<()> {
     println!("reference, whole table rewritten: {:>9.1} ms", ms(rewrite));
     println!(
         "ratio reference / one Service added: {:.0}x; reference / one endpoint added: {:.0}x",
-        rewrite.as_secs_f64() / median(add_times).as_secs_f64(),
+        rewrite.as_secs_f64() / median(add_times.clone()).as_secs_f64(),
         rewrite.as_secs_f64() / median(endpoint_times).as_secs_f64()
     );
-    Ok(())
+    Ok(median(add_times))
 }
