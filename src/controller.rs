@@ -112,7 +112,7 @@ pub struct Controller<D> {
     pending_since: Option<std::time::Instant>,
     /// The elements of ipvsd's nftables table as the last transaction left them; `None` until
     /// the table was written, or after a transaction failed (the next sync replaces it).
-    netfilter: Option<netfilter::Elements>,
+    netfilter: Option<netfilter::SetContents>,
 }
 
 impl<D: Dataplane> Controller<D> {
@@ -336,7 +336,7 @@ impl<D: Dataplane> Controller<D> {
     /// when its content is unknown, else only the elements that changed. Returns 1 if the
     /// transaction failed (nothing of it was applied), else 0.
     async fn sync_netfilter(&mut self, desired: &Desired, full: bool) -> usize {
-        let elements = netfilter::elements(desired);
+        let elements = netfilter::elements(desired).contents();
         let transaction = match (&self.netfilter, full) {
             (Some(actual), false) => {
                 let changes = netfilter::diff(&elements, actual);

@@ -133,6 +133,13 @@ pub struct VirtualServer {
     /// The real servers that run on this node (their endpoint's `nodeName` is this node's): a
     /// pod reaching itself through the Service must be masqueraded (hairpin).
     pub local_destinations: BTreeSet<(IpAddr, u16)>,
+    /// For a load-balancer IP: the client ranges allowed (`spec.loadBalancerSourceRanges`);
+    /// `None`: every client.
+    pub source_ranges: Option<Vec<ipnet::IpNet>>,
+    /// The cluster IP of the same family and the Service port: where in-cluster clients of an
+    /// external or load-balancer IP with a `Local` policy are sent, so they reach the Service on
+    /// a node without a local endpoint too.
+    pub cluster_ip: Option<(IpAddr, u16)>,
 }
 
 /// Everything the kernel should hold for the current Services.
@@ -480,6 +487,7 @@ impl<'a> ServiceRules<'a> {
                 }
             }
         }
+        let source_ranges = Self::source_ranges(spec, &full, &mut out.warnings);
         // A Service serves the families of its cluster IPs; node ports follow them so that a
         // single-stack Service does not appear on the node's addresses of the other family.
         let families: BTreeSet<Family> = if cluster_ips.is_empty() {
@@ -556,7 +564,16 @@ impl<'a> ServiceRules<'a> {
                     .map(|ip| (*ip, number, AddressKind::LoadBalancer)),
             );
             for (address, vport, kind) in targets {
-                let vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                if kind == AddressKind::LoadBalancer {
+                    vs.source_ranges = source_ranges.clone();
+                }
+                if matches!(kind, AddressKind::ExternalIp | AddressKind::LoadBalancer) {
+                    vs.cluster_ip = cluster_ips
+                        .iter()
+                        .find(|ip| Family::of(ip) == Family::of(&address))
+                        .map(|ip| (*ip, number));
+                }
                 match out.virtual_servers.get(&vs.service.key) {
                     Some(existing) => out.warnings.push(format!(
                         "Service {full}: {kind} {} is already used by {} ({}), skipped",
@@ -568,6 +585,33 @@ impl<'a> ServiceRules<'a> {
                 }
             }
         }
+    }
+
+    /// `spec.loadBalancerSourceRanges` of a LoadBalancer Service: `None` when it has none. A
+    /// range that does not parse is left out with a warning; when none parses the Service's
+    /// load-balancer IPs admit no outside client at all, rather than every one.
+    fn source_ranges(
+        spec: &k8s_openapi::api::core::v1::ServiceSpec,
+        full: &str,
+        warnings: &mut Vec<String>,
+    ) -> Option<Vec<ipnet::IpNet>> {
+        if spec.type_.as_deref() != Some("LoadBalancer") {
+            return None;
+        }
+        let texts = spec.load_balancer_source_ranges.as_deref()?;
+        if texts.is_empty() {
+            return None;
+        }
+        let mut ranges = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match text.trim().parse::<ipnet::IpNet>() {
+                Ok(net) => ranges.push(net.trunc()),
+                Err(_) => warnings.push(format!(
+                    "Service {full}: spec.loadBalancerSourceRanges[{i}] {text:?} is not a CIDR, ignored"
+                )),
+            }
+        }
+        Some(ranges)
     }
 
     /// Scheduler, flags and persistence, with the annotations' overrides where they are valid.
@@ -693,6 +737,8 @@ impl<'a> ServiceRules<'a> {
             kind,
             local_policy: local_only,
             local_destinations,
+            source_ranges: None,
+            cluster_ip: None,
         }
     }
 

@@ -14,7 +14,7 @@ use ipvsd::dataplane::Dataplane;
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
-use ipvsd::netfilter::{Elements, Transaction};
+use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, ActualService, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Snapshot, Source};
@@ -31,7 +31,7 @@ struct Table {
     applied: Vec<String>,
     batches: usize,
     /// ipvsd's nftables table: `None` while it does not exist.
-    netfilter: Option<Elements>,
+    netfilter: Option<SetContents>,
     /// Every nftables transaction applied, in order.
     transactions: Vec<Transaction>,
     /// Refuse this many nftables transactions before accepting again.
@@ -463,12 +463,12 @@ async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
     h.wait_until("the table", |t| t.netfilter.is_some()).await;
     let (first, cluster_ips) = h.kernel.with(|t| {
         let elements = t.netfilter.clone().unwrap();
-        (t.transactions.clone(), elements.cluster_ips.len())
+        (t.transactions.clone(), elements.set("cluster-ips-v4").len())
     });
     assert!(matches!(first[..], [Transaction::Replace(_)]), "{first:?}");
     assert_eq!(
-        cluster_ips, 6,
-        "one element per cluster IP and port of the demo"
+        cluster_ips, 5,
+        "one element per IPv4 cluster IP and port of the demo"
     );
 
     // A new endpoint changes no set (it is not on this node); a new cluster-IP port does.
@@ -494,9 +494,11 @@ async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
         let Transaction::Change(changes) = &t.transactions[1] else {
             panic!("a change replaced the table: {:?}", t.transactions[1]);
         };
-        assert_eq!(changes.len(), 1, "{changes:?}");
-        assert_eq!(changes.add.cluster_ips.len(), 1);
-        assert_eq!(changes.add.cluster_ips.first().unwrap().2, 8081);
+        // The new port: a cluster IP to masquerade and a port the filter lets through.
+        let added = ["10.96.0.10 . tcp . 8081".to_owned()].into();
+        assert_eq!(changes.add.set("cluster-ips-v4"), added);
+        assert_eq!(changes.add.set("service-ports-v4"), added);
+        assert_eq!(changes.len(), 2, "{changes:?}");
     });
 }
 
@@ -517,6 +519,6 @@ async fn a_failed_nftables_transaction_is_retried_as_a_replacement() {
             "{:?}",
             t.transactions
         );
-        assert_eq!(t.netfilter.as_ref().unwrap().cluster_ips.len(), 6);
+        assert_eq!(t.netfilter.as_ref().unwrap().set("cluster-ips-v4").len(), 5);
     });
 }

@@ -69,6 +69,8 @@ fn mk_vs(key: ServiceKey, destinations: &[Destination]) -> VirtualServer {
         kind: AddressKind::ClusterIp,
         local_policy: false,
         local_destinations: Default::default(),
+        source_ranges: None,
+        cluster_ip: None,
     }
 }
 
