@@ -62,7 +62,8 @@ fn add_service(out: &mut Elements, i: usize, endpoints: usize) {
     out.cluster_ips.insert((cluster_ip(i), Protocol::Tcp, 80));
     // The cluster IP is bound to the dummy interface: the port filter guards it.
     out.bound_addresses.insert(cluster_ip(i));
-    out.bound_services.insert((cluster_ip(i), Protocol::Tcp, 80));
+    out.bound_services
+        .insert((cluster_ip(i), Protocol::Tcp, 80));
     for node in NODE_ADDRESSES {
         out.masquerade
             .insert((IpAddr::V4(node), Protocol::Tcp, 20000 + i as u16));

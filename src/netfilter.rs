@@ -203,6 +203,8 @@ impl Elements {
         }
         for (t, (ip, port)) in &self.local_policy {
             if Fam::of(ip) == Fam::of(&t.0) {
+                // A map cannot be looked up as a set on every kernel: its keys again, as a set.
+                out.insert(SetKind::LocalPolicyServices, Fam::of(&t.0), target(t));
                 out.insert(
                     SetKind::LocalPolicy,
                     Fam::of(&t.0),
@@ -325,11 +327,12 @@ enum SetKind {
     BoundServices,
     Firewall,
     FirewallAllow,
+    LocalPolicyServices,
     LocalPolicy,
 }
 
 impl SetKind {
-    const ALL: [SetKind; 8] = [
+    const ALL: [SetKind; 9] = [
         SetKind::ClusterIps,
         SetKind::Masquerade,
         SetKind::Hairpin,
@@ -337,6 +340,7 @@ impl SetKind {
         SetKind::BoundServices,
         SetKind::Firewall,
         SetKind::FirewallAllow,
+        SetKind::LocalPolicyServices,
         SetKind::LocalPolicy,
     ];
 
@@ -349,6 +353,7 @@ impl SetKind {
             SetKind::BoundServices => "service-ports",
             SetKind::Firewall => "firewall",
             SetKind::FirewallAllow => "firewall-allow",
+            SetKind::LocalPolicyServices => "local-policy-services",
             SetKind::LocalPolicy => "local-policy-cluster-ips",
         }
     }
@@ -369,7 +374,8 @@ impl SetKind {
             SetKind::ClusterIps
             | SetKind::Masquerade
             | SetKind::BoundServices
-            | SetKind::Firewall => (target, None),
+            | SetKind::Firewall
+            | SetKind::LocalPolicyServices => (target, None),
             // Destination, then the source address: one lookup matches "to this endpoint, from
             // this same endpoint".
             SetKind::Hairpin => (format!("{target} . {a}"), None),
@@ -390,6 +396,9 @@ impl SetKind {
             SetKind::BoundServices => "Service ports on those addresses: let through",
             SetKind::Firewall => "load-balancer IPs with loadBalancerSourceRanges",
             SetKind::FirewallAllow => "the client ranges each admits",
+            SetKind::LocalPolicyServices => {
+                "external and load-balancer IPs of a Local policy: the node's own traffic is masqueraded"
+            }
             SetKind::LocalPolicy => {
                 "external and load-balancer IPs of a Local policy: in-cluster clients go to the cluster IP"
             }
@@ -590,7 +599,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
         // The node's own traffic to a cluster IP: its source address is the cluster IP itself
         // (local on the dummy interface), or a node address; either way the reply must come
         // back here. The same for the Local-policy addresses it is sent on from.
-        for set in [SetKind::ClusterIps, SetKind::LocalPolicy] {
+        for set in [SetKind::ClusterIps, SetKind::LocalPolicyServices] {
             let _ = writeln!(
                 out,
                 "\t\t{} @{} jump mark-for-masquerade",

@@ -228,6 +228,10 @@ fn source_ranges_and_local_policies_of_load_balancer_ips() {
         contents.set("local-policy-cluster-ips-v4"),
         strings(&["198.51.100.10 . tcp . 80 : 10.96.0.12 . 80"])
     );
+    assert_eq!(
+        contents.set("local-policy-services-v4"),
+        strings(&["198.51.100.10 . tcp . 80"])
+    );
 }
 
 #[test]
