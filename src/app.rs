@@ -11,12 +11,14 @@ use tracing::{info, warn};
 use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArgs, RunArgs};
 use crate::controller::{Config, Controller, Inputs};
 use crate::dataplane::link::DummyLink;
+use crate::dataplane::nftables::Nftables;
 use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
 use crate::dataplane::sysctl::{self, Sysctls};
-use crate::dataplane::{IpvsTable, Kernel};
+use crate::dataplane::{IpvsTable, Kernel, Netfilter};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::{self, ModelConfig};
+use crate::netfilter::{self, MasqueradeConfig};
 use crate::plan::{self, Actual, GracefulTermination, Ownership};
 use crate::source::kube::KubeSource;
 use crate::source::manifest::{self, ManifestSource};
@@ -33,6 +35,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
         .context("--metrics-address")?;
 
     let ipvs = connect_ipvs().await?;
+    let nft = Nftables::find().await?;
     ipvs.check_scheduler(&model_config.scheduler)
         .await
         .with_context(|| {
@@ -95,7 +98,17 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
             changes: changes_rx,
             node_addresses: nodes_rx,
         },
-        Kernel { ipvs, dummy },
+        Kernel {
+            ipvs,
+            dummy,
+            netfilter: Netfilter {
+                nft,
+                config: MasqueradeConfig {
+                    cluster_cidrs: args.cluster_cidr.clone(),
+                    masquerade_all: args.masquerade_all,
+                },
+            },
+        },
         health.clone(),
         metrics.clone(),
     );
@@ -233,6 +246,25 @@ pub async fn cleanup(args: CleanupArgs) -> Result<()> {
             failed += 1;
             warn!(operation = %op, error = %e, "cleanup");
         }
+    }
+    // The table is ipvsd's alone, so it goes whole; other tables are left as they are.
+    match Nftables::find().await {
+        Ok(nft) => {
+            let tables = nft
+                .tables(netfilter::TABLE_FAMILY)
+                .await
+                .context("listing nftables tables")?;
+            if tables.iter().any(|t| t == netfilter::TABLE_NAME) {
+                nft.apply(&netfilter::render_delete_table())
+                    .await
+                    .context("deleting ipvsd's nftables table")?;
+                info!(
+                    table = %format!("{} {}", netfilter::TABLE_FAMILY, netfilter::TABLE_NAME),
+                    "deleted nftables table"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "ipvsd's nftables table, if there is one, is left in place"),
     }
     if let Some(dummy) = dummy {
         let name = dummy.name().to_string();

@@ -110,6 +110,13 @@ pub struct RunArgs {
     /// IPVS timeout of UDP flows (unset: left alone).
     #[arg(long, value_parser = parse_duration)]
     pub udp_timeout: Option<Duration>,
+    /// The cluster's pod CIDRs (kube-proxy's --cluster-cidr): traffic to a cluster IP from
+    /// outside them is masqueraded. Unset: none is, except the node's own.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub cluster_cidr: Vec<IpNet>,
+    /// Masquerade all traffic to cluster IPs (kube-proxy's --masquerade-all).
+    #[arg(long)]
+    pub masquerade_all: bool,
     /// Also set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for service
     /// addresses.
     #[arg(long)]

@@ -6,6 +6,10 @@
 //! only the resulting operations are sent. The cache is updated from the operations' results, so
 //! a change never costs a dump of the whole table; every sync period the kernel is read again and
 //! repaired, so a rule deleted by hand comes back.
+//!
+//! The masquerading rules beside IPVS (ipvsd's nftables table) follow the same way: a change
+//! sends only the set elements it adds or deletes, and every full sync replaces the table in
+//! one transaction, which also repairs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -24,6 +28,7 @@ use crate::dataplane::Dataplane;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::{self, Desired, ModelConfig};
+use crate::netfilter::{self, Transaction};
 use crate::node_addresses::NodeAddresses;
 use crate::plan::{self, Actual, ActualService, GracefulTermination, Operation, Ownership};
 use crate::source::Source;
@@ -105,6 +110,9 @@ pub struct Controller<D> {
     managed: BTreeSet<ipvs::ServiceKey>,
     /// When the oldest change not yet applied was seen.
     pending_since: Option<std::time::Instant>,
+    /// The elements of ipvsd's nftables table as the last transaction left them; `None` until
+    /// the table was written, or after a transaction failed (the next sync replaces it).
+    netfilter: Option<netfilter::SetContents>,
 }
 
 impl<D: Dataplane> Controller<D> {
@@ -133,6 +141,7 @@ impl<D: Dataplane> Controller<D> {
             pending_since: None,
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
+            netfilter: None,
         }
     }
 
@@ -286,7 +295,9 @@ impl<D: Dataplane> Controller<D> {
             let actual = self.actual.as_ref().expect("read above");
             ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
         }
-        let failed = self.apply(&desired, &ops).await;
+        // Masquerading first: a new virtual server's first packets must already be marked.
+        let netfilter_failed = self.sync_netfilter(&desired, full).await;
+        let failed = self.apply(&desired, &ops).await + netfilter_failed;
         self.track_terminating(&desired, now);
         if let Some(actual) = &self.actual {
             self.managed.extend(desired.virtual_servers.keys().copied());
@@ -319,6 +330,45 @@ impl<D: Dataplane> Controller<D> {
             );
         }
         Ok(report)
+    }
+
+    /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or
+    /// when its content is unknown, else only the elements that changed. Returns 1 if the
+    /// transaction failed (nothing of it was applied), else 0.
+    async fn sync_netfilter(&mut self, desired: &Desired, full: bool) -> usize {
+        let elements = netfilter::elements(desired).contents();
+        let transaction = match (&self.netfilter, full) {
+            (Some(actual), false) => {
+                let changes = netfilter::diff(&elements, actual);
+                if changes.is_empty() {
+                    return 0;
+                }
+                Transaction::Change(changes)
+            }
+            _ => Transaction::Replace(elements),
+        };
+        let started = std::time::Instant::now();
+        let result = self.dataplane.apply_netfilter(&transaction).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(()) => {
+                self.metrics.observe_netfilter_transaction(elapsed);
+                debug!(
+                    replace = matches!(transaction, Transaction::Replace(_)),
+                    elements = transaction.elements(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "nftables transaction applied"
+                );
+                self.netfilter = Some(transaction.result(self.netfilter.as_ref()));
+                0
+            }
+            Err(e) => {
+                self.metrics.netfilter_failure();
+                error!(error = %e, elements = transaction.elements(), "nftables transaction failed; the table is replaced at the next sync");
+                self.netfilter = None;
+                1
+            }
+        }
     }
 
     /// Sends the operations: addresses first, so a new virtual server's address exists when

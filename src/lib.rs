@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod netfilter;
 pub mod node_addresses;
 pub mod plan;
 pub mod source;

@@ -60,6 +60,8 @@ pub struct Metrics {
     real_servers: Gauge,
     bound_addresses: Gauge,
     netlink_errors: Family<ErrorLabels, Counter>,
+    netfilter_duration: Histogram,
+    netfilter_failures: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
     /// either the old set or the new one.
     traffic: Mutex<Traffic>,
@@ -124,6 +126,22 @@ impl Metrics {
             netlink_errors.clone(),
         );
 
+        // One `nft` run: a few milliseconds for a change, longer for a whole table.
+        let netfilter_duration = Histogram::new([
+            0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "nftables_transaction_duration_seconds",
+            "Time one transaction on ipvsd's nftables table took, applied ones only",
+            netfilter_duration.clone(),
+        );
+        let netfilter_failures = Counter::default();
+        registry.register(
+            "nftables_transaction_failures",
+            "Transactions on ipvsd's nftables table that failed (nothing of them was applied)",
+            netfilter_failures.clone(),
+        );
+
         let traffic = Traffic {
             connections: Family::default(),
             packets_in: Family::default(),
@@ -170,6 +188,8 @@ impl Metrics {
             real_servers,
             bound_addresses,
             netlink_errors,
+            netfilter_duration,
+            netfilter_failures,
             traffic: Mutex::new(traffic),
         }
     }
@@ -183,6 +203,17 @@ impl Metrics {
     /// (`ipvsd_network_programming_duration_seconds`).
     pub fn observe_programming_latency(&self, latency: Duration) {
         self.programming_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Records how long an applied nftables transaction took
+    /// (`ipvsd_nftables_transaction_duration_seconds`).
+    pub fn observe_netfilter_transaction(&self, duration: Duration) {
+        self.netfilter_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts a failed nftables transaction (`ipvsd_nftables_transaction_failures_total`).
+    pub fn netfilter_failure(&self) {
+        self.netfilter_failures.inc();
     }
 
     /// Sets the sizes of what the last sync programmed.

@@ -112,17 +112,34 @@ impl fmt::Display for AddressKind {
     }
 }
 
+/// Real servers by (address, port).
+pub type RealServers = BTreeMap<(IpAddr, u16), Destination>;
+
 /// One desired IPVS virtual service with its real servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualServer {
     /// The service as it should be in the kernel.
     pub service: IpvsService,
     /// Its real servers by (address, port).
-    pub destinations: BTreeMap<(IpAddr, u16), Destination>,
+    pub destinations: RealServers,
     /// The Service port it was made for.
     pub origin: ServiceRef,
     /// Which kind of the Service's addresses it listens on.
     pub kind: AddressKind,
+    /// Whether the traffic policy for this kind of address is `Local` (external for node ports,
+    /// external and load-balancer IPs; internal for cluster IPs): only this node's endpoints
+    /// serve it, and outside clients keep their address.
+    pub local_policy: bool,
+    /// The real servers that run on this node (their endpoint's `nodeName` is this node's): a
+    /// pod reaching itself through the Service must be masqueraded (hairpin).
+    pub local_destinations: BTreeSet<(IpAddr, u16)>,
+    /// For a load-balancer IP: the client ranges allowed (`spec.loadBalancerSourceRanges`);
+    /// `None`: every client.
+    pub source_ranges: Option<Vec<ipnet::IpNet>>,
+    /// The cluster IP of the same family and the Service port: where in-cluster clients of an
+    /// external or load-balancer IP with a `Local` policy are sent, so they reach the Service on
+    /// a node without a local endpoint too.
+    pub cluster_ip: Option<(IpAddr, u16)>,
 }
 
 /// Everything the kernel should hold for the current Services.
@@ -470,6 +487,7 @@ impl<'a> ServiceRules<'a> {
                 }
             }
         }
+        let source_ranges = Self::source_ranges(spec, &full, &mut out.warnings);
         // A Service serves the families of its cluster IPs; node ports follow them so that a
         // single-stack Service does not appear on the node's addresses of the other family.
         let families: BTreeSet<Family> = if cluster_ips.is_empty() {
@@ -546,7 +564,16 @@ impl<'a> ServiceRules<'a> {
                     .map(|ip| (*ip, number, AddressKind::LoadBalancer)),
             );
             for (address, vport, kind) in targets {
-                let vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                if kind == AddressKind::LoadBalancer {
+                    vs.source_ranges = source_ranges.clone();
+                }
+                if matches!(kind, AddressKind::ExternalIp | AddressKind::LoadBalancer) {
+                    vs.cluster_ip = cluster_ips
+                        .iter()
+                        .find(|ip| Family::of(ip) == Family::of(&address))
+                        .map(|ip| (*ip, number));
+                }
                 match out.virtual_servers.get(&vs.service.key) {
                     Some(existing) => out.warnings.push(format!(
                         "Service {full}: {kind} {} is already used by {} ({}), skipped",
@@ -558,6 +585,33 @@ impl<'a> ServiceRules<'a> {
                 }
             }
         }
+    }
+
+    /// `spec.loadBalancerSourceRanges` of a LoadBalancer Service: `None` when it has none. A
+    /// range that does not parse is left out with a warning; when none parses the Service's
+    /// load-balancer IPs admit no outside client at all, rather than every one.
+    fn source_ranges(
+        spec: &k8s_openapi::api::core::v1::ServiceSpec,
+        full: &str,
+        warnings: &mut Vec<String>,
+    ) -> Option<Vec<ipnet::IpNet>> {
+        if spec.type_.as_deref() != Some("LoadBalancer") {
+            return None;
+        }
+        let texts = spec.load_balancer_source_ranges.as_deref()?;
+        if texts.is_empty() {
+            return None;
+        }
+        let mut ranges = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match text.trim().parse::<ipnet::IpNet>() {
+                Ok(net) => ranges.push(net.trunc()),
+                Err(_) => warnings.push(format!(
+                    "Service {full}: spec.loadBalancerSourceRanges[{i}] {text:?} is not a CIDR, ignored"
+                )),
+            }
+        }
+        Some(ranges)
     }
 
     /// Scheduler, flags and persistence, with the annotations' overrides where they are valid.
@@ -674,23 +728,29 @@ impl<'a> ServiceRules<'a> {
                 self.external_local
             }
         };
+        let (destinations, local_destinations) =
+            self.destinations(Family::of(&address), &origin.port_name, local_only);
         VirtualServer {
             service,
-            destinations: self.destinations(Family::of(&address), &origin.port_name, local_only),
+            destinations,
             origin: origin.clone(),
             kind,
+            local_policy: local_only,
+            local_destinations,
+            source_ranges: None,
+            cluster_ip: None,
         }
     }
 
     /// Real servers of one Service port for one family: ready endpoints, or when there are none
     /// the serving terminating ones, so that a rollout's last pods still get traffic rather than
-    /// none.
+    /// none. Also says which of them are on this node.
     fn destinations(
         &self,
         family: Family,
         port_name: &str,
         local_only: bool,
-    ) -> BTreeMap<(IpAddr, u16), Destination> {
+    ) -> (RealServers, BTreeSet<(IpAddr, u16)>) {
         let candidates: Vec<(&UsableEndpoint, u16)> = self
             .slices
             .iter()
@@ -708,10 +768,16 @@ impl<'a> ServiceRules<'a> {
         } else {
             ready
         };
-        chosen
+        let local = chosen
+            .iter()
+            .filter(|(e, _)| e.node_name.as_deref() == Some(self.node_name))
+            .map(|(e, p)| (e.address, *p))
+            .collect();
+        let destinations = chosen
             .into_iter()
             .map(|(e, p)| ((e.address, *p), Destination::new(e.address, *p)))
-            .collect()
+            .collect();
+        (destinations, local)
     }
 }
 

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use ipvs::ServiceKey;
 use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::link::LinkError;
+use ipvsd::dataplane::nftables::NftablesError;
 use ipvsd::dataplane::Dataplane;
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
+use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, ActualService, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Snapshot, Source};
@@ -28,6 +30,12 @@ struct Table {
     /// Every operation applied, as ipvsadm would write it, and how many non-empty batches.
     applied: Vec<String>,
     batches: usize,
+    /// ipvsd's nftables table: `None` while it does not exist.
+    netfilter: Option<SetContents>,
+    /// Every nftables transaction applied, in order.
+    transactions: Vec<Transaction>,
+    /// Refuse this many nftables transactions before accepting again.
+    refuse_netfilter: usize,
 }
 
 #[derive(Clone, Default)]
@@ -117,6 +125,24 @@ impl Dataplane for FakeKernel {
 
     async fn scheduler_available(&self, name: &str) -> Result<bool, ipvs::Error> {
         Ok(name != "nosuch")
+    }
+
+    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
+        self.with(|t| {
+            if t.refuse_netfilter > 0 {
+                t.refuse_netfilter -= 1;
+                return Err(NftablesError::TimedOut(Duration::ZERO));
+            }
+            if matches!(transaction, Transaction::Change(_)) {
+                assert!(
+                    t.netfilter.is_some(),
+                    "elements changed in a table that does not exist"
+                );
+            }
+            t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
+            t.transactions.push(transaction.clone());
+            Ok(())
+        })
     }
 }
 
@@ -428,5 +454,71 @@ async fn a_service_asking_for_a_scheduler_the_kernel_lacks_gets_the_default() {
             "{:#?}",
             t.applied
         );
+    });
+}
+
+#[tokio::test]
+async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    h.wait_until("the table", |t| t.netfilter.is_some()).await;
+    let (first, cluster_ips) = h.kernel.with(|t| {
+        let elements = t.netfilter.clone().unwrap();
+        (t.transactions.clone(), elements.set("cluster-ips-v4").len())
+    });
+    assert!(matches!(first[..], [Transaction::Replace(_)]), "{first:?}");
+    assert_eq!(
+        cluster_ips, 5,
+        "one element per IPv4 cluster IP and port of the demo"
+    );
+
+    // A new endpoint changes no set (it is not on this node); a new cluster-IP port does.
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    h.change(|s| {
+        let web = s
+            .services
+            .iter_mut()
+            .find(|svc| svc.metadata.name.as_deref() == Some("web"))
+            .expect("the web Service");
+        let ports = web.spec.as_mut().unwrap().ports.as_mut().unwrap();
+        let mut extra = ports[0].clone();
+        extra.name = Some("extra".into());
+        extra.port = 8081;
+        ports.push(extra);
+    });
+    h.wait_until("the element", |t| t.transactions.len() == 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(t.transactions.len(), 2, "{:?}", t.transactions);
+        let Transaction::Change(changes) = &t.transactions[1] else {
+            panic!("a change replaced the table: {:?}", t.transactions[1]);
+        };
+        // The new port: a cluster IP to masquerade and a port the filter lets through.
+        let added = ["10.96.0.10 . tcp . 8081".to_owned()].into();
+        assert_eq!(changes.add.set("cluster-ips-v4"), added);
+        assert_eq!(changes.add.set("service-ports-v4"), added);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+    });
+}
+
+#[tokio::test]
+async fn a_failed_nftables_transaction_is_retried_as_a_replacement() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    h.kernel.with(|t| t.refuse_netfilter = 1);
+    h.change(|s| *s = demo_snapshot());
+    // The failed sync is retried (after two seconds' back-off) with a whole table.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.kernel.with(|t| assert!(t.netfilter.is_none()));
+    h.wait_until("the retried table", |t| t.netfilter.is_some())
+        .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(
+            matches!(t.transactions[..], [Transaction::Replace(_)]),
+            "{:?}",
+            t.transactions
+        );
+        assert_eq!(t.netfilter.as_ref().unwrap().set("cluster-ips-v4").len(), 5);
     });
 }

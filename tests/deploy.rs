@@ -126,6 +126,12 @@ fn daemon_set_runs_on_the_node_network_with_net_admin_only() {
     }
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.host_network, Some(true));
+    // Without it, pods' traffic to cluster IPs could not be told from outside traffic.
+    let cidr = flag(ipvsd_container(daemon_set), "--cluster-cidr");
+    assert!(
+        cidr.parse::<ipnet::IpNet>().is_ok(),
+        "--cluster-cidr {cidr:?}"
+    );
 
     let container = ipvsd_container(daemon_set);
     let security = container.security_context.as_ref().unwrap();

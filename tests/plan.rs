@@ -67,6 +67,10 @@ fn mk_vs(key: ServiceKey, destinations: &[Destination]) -> VirtualServer {
             port_name: "http".into(),
         },
         kind: AddressKind::ClusterIp,
+        local_policy: false,
+        local_destinations: Default::default(),
+        source_ranges: None,
+        cluster_ip: None,
     }
 }
 

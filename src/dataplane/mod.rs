@@ -1,5 +1,5 @@
 //! The only code that touches the kernel: IPVS through the `ipvs` crate, links and addresses
-//! through rtnetlink, sysctls.
+//! through rtnetlink, ipvsd's nftables table through the `nft` tool, sysctls.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -7,11 +7,14 @@ use std::net::IpAddr;
 
 mod ipvs;
 pub mod link;
+pub mod nftables;
 pub mod node_addresses;
 pub mod sysctl;
 
 pub use self::ipvs::IpvsTable;
 use self::link::{DummyLink, LinkError};
+use self::nftables::{Nftables, NftablesError};
+use crate::netfilter::{MasqueradeConfig, Transaction};
 use crate::plan::{ActualService, Operation};
 
 /// What the controller asks of the kernel. [`Kernel`] is the real one; the controller's tests
@@ -59,6 +62,20 @@ pub trait Dataplane: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<bool, ::ipvs::Error>> + Send;
+
+    /// Applies one transaction to ipvsd's nftables table, all or nothing.
+    fn apply_netfilter(
+        &self,
+        transaction: &Transaction,
+    ) -> impl Future<Output = Result<(), NftablesError>> + Send;
+}
+
+/// ipvsd's nftables table: the tool that writes it and the flags that shape its rules.
+pub struct Netfilter {
+    /// The `nft` tool.
+    pub nft: Nftables,
+    /// The masquerade flags.
+    pub config: MasqueradeConfig,
 }
 
 /// The kernel: IPVS and the dummy interface.
@@ -67,6 +84,8 @@ pub struct Kernel {
     pub ipvs: IpvsTable,
     /// The dummy interface holding service addresses.
     pub dummy: DummyLink,
+    /// The masquerading rules beside IPVS.
+    pub netfilter: Netfilter,
 }
 
 impl Dataplane for Kernel {
@@ -107,5 +126,10 @@ impl Dataplane for Kernel {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
+        let script = transaction.render(&self.netfilter.config);
+        self.netfilter.nft.apply(&script).await
     }
 }

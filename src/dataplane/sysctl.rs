@@ -85,7 +85,30 @@ pub fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, Sysctl
             changes.push(change);
         }
     }
+    // Before 5.9, conn_reuse_mode=1 makes IPVS drop the first packet of a connection that
+    // reuses the source port of one in TIME_WAIT, a one-second stall per connection under load
+    // (kubernetes#81775); from 5.9 on the kernel's default is right (kubernetes#93297).
+    let release = fs::read_to_string(root.join("kernel/osrelease")).unwrap_or_default();
+    if release_before(release.trim(), (5, 9)) {
+        if let Some(change) = ensure(root, CONN_REUSE_MODE, "0")? {
+            changes.push(change);
+        }
+    }
     Ok(changes)
+}
+
+const CONN_REUSE_MODE: &str = "net.ipv4.vs.conn_reuse_mode";
+
+/// Whether a kernel release such as `5.4.0-150-generic` is older than `major.minor`; an
+/// unreadable release is not.
+fn release_before(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => (a, b) < (major, minor),
+        _ => false,
+    }
 }
 
 fn ensure(
@@ -173,6 +196,29 @@ mod tests {
         assert!(apply_under(dir.path(), &Sysctls { strict_arp: false })
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn conn_reuse_mode_is_cleared_on_kernels_before_5_9_only() {
+        assert!(release_before("5.4.0-150-generic", (5, 9)));
+        assert!(release_before("4.19.0", (5, 9)));
+        assert!(!release_before("5.9.0", (5, 9)));
+        assert!(!release_before("6.1.0-57-amd64", (5, 9)));
+        assert!(!release_before("", (5, 9)));
+
+        let mut values = ALL_ZERO.to_vec();
+        values.push(("kernel.osrelease", "5.4.0-150-generic"));
+        values.push((CONN_REUSE_MODE, "1"));
+        let dir = mk_proc_sys(&values);
+        apply_under(dir.path(), &Sysctls::default()).unwrap();
+        assert_eq!(read(&dir, CONN_REUSE_MODE), "0");
+
+        let mut values = ALL_ZERO.to_vec();
+        values.push(("kernel.osrelease", "6.1.0-57-amd64"));
+        values.push((CONN_REUSE_MODE, "1"));
+        let dir = mk_proc_sys(&values);
+        apply_under(dir.path(), &Sysctls::default()).unwrap();
+        assert_eq!(read(&dir, CONN_REUSE_MODE), "1\n");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cluster;
 mod controller;
 mod list;
 mod matrix;
+mod nftables;
 mod pods;
 mod rtnl;
 mod testbed;

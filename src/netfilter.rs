@@ -1,0 +1,677 @@
+//! The netfilter rules a Service proxy needs beside IPVS, as one nftables table ipvsd owns: a
+//! pure function of the desired virtual servers, and the transactions that bring the kernel's
+//! table there.
+//!
+//! IPVS balances, but on a cluster of several nodes the reply of a pod on another node must
+//! come back through the node that balanced the request, or the client drops it. kube-proxy's
+//! IPVS mode marks such traffic with iptables and masquerades it (KUBE-MARK-MASQ,
+//! KUBE-POSTROUTING, KUBE-LOOP-BACK); ipvsd does the same with nftables:
+//!
+//! - traffic to a cluster IP from outside `--cluster-cidr` (or all of it with
+//!   `--masquerade-all`), and from the node itself: a host-network client of a cluster IP gets
+//!   the cluster IP as its source address, which every node holds, so a pod on another node
+//!   would answer to itself (kubernetes#65158);
+//! - traffic to node ports, external IPs and load-balancer IPs unless the Service's external
+//!   traffic policy is `Local` (then the client keeps its address and only local pods serve);
+//! - hairpin: a pod that reaches itself through its Service.
+//!
+//! Beside masquerading, the table guards what binding Service addresses exposes, as kube-proxy
+//! does (KUBE-IPVS-FILTER, KUBE-FIREWALL, KUBE-IPVS-OUT-FILTER):
+//!
+//! - every address on the dummy interface is local to the node, so without a filter every
+//!   host port (sshd, the kubelet) would answer on every cluster, external and load-balancer IP
+//!   (kubernetes#72236): new connections to those addresses on a protocol and port no Service
+//!   has there are rejected;
+//! - a load-balancer IP of a Service with `loadBalancerSourceRanges` admits only clients from
+//!   those ranges (and the node's own addresses); the node's own traffic to it from an address
+//!   outside the ranges is refused;
+//! - in-cluster clients (pods in `--cluster-cidr`, the node itself) of an external or
+//!   load-balancer IP whose traffic policy is `Local` are sent to the Service's cluster IP, so
+//!   they reach the Service from a node without a local endpoint too, as with kube-proxy.
+//!
+//! The rules (chains) depend only on the flags; what changes with the Services are the
+//! elements of sets and maps keyed by address, protocol and port. So a sync is one small
+//! transaction of element additions and deletions, whatever the number of Services, and a full
+//! sync replaces the table atomically (one transaction: never a half-applied ruleset).
+//!
+//! The text is the `nft -f` language: the `nft` tool parses it and sends one netlink batch,
+//! which the kernel applies all or nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use ipvs::{Protocol, ServiceKey};
+
+use crate::model::{AddressKind, Desired};
+
+/// The family of ipvsd's table: `inet` holds IPv4 and IPv6 rules together.
+pub const TABLE_FAMILY: &str = "inet";
+/// The name of ipvsd's table.
+pub const TABLE_NAME: &str = "ipvsd";
+/// The packet mark bit that says "masquerade this": kube-proxy's default (`0x4000`, bit 14), so
+/// network plugins that know kube-proxy's mark treat ipvsd's the same way.
+pub const MASQUERADE_MARK: u32 = 0x4000;
+
+/// The flags that shape the rules (kube-proxy's names and meanings).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasqueradeConfig {
+    /// `--cluster-cidr`: traffic to a cluster IP from outside these CIDRs is masqueraded, and
+    /// traffic from inside them is in-cluster; empty: none is masqueraded (the node's own
+    /// traffic excepted) and only the node itself counts as in-cluster.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// `--masquerade-all`: all traffic to a cluster IP is masqueraded.
+    pub masquerade_all: bool,
+}
+
+/// An address, protocol and port: a Service address or an endpoint.
+pub type Target = (IpAddr, Protocol, u16);
+
+/// What ipvsd's sets and maps must hold for the desired virtual servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Elements {
+    /// Cluster IPs with their protocol and port: masqueraded from outside the cluster CIDR.
+    pub cluster_ips: BTreeSet<Target>,
+    /// Node ports, external and load-balancer IPs whose traffic policy is `Cluster`: always
+    /// masqueraded.
+    pub masquerade: BTreeSet<Target>,
+    /// This node's endpoints (address, protocol, target port): traffic from one to itself is
+    /// hairpin, masqueraded after IPVS chose it.
+    pub hairpin: BTreeSet<Target>,
+    /// The addresses on the dummy interface: guarded by the port filter.
+    pub bound_addresses: BTreeSet<IpAddr>,
+    /// The virtual servers on those addresses: what the port filter lets through.
+    pub bound_services: BTreeSet<Target>,
+    /// Load-balancer IPs with source ranges.
+    pub firewall: BTreeSet<Target>,
+    /// The client ranges each of them admits.
+    pub firewall_allow: BTreeSet<(Target, IpNet)>,
+    /// External and load-balancer IPs of `Local` policy, with the cluster IP and port of the
+    /// same Service port, where in-cluster clients are sent.
+    pub local_policy: BTreeSet<(Target, (IpAddr, u16))>,
+}
+
+/// The elements the desired virtual servers need.
+pub fn elements(desired: &Desired) -> Elements {
+    let mut out = Elements {
+        bound_addresses: desired.bound_addresses.clone(),
+        ..Elements::default()
+    };
+    for (key, vs) in &desired.virtual_servers {
+        let ServiceKey::Addr {
+            address,
+            protocol,
+            port,
+        } = *key
+        else {
+            continue;
+        };
+        let target = (address, protocol, port);
+        match vs.kind {
+            AddressKind::ClusterIp => {
+                out.cluster_ips.insert(target);
+            }
+            AddressKind::NodePort | AddressKind::ExternalIp | AddressKind::LoadBalancer => {
+                if !vs.local_policy {
+                    out.masquerade.insert(target);
+                }
+            }
+        }
+        if desired.bound_addresses.contains(&address) {
+            out.bound_services.insert(target);
+        }
+        if let Some(ranges) = &vs.source_ranges {
+            out.firewall.insert(target);
+            out.firewall_allow.extend(
+                ranges
+                    .iter()
+                    .filter(|net| Fam::of(&net.addr()) == Fam::of(&address))
+                    .map(|net| (target, *net)),
+            );
+        }
+        if vs.local_policy && matches!(vs.kind, AddressKind::ExternalIp | AddressKind::LoadBalancer)
+        {
+            if let Some(cluster_ip) = vs.cluster_ip {
+                out.local_policy.insert((target, cluster_ip));
+            }
+        }
+        for (endpoint, target_port) in &vs.local_destinations {
+            out.hairpin.insert((*endpoint, protocol, *target_port));
+        }
+    }
+    out
+}
+
+/// The content of ipvsd's sets and maps as `nft` elements, by set name (`cluster-ips-v4`, ...):
+/// the form transactions are written and compared in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetContents(pub BTreeMap<String, BTreeSet<String>>);
+
+impl SetContents {
+    /// How many elements there are in all.
+    pub fn len(&self) -> usize {
+        self.0.values().map(BTreeSet::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements of one set (empty if it has none).
+    pub fn set(&self, name: &str) -> BTreeSet<String> {
+        self.0.get(name).cloned().unwrap_or_default()
+    }
+
+    fn insert(&mut self, set: SetKind, fam: Fam, element: String) {
+        self.0.entry(set.name(fam)).or_default().insert(element);
+    }
+}
+
+impl Elements {
+    /// The elements as `nft` writes them, by set.
+    pub fn contents(&self) -> SetContents {
+        let mut out = SetContents::default();
+        let target = |(a, p, port): &Target| format!("{a} . {} . {port}", protocol_name(*p));
+        for (kind, set) in [
+            (SetKind::ClusterIps, &self.cluster_ips),
+            (SetKind::Masquerade, &self.masquerade),
+            (SetKind::BoundServices, &self.bound_services),
+            (SetKind::Firewall, &self.firewall),
+        ] {
+            for t in set {
+                out.insert(kind, Fam::of(&t.0), target(t));
+            }
+        }
+        for t in &self.hairpin {
+            out.insert(
+                SetKind::Hairpin,
+                Fam::of(&t.0),
+                format!("{} . {}", target(t), t.0),
+            );
+        }
+        for a in &self.bound_addresses {
+            out.insert(SetKind::BoundAddresses, Fam::of(a), a.to_string());
+        }
+        for (t, net) in &self.firewall_allow {
+            out.insert(
+                SetKind::FirewallAllow,
+                Fam::of(&t.0),
+                format!("{} . {net}", target(t)),
+            );
+        }
+        for (t, (ip, port)) in &self.local_policy {
+            if Fam::of(ip) == Fam::of(&t.0) {
+                // A map cannot be looked up as a set on every kernel: its keys again, as a set.
+                out.insert(SetKind::LocalPolicyServices, Fam::of(&t.0), target(t));
+                out.insert(
+                    SetKind::LocalPolicy,
+                    Fam::of(&t.0),
+                    format!("{} : {ip} . {port}", target(t)),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Element changes that turn one table content into another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementChanges {
+    /// Elements to add.
+    pub add: SetContents,
+    /// Elements to delete.
+    pub delete: SetContents,
+}
+
+impl ElementChanges {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.delete.is_empty()
+    }
+
+    /// How many elements are added or deleted.
+    pub fn len(&self) -> usize {
+        self.add.len() + self.delete.len()
+    }
+}
+
+/// The element changes from `actual` to `desired`.
+pub fn diff(desired: &SetContents, actual: &SetContents) -> ElementChanges {
+    let mut changes = ElementChanges::default();
+    let names: BTreeSet<&String> = desired.0.keys().chain(actual.0.keys()).collect();
+    for name in names {
+        let empty = BTreeSet::new();
+        let d = desired.0.get(name).unwrap_or(&empty);
+        let a = actual.0.get(name).unwrap_or(&empty);
+        let add: BTreeSet<String> = d.difference(a).cloned().collect();
+        let delete: BTreeSet<String> = a.difference(d).cloned().collect();
+        if !add.is_empty() {
+            changes.add.0.insert(name.clone(), add);
+        }
+        if !delete.is_empty() {
+            changes.delete.0.insert(name.clone(), delete);
+        }
+    }
+    changes
+}
+
+/// One atomic change of ipvsd's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transaction {
+    /// Replace the whole table (created if missing) with the rules and these elements: the first
+    /// sync, the periodic repair, and after a failure.
+    Replace(SetContents),
+    /// Add and delete elements of a table that [`Transaction::Replace`] made.
+    Change(ElementChanges),
+}
+
+impl Transaction {
+    /// How many set elements it writes or deletes: what its size grows with.
+    pub fn elements(&self) -> usize {
+        match self {
+            Transaction::Replace(e) => e.len(),
+            Transaction::Change(c) => c.len(),
+        }
+    }
+
+    /// The transaction as `nft -f` input.
+    pub fn render(&self, config: &MasqueradeConfig) -> String {
+        match self {
+            Transaction::Replace(contents) => render_table(config, contents),
+            Transaction::Change(changes) => render_changes(changes),
+        }
+    }
+
+    /// What the sets hold once the transaction is applied to a table holding `actual` (for a
+    /// replacement, `actual` does not matter).
+    pub fn result(&self, actual: Option<&SetContents>) -> SetContents {
+        match self {
+            Transaction::Replace(e) => e.clone(),
+            Transaction::Change(c) => {
+                let mut out = actual.cloned().unwrap_or_default();
+                for (name, elements) in &c.delete.0 {
+                    if let Some(set) = out.0.get_mut(name) {
+                        for e in elements {
+                            set.remove(e);
+                        }
+                    }
+                }
+                for (name, elements) in &c.add.0 {
+                    out.0
+                        .entry(name.clone())
+                        .or_default()
+                        .extend(elements.iter().cloned());
+                }
+                out.0.retain(|_, set| !set.is_empty());
+                out
+            }
+        }
+    }
+}
+
+/// Text that deletes ipvsd's table if it exists (for `ipvsd cleanup`): creating it first makes
+/// the deletion succeed either way, in one transaction.
+pub fn render_delete_table() -> String {
+    format!("add table {TABLE_FAMILY} {TABLE_NAME}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n")
+}
+
+/// ipvsd's sets and maps, each one per IP family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetKind {
+    ClusterIps,
+    Masquerade,
+    Hairpin,
+    BoundAddresses,
+    BoundServices,
+    Firewall,
+    FirewallAllow,
+    LocalPolicyServices,
+    LocalPolicy,
+}
+
+impl SetKind {
+    const ALL: [SetKind; 9] = [
+        SetKind::ClusterIps,
+        SetKind::Masquerade,
+        SetKind::Hairpin,
+        SetKind::BoundAddresses,
+        SetKind::BoundServices,
+        SetKind::Firewall,
+        SetKind::FirewallAllow,
+        SetKind::LocalPolicyServices,
+        SetKind::LocalPolicy,
+    ];
+
+    fn base(self) -> &'static str {
+        match self {
+            SetKind::ClusterIps => "cluster-ips",
+            SetKind::Masquerade => "masquerade-services",
+            SetKind::Hairpin => "hairpin-endpoints",
+            SetKind::BoundAddresses => "service-addresses",
+            SetKind::BoundServices => "service-ports",
+            SetKind::Firewall => "firewall",
+            SetKind::FirewallAllow => "firewall-allow",
+            SetKind::LocalPolicyServices => "local-policy-services",
+            SetKind::LocalPolicy => "local-policy-cluster-ips",
+        }
+    }
+
+    fn name(self, fam: Fam) -> String {
+        format!("{}-{}", self.base(), fam.suffix())
+    }
+
+    fn is_map(self) -> bool {
+        self == SetKind::LocalPolicy
+    }
+
+    /// The `type` line, and `flags` if any.
+    fn declaration(self, fam: Fam) -> (String, Option<&'static str>) {
+        let a = fam.addr_type();
+        let target = format!("{a} . inet_proto . inet_service");
+        match self {
+            SetKind::ClusterIps
+            | SetKind::Masquerade
+            | SetKind::BoundServices
+            | SetKind::Firewall
+            | SetKind::LocalPolicyServices => (target, None),
+            // Destination, then the source address: one lookup matches "to this endpoint, from
+            // this same endpoint".
+            SetKind::Hairpin => (format!("{target} . {a}"), None),
+            SetKind::BoundAddresses => (a.to_owned(), None),
+            SetKind::FirewallAllow => (format!("{target} . {a}"), Some("interval")),
+            SetKind::LocalPolicy => (format!("{target} : {a} . inet_service"), None),
+        }
+    }
+
+    fn comment(self) -> &'static str {
+        match self {
+            SetKind::ClusterIps => "cluster IPs: masqueraded from outside the cluster CIDR",
+            SetKind::Masquerade => {
+                "node ports, external and load-balancer IPs of externalTrafficPolicy Cluster"
+            }
+            SetKind::Hairpin => "endpoints on this node: a pod reaching itself is masqueraded",
+            SetKind::BoundAddresses => "addresses on the dummy interface: ports filtered",
+            SetKind::BoundServices => "Service ports on those addresses: let through",
+            SetKind::Firewall => "load-balancer IPs with loadBalancerSourceRanges",
+            SetKind::FirewallAllow => "the client ranges each admits",
+            SetKind::LocalPolicyServices => {
+                "external and load-balancer IPs of a Local policy: the node's own traffic is masqueraded"
+            }
+            SetKind::LocalPolicy => {
+                "external and load-balancer IPs of a Local policy: in-cluster clients go to the cluster IP"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fam {
+    V4,
+    V6,
+}
+
+impl Fam {
+    const BOTH: [Fam; 2] = [Fam::V4, Fam::V6];
+
+    fn of(address: &IpAddr) -> Fam {
+        match address {
+            IpAddr::V4(_) => Fam::V4,
+            IpAddr::V6(_) => Fam::V6,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Fam::V4 => "v4",
+            Fam::V6 => "v6",
+        }
+    }
+
+    /// The payload expression prefix: `ip` or `ip6`.
+    fn ip(self) -> &'static str {
+        match self {
+            Fam::V4 => "ip",
+            Fam::V6 => "ip6",
+        }
+    }
+
+    fn addr_type(self) -> &'static str {
+        match self {
+            Fam::V4 => "ipv4_addr",
+            Fam::V6 => "ipv6_addr",
+        }
+    }
+}
+
+fn protocol_name(p: Protocol) -> String {
+    match p {
+        Protocol::Tcp => "tcp".into(),
+        Protocol::Udp => "udp".into(),
+        Protocol::Sctp => "sctp".into(),
+        Protocol::Other(n) => n.to_string(),
+    }
+}
+
+fn element_list<'a>(elements: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("{ ");
+    for (i, e) in elements.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(e);
+    }
+    out.push_str(" }");
+    out
+}
+
+fn render_changes(changes: &ElementChanges) -> String {
+    let mut out = String::new();
+    // Deletions first, so that a changed map entry (deleted, then added with its new value)
+    // never collides with itself.
+    for (verb, contents) in [("delete", &changes.delete), ("add", &changes.add)] {
+        for (name, elements) in &contents.0 {
+            if elements.is_empty() {
+                continue;
+            }
+            // A map's element is deleted by its key alone.
+            let list = if verb == "delete" {
+                element_list(
+                    elements
+                        .iter()
+                        .map(|e| e.split_once(" : ").map_or(e.as_str(), |(k, _)| k)),
+                )
+            } else {
+                element_list(elements.iter().map(String::as_str))
+            };
+            let _ = writeln!(
+                out,
+                "{verb} element {TABLE_FAMILY} {TABLE_NAME} {name} {list}"
+            );
+        }
+    }
+    out
+}
+
+fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
+    let mark = format!("0x{MASQUERADE_MARK:x}");
+    let mut out = String::new();
+    // Creating the table before deleting it makes the deletion valid whether or not the table
+    // exists; the kernel applies the whole text as one transaction.
+    let _ = writeln!(out, "add table {TABLE_FAMILY} {TABLE_NAME}");
+    let _ = writeln!(out, "delete table {TABLE_FAMILY} {TABLE_NAME}");
+    let _ = writeln!(out, "table {TABLE_FAMILY} {TABLE_NAME} {{");
+    let _ = writeln!(
+        out,
+        "\tcomment \"Kubernetes Services beside IPVS: masquerading and filters; owned and replaced by ipvsd\""
+    );
+    for kind in SetKind::ALL {
+        for fam in Fam::BOTH {
+            let name = kind.name(fam);
+            let (ty, flags) = kind.declaration(fam);
+            let word = if kind.is_map() { "map" } else { "set" };
+            let _ = writeln!(out, "\t{word} {name} {{");
+            let _ = writeln!(out, "\t\ttype {ty}");
+            if let Some(flags) = flags {
+                let _ = writeln!(out, "\t\tflags {flags}");
+            }
+            let _ = writeln!(out, "\t\tcomment \"{}\"", kind.comment());
+            if let Some(elements) = contents.0.get(&name).filter(|e| !e.is_empty()) {
+                let list = element_list(elements.iter().map(String::as_str));
+                let _ = writeln!(out, "\t\telements = {list}");
+            }
+            let _ = writeln!(out, "\t}}");
+        }
+    }
+    let cidrs = |fam: Fam| -> Option<String> {
+        let list: Vec<String> = config
+            .cluster_cidrs
+            .iter()
+            .filter(|net| Fam::of(&net.addr()) == fam)
+            .map(|net| net.trunc().to_string())
+            .collect();
+        (!list.is_empty()).then(|| format!("{{ {} }}", list.join(", ")))
+    };
+    let key = |fam: Fam| format!("{} daddr . meta l4proto . th dport", fam.ip());
+
+    // Source ranges first (before any address translation, so in-cluster clients are held to
+    // them too); the node's own addresses are always admitted.
+    out.push_str("\tchain filter-prerouting {\n\t\ttype filter hook prerouting priority -110; policy accept;\n");
+    for fam in Fam::BOTH {
+        let _ = writeln!(
+            out,
+            "\t\t{k} @{} {k} . {ip} saddr != @{} fib saddr type != local drop",
+            SetKind::Firewall.name(fam),
+            SetKind::FirewallAllow.name(fam),
+            k = key(fam),
+            ip = fam.ip(),
+        );
+    }
+    out.push_str("\t}\n");
+    // The node's own traffic to a load-balancer IP from an address outside its ranges: refused
+    // before IPVS (at -98 on this hook) takes it.
+    out.push_str(
+        "\tchain filter-output {\n\t\ttype filter hook output priority -110; policy accept;\n",
+    );
+    for fam in Fam::BOTH {
+        let _ = writeln!(
+            out,
+            "\t\t{k} @{} {k} . {ip} saddr != @{} reject",
+            SetKind::Firewall.name(fam),
+            SetKind::FirewallAllow.name(fam),
+            k = key(fam),
+            ip = fam.ip(),
+        );
+    }
+    out.push_str("\t}\n");
+    // The port filter: before IPVS (at 98 on this hook), which only takes Service ports anyway.
+    out.push_str("\tchain filter-input {\n\t\ttype filter hook input priority 0; policy accept;\n");
+    for fam in Fam::BOTH {
+        let ip = fam.ip();
+        let _ = writeln!(
+            out,
+            "\t\tct state new {ip} daddr @{} {k} != @{} reject",
+            SetKind::BoundAddresses.name(fam),
+            SetKind::BoundServices.name(fam),
+            k = key(fam),
+        );
+    }
+    out.push_str("\t}\n");
+
+    // Marking happens before IPVS (dstnat priority, ahead of IPVS's own hooks) while the
+    // destination is still the Service address; masquerading after it, on the way out.
+    out.push_str("\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n");
+    for fam in Fam::BOTH {
+        if let Some(cidrs) = cidrs(fam) {
+            let _ = writeln!(
+                out,
+                "\t\t{ip} saddr {cidrs} dnat {ip} to {k} map @{}",
+                SetKind::LocalPolicy.name(fam),
+                ip = fam.ip(),
+                k = key(fam),
+            );
+        }
+    }
+    out.push_str("\t}\n");
+    out.push_str("\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n");
+    for fam in Fam::BOTH {
+        // The node's own traffic to a cluster IP: its source address is the cluster IP itself
+        // (local on the dummy interface), or a node address; either way the reply must come
+        // back here. The same for the Local-policy addresses it is sent on from.
+        for set in [SetKind::ClusterIps, SetKind::LocalPolicyServices] {
+            let _ = writeln!(
+                out,
+                "\t\t{} @{} jump mark-for-masquerade",
+                key(fam),
+                set.name(fam)
+            );
+        }
+    }
+    out.push_str("\t\tjump services\n");
+    for fam in Fam::BOTH {
+        let _ = writeln!(
+            out,
+            "\t\tdnat {} to {k} map @{}",
+            fam.ip(),
+            SetKind::LocalPolicy.name(fam),
+            k = key(fam),
+        );
+    }
+    out.push_str("\t}\n");
+
+    out.push_str("\tchain services {\n");
+    for fam in Fam::BOTH {
+        let ip = fam.ip();
+        let cluster_ips = SetKind::ClusterIps.name(fam);
+        if config.masquerade_all {
+            let _ = writeln!(
+                out,
+                "\t\t{} @{cluster_ips} jump mark-for-masquerade",
+                key(fam)
+            );
+        } else if let Some(cidrs) = cidrs(fam) {
+            // Without a cluster CIDR of this family nothing tells pods from outside clients:
+            // as kube-proxy, no cluster-IP traffic is masqueraded then.
+            let _ = writeln!(
+                out,
+                "\t\t{} @{cluster_ips} {ip} saddr != {cidrs} jump mark-for-masquerade",
+                key(fam)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\t\t{} @{} jump mark-for-masquerade",
+            key(fam),
+            SetKind::Masquerade.name(fam)
+        );
+    }
+    out.push_str("\t}\n");
+
+    let _ = writeln!(
+        out,
+        "\tchain mark-for-masquerade {{\n\t\tmeta mark set meta mark | {mark}\n\t}}"
+    );
+    out.push_str(
+        "\tchain nat-postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    let _ = writeln!(out, "\t\tmeta mark & {mark} == {mark} jump masquerading");
+    for fam in Fam::BOTH {
+        let ip = fam.ip();
+        let _ = writeln!(
+            out,
+            "\t\t{} . {ip} saddr @{} masquerade fully-random",
+            key(fam),
+            SetKind::Hairpin.name(fam)
+        );
+    }
+    out.push_str("\t}\n");
+    // The mark is cleared before masquerading, as kube-proxy does, so a packet that passes
+    // the hook again (encapsulated by a network plugin) is not masqueraded twice.
+    let _ = writeln!(
+        out,
+        "\tchain masquerading {{\n\t\tmeta mark set meta mark ^ {mark}\n\t\tmasquerade fully-random\n\t}}"
+    );
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,154 @@
+//! ipvsd's nftables table on a real kernel: written by `run`, kept across a restart, removed by
+//! `cleanup`, and every other table left exactly as it was.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::controller::{
+    demo_rules, examples, ipvsd, ipvsd_bin, run_demo_once, wait_until, Daemon,
+};
+use crate::pods::{require_ipvs, run, ExternalClient};
+
+/// `nft ARGS...`'s output; panics if it fails.
+fn nft(args: &[&str]) -> String {
+    run("nft", args)
+}
+
+/// The elements of one of ipvsd's sets as `nft list set` prints them, protocols by name even
+/// where the machine has no /etc/protocols for nft to name them.
+fn set_of(name: &str) -> String {
+    nft(&["list", "set", "inet", "ipvsd", name])
+        .replace(" . 6 . ", " . tcp . ")
+        .replace(" . 17 . ", " . udp . ")
+        .replace(" . 132 . ", " . sctp . ")
+}
+
+/// Whether ipvsd's table exists.
+fn has_ipvsd_table() -> bool {
+    nft(&["list", "tables"])
+        .lines()
+        .any(|l| l.trim() == "table inet ipvsd")
+}
+
+/// Tables of others, as an operator or another agent would leave them: one in the same family
+/// as ipvsd's, with a set, a counter and a base chain at the hooks ipvsd uses, and an `ip nat`
+/// table with a masquerade rule.
+const FOREIGN: &str = "table inet operator {
+	set blocked {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 10.96.0.10 . tcp . 80 }
+	}
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport 2222 counter accept
+	}
+	chain postrouting {
+		type nat hook postrouting priority 100; policy accept;
+		ip saddr 172.16.0.0/12 masquerade
+	}
+}
+table ip nat {
+	chain POSTROUTING {
+		type nat hook postrouting priority 100; policy accept;
+		oifname \"eth9\" masquerade
+	}
+}
+";
+
+fn foreign_tables() -> String {
+    nft(&["list", "table", "inet", "operator"]) + &nft(&["list", "table", "ip", "nat"])
+}
+
+#[test]
+fn run_writes_its_table_and_cleanup_removes_it_leaving_other_tables_alone() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let path = std::env::temp_dir().join("foreign.nft");
+    std::fs::write(&path, FOREIGN).unwrap();
+    nft(&["-f", path.to_str().unwrap()]);
+    let before = foreign_tables();
+
+    run_demo_once(&["--cluster-cidr", "10.244.0.0/16"]);
+    assert!(has_ipvsd_table(), "{}", nft(&["list", "ruleset"]));
+    let cluster_ips = set_of("cluster-ips-v4");
+    for element in [
+        "10.96.0.10 . tcp . 80",
+        "10.96.0.53 . udp . 53",
+        "10.96.0.20 . tcp . 443",
+    ] {
+        assert!(
+            cluster_ips.contains(element),
+            "{element} missing:\n{cluster_ips}"
+        );
+    }
+    let masquerade = set_of("masquerade-services-v4");
+    assert!(
+        masquerade.contains("192.168.50.10 . tcp . 30080"),
+        "{masquerade}"
+    );
+    let services = nft(&["list", "chain", "inet", "ipvsd", "services"]);
+    assert!(services.contains("ip saddr != 10.244.0.0/16"), "{services}");
+    assert_eq!(foreign_tables(), before, "run changed another table");
+
+    // A second run replaces the table in place: same content, nothing duplicated.
+    let table = nft(&["list", "table", "inet", "ipvsd"]);
+    run_demo_once(&["--cluster-cidr", "10.244.0.0/16"]);
+    assert_eq!(nft(&["list", "table", "inet", "ipvsd"]), table);
+
+    ipvsd(&["cleanup"]);
+    assert!(!has_ipvsd_table(), "{}", nft(&["list", "ruleset"]));
+    assert_eq!(foreign_tables(), before, "cleanup changed another table");
+    // Nothing left to clean: still fine.
+    ipvsd(&["cleanup"]);
+}
+
+#[test]
+fn the_table_follows_changes_and_stays_when_ipvsd_stops() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(examples().join("demo")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let daemon = Daemon::start_synced(dir.path(), &[], &demo_rules(&["192.168.50.10"]));
+    wait_until("the table", Duration::from_secs(10), has_ipvsd_table);
+
+    std::fs::write(
+        dir.path().join("extra.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: extra\n  namespace: default\n\
+         spec:\n  clusterIP: 10.96.9.9\n  ports:\n  - port: 8125\n    protocol: UDP\n",
+    )
+    .unwrap();
+    wait_until("the new element", Duration::from_secs(10), || {
+        set_of("cluster-ips-v4").contains("10.96.9.9 . udp . 8125")
+    });
+    std::fs::remove_file(dir.path().join("extra.yaml")).unwrap();
+    wait_until("the element gone", Duration::from_secs(10), || {
+        !set_of("cluster-ips-v4").contains("10.96.9.9")
+    });
+
+    let table = nft(&["list", "table", "inet", "ipvsd"]);
+    assert!(daemon.terminate().success());
+    // Like the IPVS rules, the table stays so traffic keeps flowing while ipvsd restarts.
+    assert_eq!(nft(&["list", "table", "inet", "ipvsd"]), table);
+}
+
+#[test]
+fn without_nft_run_stops_with_a_clear_error() {
+    require_ipvs();
+    let demo = examples().join("demo");
+    let out = Command::new(ipvsd_bin())
+        .args(["run", "--once", "--node-name", "demo-node", "--manifests"])
+        .arg(&demo)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("starting ipvsd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ipvsd ran without nft: {err}");
+    assert!(
+        err.contains("the nft tool was not found"),
+        "unclear error:\n{err}"
+    );
+    assert!(!has_ipvsd_table());
+}
