@@ -20,7 +20,9 @@
 //! Masqueraded, the pod sees the address of the node that balanced the request on the interface
 //! toward the pod: 10.244.N.1 for a pod of that node, 192.168.50.1N for a pod of another. Not
 //! masqueraded, it sees the client's own address. With externalTrafficPolicy Local a node without
-//! a local endpoint answers nothing on its node port, external and load-balancer IPs.
+//! a local endpoint answers outside clients nothing on its node port, external and load-balancer
+//! IPs; in-cluster clients of the external and load-balancer IPs reach every endpoint, as of the
+//! cluster IP (host-network ones masqueraded).
 
 // Shared by kernel tests and the demo_cluster example: not every helper has a user in each.
 #![allow(dead_code)]
@@ -343,7 +345,18 @@ pub fn expected(
         }
         (_, Client::Outside(via)) => via,
     };
-    let local_policy = service.policy == Policy::Local && cell.target != Target::ClusterIp;
+    // externalTrafficPolicy Local keeps a request on the balancing node's endpoints, except
+    // in-cluster clients of external and load-balancer IPs: those go to every endpoint, as to
+    // the cluster IP (kube-proxy's iptables and nftables modes; its IPVS mode for pods, since
+    // kubernetes PR #97081).
+    let local_policy = service.policy == Policy::Local
+        && match cell.target {
+            Target::ClusterIp => false,
+            Target::NodePort(_) => true,
+            Target::ExternalIp | Target::LoadBalancerIp => {
+                matches!(cell.client, Client::Outside(_))
+            }
+        };
     let candidates: Vec<(&str, u8)> = service
         .endpoints
         .iter()
@@ -386,7 +399,9 @@ pub fn expected(
 
 /// Whether kube-proxy masquerades the request of `cell` when `pod` gets it: to a cluster IP
 /// from outside the cluster CIDR (or any with `--masquerade-all`), to the other addresses unless
-/// externalTrafficPolicy is Local, and always when the pod is the client (hairpin).
+/// externalTrafficPolicy is Local (but a host-network client of a Local external or
+/// load-balancer IP is, as one of the cluster IP), and always when the pod is the client
+/// (hairpin).
 pub fn masquerades(
     services: &[Service],
     cell: &Cell,
@@ -398,15 +413,19 @@ pub fn masquerades(
     hairpin
         || match cell.target {
             Target::ClusterIp => masquerade_all || !client_in_cluster_cidr,
-            _ => services[cell.service].policy == Policy::Cluster,
+            Target::NodePort(_) => services[cell.service].policy == Policy::Cluster,
+            Target::ExternalIp | Target::LoadBalancerIp => {
+                services[cell.service].policy == Policy::Cluster
+                    || matches!(cell.client, Client::Host(_))
+            }
         }
 }
 
 /// The cells every matrix test runs, for one protocol: every client against the node ports of
 /// node1 (endpoints) and node2 (none) of both web Services, and the in-cluster clients against
 /// their cluster IPs (outside clients have no route to cluster IPs); the external and
-/// load-balancer IPs from both outside clients (via node1 and via node2), and for
-/// externalTrafficPolicy Cluster also from inside; a pod reaching itself through `self`.
+/// load-balancer IPs from every client (the outside ones route them via node1 and via node2);
+/// a pod reaching itself through `self`.
 pub fn standard_cells(protocol: Protocol) -> Vec<Cell> {
     let services = services();
     let mut cells = Vec::new();
@@ -434,12 +453,8 @@ pub fn standard_cells(protocol: Protocol) -> Vec<Cell> {
             add(client, Target::ClusterIp);
             add(client, Target::NodePort(1));
             add(client, Target::NodePort(2));
-            // In-cluster clients of external and load-balancer IPs with policy Local differ
-            // between kube-proxy versions (kubernetes#93456, PR #97081): not asserted.
-            if service.policy == Policy::Cluster {
-                add(client, Target::ExternalIp);
-                add(client, Target::LoadBalancerIp);
-            }
+            add(client, Target::ExternalIp);
+            add(client, Target::LoadBalancerIp);
         }
         for client in [Client::Outside(1), Client::Outside(2)] {
             add(client, Target::NodePort(1));
@@ -790,7 +805,7 @@ pub fn markdown() -> String {
                 let text = if !cells.contains(&cell) {
                     match (cell.client, cell.target) {
                         (Client::Outside(_), Target::ClusterIp) => "no route".to_owned(),
-                        _ => "not tested¹".to_owned(),
+                        _ => "not tested".to_owned(),
                     }
                 } else {
                     match expected(&services, &layout, &cell, false) {
@@ -831,8 +846,10 @@ pub fn markdown() -> String {
         );
     }
     out.push_str(
-        "¹ In-cluster clients of external and load-balancer IPs with externalTrafficPolicy Local \
-         get different answers from different kube-proxy versions (kubernetes#93456, PR #97081).\n",
+        "In-cluster clients of external and load-balancer IPs with externalTrafficPolicy Local \
+         reach every endpoint, as of the cluster IP: kube-proxy's iptables and nftables modes do \
+         this; its IPVS mode does it for pods since kubernetes PR #97081, not for the host \
+         network (kubernetes#93456).\n",
     );
     out
 }
