@@ -16,6 +16,7 @@ use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
 use crate::dataplane::sysctl::{self, Sysctls};
 use crate::dataplane::{IpvsTable, Kernel, Netfilter};
 use crate::health::Health;
+use crate::health_check::HealthCheckServers;
 use crate::metrics::Metrics;
 use crate::model::{self, ModelConfig};
 use crate::netfilter::{self, MasqueradeConfig};
@@ -118,6 +119,8 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
         info!(operations = report.operations, "synced once");
         return Ok(());
     }
+    let controller =
+        controller.with_health_checks(HealthCheckServers::new(health.clone(), metrics.clone()));
 
     for (what, address, metrics) in [
         ("health", health_address, None),

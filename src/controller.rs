@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use crate::dataplane::link::LinkError;
 use crate::dataplane::Dataplane;
 use crate::health::Health;
+use crate::health_check::HealthCheckServers;
 use crate::metrics::Metrics;
 use crate::model::{self, Desired, ModelConfig};
 use crate::netfilter::{self, Transaction};
@@ -113,6 +114,8 @@ pub struct Controller<D> {
     /// The elements of ipvsd's nftables table as the last transaction left them; `None` until
     /// the table was written, or after a transaction failed (the next sync replaces it).
     netfilter: Option<netfilter::SetContents>,
+    /// The health-check node ports, when this controller serves them.
+    health_checks: Option<HealthCheckServers>,
 }
 
 impl<D: Dataplane> Controller<D> {
@@ -142,7 +145,14 @@ impl<D: Dataplane> Controller<D> {
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
             netfilter: None,
+            health_checks: None,
         }
+    }
+
+    /// Also serves the Services' health-check node ports (see [`crate::health_check`]).
+    pub fn with_health_checks(mut self, servers: HealthCheckServers) -> Controller<D> {
+        self.health_checks = Some(servers);
+        self
     }
 
     /// Syncs once, with a fresh read of the kernel, as soon as the source is complete.
@@ -299,6 +309,7 @@ impl<D: Dataplane> Controller<D> {
         let netfilter_failed = self.sync_netfilter(&desired, full).await;
         let failed = self.apply(&desired, &ops).await + netfilter_failed;
         self.track_terminating(&desired, now);
+        self.update_health_checks(&desired, &ownership.node_addresses);
         if let Some(actual) = &self.actual {
             self.managed.extend(desired.virtual_servers.keys().copied());
             self.managed.retain(|k| actual.services.contains_key(k));
@@ -368,6 +379,25 @@ impl<D: Dataplane> Controller<D> {
                 self.netfilter = None;
                 1
             }
+        }
+    }
+
+    /// Opens, closes and updates the health-check node ports, on the node addresses
+    /// `--nodeport-addresses` allows (all of them, through the wildcard address, when unset).
+    fn update_health_checks(&mut self, desired: &Desired, nodes: &NodeAddresses) {
+        let Some(servers) = self.health_checks.as_mut() else {
+            return;
+        };
+        let cidrs = &self.config.model.nodeport_addresses;
+        if cidrs.is_empty() {
+            servers.update(&desired.health_checks, None);
+        } else {
+            let addresses: Vec<IpAddr> = nodes
+                .iter()
+                .filter(|a| cidrs.iter().any(|net| net.contains(*a)))
+                .copied()
+                .collect();
+            servers.update(&desired.health_checks, Some(&addresses));
         }
     }
 

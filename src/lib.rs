@@ -10,6 +10,7 @@ pub mod cli;
 pub mod controller;
 pub mod dataplane;
 pub mod health;
+pub mod health_check;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -24,6 +24,12 @@ struct ErrorLabels {
     kind: String,
 }
 
+/// Labels of one health-check answer series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CodeLabels {
+    code: u16,
+}
+
 /// Labels of one virtual server's traffic series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VirtualServerLabels {
@@ -62,6 +68,7 @@ pub struct Metrics {
     netlink_errors: Family<ErrorLabels, Counter>,
     netfilter_duration: Histogram,
     netfilter_failures: Counter,
+    health_check_requests: Family<CodeLabels, Counter>,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
     /// either the old set or the new one.
     traffic: Mutex<Traffic>,
@@ -142,6 +149,13 @@ impl Metrics {
             netfilter_failures.clone(),
         );
 
+        let health_check_requests = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "health_check_requests",
+            "Requests to health-check node ports, by the status answered (200 or 503)",
+            health_check_requests.clone(),
+        );
+
         let traffic = Traffic {
             connections: Family::default(),
             packets_in: Family::default(),
@@ -190,6 +204,7 @@ impl Metrics {
             netlink_errors,
             netfilter_duration,
             netfilter_failures,
+            health_check_requests,
             traffic: Mutex::new(traffic),
         }
     }
@@ -214,6 +229,14 @@ impl Metrics {
     /// Counts a failed nftables transaction (`ipvsd_nftables_transaction_failures_total`).
     pub fn netfilter_failure(&self) {
         self.netfilter_failures.inc();
+    }
+
+    /// Counts one request to a health-check node port by the status answered
+    /// (`ipvsd_health_check_requests_total{code}`).
+    pub fn health_check_request(&self, code: u16) {
+        self.health_check_requests
+            .get_or_create(&CodeLabels { code })
+            .inc();
     }
 
     /// Sets the sizes of what the last sync programmed.

@@ -150,8 +150,22 @@ pub struct Desired {
     /// Addresses that must be on the dummy interface so the node accepts their packets: the
     /// cluster, external and load-balancer IPs that are not already node addresses.
     pub bound_addresses: BTreeSet<IpAddr>,
+    /// Health-check node ports by port: what load balancers ask to learn whether this node
+    /// has endpoints of a Service whose external traffic policy is `Local`.
+    pub health_checks: BTreeMap<u16, HealthCheck>,
     /// Problems found in the input, each naming its object; the rest was applied.
     pub warnings: Vec<String>,
+}
+
+/// One Service's health-check node port (`spec.healthCheckNodePort`), as kube-proxy serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Namespace of the Service.
+    pub namespace: String,
+    /// Name of the Service.
+    pub name: String,
+    /// How many of the Service's endpoints run on this node (distinct addresses).
+    pub local_endpoints: usize,
 }
 
 /// The schedulers Services ask for by annotation (well-formed names only): the ones whose
@@ -517,6 +531,7 @@ impl<'a> ServiceRules<'a> {
             }
         }
 
+        let mut local_endpoints: BTreeSet<IpAddr> = BTreeSet::new();
         for (i, port) in spec.ports.iter().flatten().enumerate() {
             let Some((protocol, number)) = Self::port(port, i, &full, &mut out.warnings) else {
                 continue;
@@ -565,6 +580,7 @@ impl<'a> ServiceRules<'a> {
             );
             for (address, vport, kind) in targets {
                 let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+                local_endpoints.extend(vs.local_destinations.iter().map(|(a, _)| *a));
                 if kind == AddressKind::LoadBalancer {
                     vs.source_ranges = source_ranges.clone();
                 }
@@ -585,6 +601,43 @@ impl<'a> ServiceRules<'a> {
                 }
             }
         }
+        if spec.type_.as_deref() == Some("LoadBalancer") && rules.external_local {
+            Self::health_check(spec, &full, &rules, local_endpoints.len(), out);
+        }
+    }
+
+    /// Records the Service's health-check node port, if it has a usable one.
+    fn health_check(
+        spec: &k8s_openapi::api::core::v1::ServiceSpec,
+        full: &str,
+        rules: &ServiceRules<'_>,
+        local_endpoints: usize,
+        out: &mut Desired,
+    ) {
+        let Some(number) = spec.health_check_node_port.filter(|p| *p != 0) else {
+            return;
+        };
+        let Ok(port) = u16::try_from(number) else {
+            out.warnings.push(format!(
+                "Service {full}: spec.healthCheckNodePort {number} out of range"
+            ));
+            return;
+        };
+        if let Some(other) = out.health_checks.get(&port) {
+            out.warnings.push(format!(
+                "Service {full}: spec.healthCheckNodePort {port} is already used by {}/{}, skipped",
+                other.namespace, other.name
+            ));
+            return;
+        }
+        out.health_checks.insert(
+            port,
+            HealthCheck {
+                namespace: rules.namespace.clone(),
+                name: rules.name.clone(),
+                local_endpoints,
+            },
+        );
     }
 
     /// `spec.loadBalancerSourceRanges` of a LoadBalancer Service: `None` when it has none. A

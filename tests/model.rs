@@ -1062,3 +1062,106 @@ fn garbage_in_gives_warnings_not_panics_and_consistent_rules() {
         "{made} virtual servers, {with_destinations} with real servers, {warned} warnings"
     );
 }
+
+#[test]
+fn load_balancers_with_a_local_policy_get_a_health_check_counting_local_endpoints() {
+    let lb = |name: &str, ip: &str, health_port: i32, policy: &str| {
+        let mut s = mk_service(
+            name,
+            "LoadBalancer",
+            &[ip],
+            vec![mk_node_port("http", 80, 30000 + health_port % 1000)],
+        );
+        let spec = spec_mut(&mut s);
+        spec.external_traffic_policy = Some(policy.to_string());
+        spec.health_check_node_port = Some(health_port);
+        s
+    };
+    let snapshot = Snapshot {
+        services: vec![
+            lb("local", "10.96.0.10", 32001, "Local"),
+            // The API allocates none for a Cluster policy; a stray one is not served.
+            lb("cluster", "10.96.0.11", 32002, "Cluster"),
+            lb("same-port", "10.96.0.12", 32001, "Local"),
+            lb("bad-port", "10.96.0.13", 70000, "Local"),
+        ],
+        endpoint_slices: vec![mk_slice(
+            "local-1",
+            "local",
+            "IPv4",
+            &[("http", 8080)],
+            vec![
+                ready("10.244.0.11"),
+                ready("10.244.0.12"),
+                ready_on("10.244.1.13", "other-node"),
+                // Not ready while others are: not an endpoint the node serves.
+                mk_endpoint("10.244.0.14", Some(false), Some(false), Some(false), NODE),
+            ],
+        )],
+    };
+    let got = desired(&snapshot, &nodes(&["192.168.1.10"]), &config());
+    assert_eq!(
+        got.health_checks.keys().copied().collect::<Vec<_>>(),
+        [32001],
+        "{:?}",
+        got.health_checks
+    );
+    let check = &got.health_checks[&32001];
+    assert_eq!(
+        (check.namespace.as_str(), check.name.as_str()),
+        ("default", "local")
+    );
+    assert_eq!(check.local_endpoints, 2);
+    let warnings = got.warnings.join("\n");
+    assert!(warnings.contains("Service default/same-port: spec.healthCheckNodePort 32001 is already used by default/local"), "{warnings}");
+    assert!(
+        warnings.contains("Service default/bad-port: spec.healthCheckNodePort 70000 out of range"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn load_balancer_source_ranges_apply_to_load_balancer_ips_only() {
+    let mut s = mk_service(
+        "lb",
+        "LoadBalancer",
+        &["10.96.0.10"],
+        vec![mk_node_port("http", 80, 30080)],
+    );
+    spec_mut(&mut s).load_balancer_source_ranges =
+        Some(vec!["192.168.50.0/24".into(), "nonsense".into()]);
+    spec_mut(&mut s).external_ips = Some(vec!["203.0.113.7".into()]);
+    s.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+        load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+            ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                ip: Some("198.51.100.9".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    let got = desired(
+        &Snapshot {
+            services: vec![s],
+            endpoint_slices: vec![],
+        },
+        &nodes(&["192.168.1.10"]),
+        &config(),
+    );
+    for vs in got.virtual_servers.values() {
+        let expected = (vs.kind == AddressKind::LoadBalancer)
+            .then(|| vec!["192.168.50.0/24".parse().unwrap()]);
+        assert_eq!(vs.source_ranges, expected, "{:?}", vs.service.key);
+        // External and load-balancer IPs know the cluster IP in-cluster clients go to.
+        let cluster_ip = matches!(vs.kind, AddressKind::ExternalIp | AddressKind::LoadBalancer)
+            .then(|| ("10.96.0.10".parse().unwrap(), 80));
+        assert_eq!(vs.cluster_ip, cluster_ip, "{:?}", vs.service.key);
+    }
+    assert!(
+        got.warnings
+            .iter()
+            .any(|w| w.contains("spec.loadBalancerSourceRanges[1] \"nonsense\" is not a CIDR")),
+        "{:?}",
+        got.warnings
+    );
+}

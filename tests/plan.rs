@@ -79,6 +79,7 @@ fn mk_desired(vss: Vec<VirtualServer>, bound: &[&str]) -> Desired {
         virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
         warnings: Vec::new(),
+        ..Desired::default()
     }
 }
 
