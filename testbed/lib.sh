@@ -63,6 +63,8 @@ ensure_host_packages() {
     if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
         missing+=(busybox-static)
     fi
+    # netbase's /etc/protocols: nft names protocols with it ("tcp", not "6"), as on a real node.
+    [ -f /etc/protocols ] || missing+=(netbase)
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}; install them as root"
     log "installing ${missing[*]}"
@@ -266,6 +268,7 @@ stage_initramfs() {
     echo 'root:x:0:0:root:/root:/bin/bash' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
     printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+    cp /etc/protocols "$root/etc/protocols"
 
     stage_modules "$root"
 
