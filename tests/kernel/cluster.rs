@@ -320,7 +320,7 @@ impl Cluster {
 
     /// Writes the manifests (YAML: Services and EndpointSlices) and starts `ipvsd run` on every
     /// node with `--node-name nodeN --cluster-cidr 10.244.0.0/16` (unless `cluster_cidr` is
-    /// false: for an ipvsd that does not know the flag yet), health and metrics off, a 50 ms
+    /// false), health and metrics off, a 50 ms
     /// minimum sync period, and `extra` arguments. Logs go to a file per node ([`Self::logs`]).
     pub fn start_ipvsd(&mut self, manifests: &str, cluster_cidr: bool, extra: &[&str]) {
         assert!(self.daemons.is_empty(), "ipvsd is already running");
@@ -538,16 +538,6 @@ pub fn ipvsd_bin() -> PathBuf {
         .map(|profile| profile.join("ipvsd"))
         .filter(|path| path.exists())
         .expect("IPVSD_BIN is not set and no ipvsd is built beside this program")
-}
-
-/// Whether this ipvsd takes `flag` (e.g. `--cluster-cidr`): its `run --help` names it.
-pub fn ipvsd_has_flag(flag: &str) -> bool {
-    let help = run(
-        ipvsd_bin().to_str().expect("ipvsd's path is UTF-8"),
-        &["run", "--help"],
-    );
-    help.split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
-        .any(|word| word == flag)
 }
 
 /// `ipvsadm -Sn` in a namespace, as virtual server (`-t 10.96.0.10:80`) -> real servers

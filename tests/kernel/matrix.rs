@@ -34,8 +34,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{
-    ipvsd_has_flag, node_address, node_gateway, outside_address, pod_addresses, Cluster,
-    ClusterSpec, PodSpec, CLUSTER_CIDR,
+    node_address, node_gateway, outside_address, pod_addresses, Cluster, ClusterSpec, PodSpec,
+    CLUSTER_CIDR,
 };
 use crate::pods::{PeerAnswer, Protocol};
 
@@ -500,19 +500,9 @@ impl Matrix {
         for (name, (_, address)) in &layout.pods {
             assert_eq!(cluster.pod_ip(name), *address, "pod {name}'s address");
         }
-        let cluster_cidr = ipvsd_has_flag("--cluster-cidr");
-        if !cluster_cidr {
-            println!(
-                "NOTE: this ipvsd has no --cluster-cidr flag: running it without, so nothing is \
-                 masqueraded and the cells that need it fail"
-            );
-        }
+        let cluster_cidr = true;
         let mut extra = Vec::new();
         if masquerade_all {
-            assert!(
-                ipvsd_has_flag("--masquerade-all"),
-                "this ipvsd has no --masquerade-all flag"
-            );
             extra.push("--masquerade-all");
         }
         cluster.start_ipvsd(&manifests(&services, &layout), cluster_cidr, &extra);
