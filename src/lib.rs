@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod conntrack;
 pub mod controller;
 pub mod dataplane;
 pub mod health;
