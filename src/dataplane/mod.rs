@@ -1,10 +1,12 @@
 //! The only code that touches the kernel: IPVS through the `ipvs` crate, links and addresses
-//! through rtnetlink, ipvsd's nftables table through the `nft` tool, sysctls.
+//! through rtnetlink, ipvsd's nftables table through the `nft` tool, conntrack entries through
+//! ctnetlink, sysctls.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 
+pub mod conntrack;
 mod ipvs;
 pub mod link;
 pub mod nftables;
