@@ -23,6 +23,8 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
+use crate::conntrack;
+use crate::dataplane::conntrack::ConntrackError;
 use crate::dataplane::link::LinkError;
 use crate::dataplane::Dataplane;
 use crate::health::Health;
@@ -308,6 +310,7 @@ impl<D: Dataplane> Controller<D> {
         // Masquerading first: a new virtual server's first packets must already be marked.
         let netfilter_failed = self.sync_netfilter(&desired, full).await;
         let failed = self.apply(&desired, &ops).await + netfilter_failed;
+        self.clean_udp_conntrack(&desired, &ops).await;
         self.track_terminating(&desired, now);
         self.update_health_checks(&desired, &ownership.node_addresses);
         if let Some(actual) = &self.actual {
@@ -420,6 +423,52 @@ impl<D: Dataplane> Controller<D> {
             }
         }
         failed + self.change_addresses(AddressChange::Unbind, ops).await
+    }
+
+    /// Deletes the node's conntrack entries that keep sending datagrams to a real server that
+    /// is gone (or to a Service address that had none), for the UDP virtual servers `ops`
+    /// changed (see [`crate::conntrack`]). A failure is logged and counted; the sync goes on.
+    async fn clean_udp_conntrack(&self, desired: &Desired, ops: &[Operation]) {
+        let keys: BTreeSet<ipvs::ServiceKey> = ops
+            .iter()
+            .filter_map(conntrack::udp_key_changed_by)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let result = async {
+            let entries = self.dataplane.udp_conntrack_entries().await?;
+            let stale = conntrack::stale_udp_entries(&entries, desired, &keys);
+            let deleted = self.dataplane.delete_conntrack_entries(&stale).await?;
+            Ok::<_, ConntrackError>((entries.len(), stale.len(), deleted))
+        }
+        .await;
+        match result {
+            Ok((udp_entries, stale, deleted)) => {
+                self.metrics.conntrack_entries_deleted(deleted);
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                if deleted > 0 {
+                    info!(
+                        virtual_servers = keys.len(),
+                        udp_entries,
+                        stale,
+                        deleted,
+                        elapsed_ms,
+                        "stale UDP conntrack entries deleted"
+                    );
+                } else {
+                    debug!(
+                        virtual_servers = keys.len(),
+                        udp_entries, stale, deleted, elapsed_ms, "no stale UDP conntrack entries"
+                    );
+                }
+            }
+            Err(e) => {
+                self.metrics.conntrack_cleanup_failure();
+                error!(error = %e, virtual_servers = keys.len(), "cleaning up stale UDP conntrack entries failed");
+            }
+        }
     }
 
     /// Carries out the bind (or unbind) operations among `ops` on the dummy interface, all at

@@ -69,6 +69,8 @@ pub struct Metrics {
     netfilter_duration: Histogram,
     netfilter_failures: Counter,
     health_check_requests: Family<CodeLabels, Counter>,
+    conntrack_deleted: Counter,
+    conntrack_failures: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
     /// either the old set or the new one.
     traffic: Mutex<Traffic>,
@@ -155,6 +157,18 @@ impl Metrics {
             "Requests to health-check node ports, by the status answered (200 or 503)",
             health_check_requests.clone(),
         );
+        let conntrack_deleted = Counter::default();
+        registry.register(
+            "conntrack_entries_deleted",
+            "Stale UDP conntrack entries deleted after their virtual server's real servers changed",
+            conntrack_deleted.clone(),
+        );
+        let conntrack_failures = Counter::default();
+        registry.register(
+            "conntrack_cleanup_failures",
+            "Cleanups of stale UDP conntrack entries that failed (dump or delete refused or lost)",
+            conntrack_failures.clone(),
+        );
 
         let traffic = Traffic {
             connections: Family::default(),
@@ -205,6 +219,8 @@ impl Metrics {
             netfilter_duration,
             netfilter_failures,
             health_check_requests,
+            conntrack_deleted,
+            conntrack_failures,
             traffic: Mutex::new(traffic),
         }
     }
@@ -237,6 +253,17 @@ impl Metrics {
         self.health_check_requests
             .get_or_create(&CodeLabels { code })
             .inc();
+    }
+
+    /// Counts deleted stale UDP conntrack entries (`ipvsd_conntrack_entries_deleted_total`).
+    pub fn conntrack_entries_deleted(&self, count: usize) {
+        self.conntrack_deleted
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a failed conntrack cleanup (`ipvsd_conntrack_cleanup_failures_total`).
+    pub fn conntrack_cleanup_failure(&self) {
+        self.conntrack_failures.inc();
     }
 
     /// Sets the sizes of what the last sync programmed.

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipvs::ServiceKey;
+use ipvsd::conntrack::{Entry, Tuple, IPPROTO_UDP};
 use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
+use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
 use ipvsd::dataplane::Dataplane;
@@ -36,6 +38,10 @@ struct Table {
     transactions: Vec<Transaction>,
     /// Refuse this many nftables transactions before accepting again.
     refuse_netfilter: usize,
+    /// The node's UDP conntrack entries.
+    conntrack: Vec<Entry>,
+    /// How many times the conntrack entries were dumped.
+    conntrack_dumps: usize,
 }
 
 #[derive(Clone, Default)]
@@ -144,6 +150,21 @@ impl Dataplane for FakeKernel {
             Ok(())
         })
     }
+
+    async fn udp_conntrack_entries(&self) -> Result<Vec<Entry>, ConntrackError> {
+        Ok(self.with(|t| {
+            t.conntrack_dumps += 1;
+            t.conntrack.clone()
+        }))
+    }
+
+    async fn delete_conntrack_entries(&self, entries: &[Entry]) -> Result<usize, ConntrackError> {
+        Ok(self.with(|t| {
+            let before = t.conntrack.len();
+            t.conntrack.retain(|e| !entries.contains(e));
+            before - t.conntrack.len()
+        }))
+    }
 }
 
 fn is_ipvs(op: &Operation) -> bool {
@@ -168,6 +189,7 @@ fn demo_snapshot() -> Snapshot {
 
 struct Harness {
     kernel: FakeKernel,
+    metrics: Arc<Metrics>,
     source: Arc<FakeSource>,
     changes: watch::Sender<u64>,
     _nodes: watch::Sender<NodeAddresses>,
@@ -182,6 +204,7 @@ impl Harness {
         let (changes, changes_rx) = watch::channel(0u64);
         let node: IpAddr = "192.168.50.10".parse().unwrap();
         let (nodes, nodes_rx) = watch::channel(NodeAddresses::from_iter([node]));
+        let metrics = Arc::new(Metrics::new());
         let config = Config {
             model: ModelConfig {
                 node_name: "demo-node".into(),
@@ -202,7 +225,7 @@ impl Harness {
             },
             kernel.clone(),
             Arc::new(Health::new(sync_period)),
-            Arc::new(Metrics::new()),
+            metrics.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(controller.run(async {
@@ -210,6 +233,7 @@ impl Harness {
         }));
         Harness {
             kernel,
+            metrics,
             source,
             changes,
             _nodes: nodes,
@@ -521,4 +545,70 @@ async fn a_failed_nftables_transaction_is_retried_as_a_replacement() {
         );
         assert_eq!(t.netfilter.as_ref().unwrap().set("cluster-ips-v4").len(), 5);
     });
+}
+
+/// A UDP conntrack entry of `client` to `service`, replies coming from `reply_source`.
+fn mk_udp_entry(client: &str, service: &str, reply_source: &str) -> Entry {
+    let tuple = |source: &str, destination: &str| {
+        let source: std::net::SocketAddr = source.parse().unwrap();
+        let destination: std::net::SocketAddr = destination.parse().unwrap();
+        Tuple {
+            protocol: IPPROTO_UDP,
+            source: source.ip(),
+            source_port: source.port(),
+            destination: destination.ip(),
+            destination_port: destination.port(),
+        }
+    };
+    Entry {
+        original: tuple(client, service),
+        reply: tuple(reply_source, client),
+        zone: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_removed_udp_endpoint_takes_its_conntrack_entries_with_it() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    // Clients of dns (real servers 10.244.0.11 and .12 at 5353), and one of an address that is
+    // no virtual server.
+    let to_11 = mk_udp_entry("192.168.50.20:40000", "10.96.0.53:53", "10.244.0.11:5353");
+    let to_12 = mk_udp_entry("192.168.50.20:40001", "10.96.0.53:53", "10.244.0.12:5353");
+    let other = mk_udp_entry("192.168.50.20:40002", "10.96.9.9:8125", "10.244.0.11:8125");
+    h.kernel.with(|t| {
+        t.conntrack = vec![to_11, to_12, other];
+    });
+    let dumps = h.kernel.with(|t| t.conntrack_dumps);
+
+    // A TCP-only change dumps nothing.
+    h.change(|s| endpoints_of(s, "web").retain(|e| e.addresses != ["10.244.0.13"]));
+    h.wait_until("the web change", |t| {
+        t.applied
+            .iter()
+            .any(|op| op.contains("10.96.0.10:80 -r 10.244.0.13"))
+    })
+    .await;
+    h.kernel
+        .with(|t| assert_eq!(t.conntrack_dumps, dumps, "no UDP virtual server changed"));
+
+    h.change(|s| endpoints_of(s, "dns").retain(|e| e.addresses != ["10.244.0.11"]));
+    h.wait_until("the stale entry's deletion", |t| t.conntrack.len() == 2)
+        .await;
+    let metrics = h.metrics.encode();
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(t
+            .applied
+            .contains(&"-d -u 10.96.0.53:53 -r 10.244.0.11:5353".to_owned()));
+        assert_eq!(t.conntrack, vec![to_12, other]);
+        assert_eq!(t.conntrack_dumps, dumps + 1);
+    });
+    assert!(
+        metrics.contains("ipvsd_conntrack_entries_deleted_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ipvsd_conntrack_cleanup_failures_total 0"),
+        "{metrics}"
+    );
 }

@@ -13,9 +13,11 @@ pub mod nftables;
 pub mod node_addresses;
 pub mod sysctl;
 
+use self::conntrack::ConntrackError;
 pub use self::ipvs::IpvsTable;
 use self::link::{DummyLink, LinkError};
 use self::nftables::{Nftables, NftablesError};
+use crate::conntrack::Entry;
 use crate::netfilter::{MasqueradeConfig, Transaction};
 use crate::plan::{ActualService, Operation};
 
@@ -70,6 +72,18 @@ pub trait Dataplane: Send + Sync {
         &self,
         transaction: &Transaction,
     ) -> impl Future<Output = Result<(), NftablesError>> + Send;
+
+    /// The node's UDP conntrack entries, IPv4 and IPv6.
+    fn udp_conntrack_entries(
+        &self,
+    ) -> impl Future<Output = Result<Vec<Entry>, ConntrackError>> + Send;
+
+    /// Deletes conntrack entries by their original tuple; returns how many were deleted (one
+    /// that is already gone is not counted, and not an error).
+    fn delete_conntrack_entries(
+        &self,
+        entries: &[Entry],
+    ) -> impl Future<Output = Result<usize, ConntrackError>> + Send;
 }
 
 /// ipvsd's nftables table: the tool that writes it and the flags that shape its rules.
@@ -133,5 +147,13 @@ impl Dataplane for Kernel {
     async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
         let script = transaction.render(&self.netfilter.config);
         self.netfilter.nft.apply(&script).await
+    }
+
+    async fn udp_conntrack_entries(&self) -> Result<Vec<Entry>, ConntrackError> {
+        conntrack::udp_entries().await
+    }
+
+    async fn delete_conntrack_entries(&self, entries: &[Entry]) -> Result<usize, ConntrackError> {
+        conntrack::delete(entries).await
     }
 }
