@@ -21,6 +21,11 @@
 //! (over TCP after the greeting, on the same connection).
 //!
 //! Threads and std only: it has to start fast in a slow VM and be trivially correct.
+//!
+//! `pod_server --client-udp-loop ADDR:PORT` is a long-lived UDP client (a resolver, a metrics
+//! agent): one socket, so one source port, for the whole run; a datagram to ADDR:PORT every
+//! 100 ms; for each, one line on standard output: the answer (a pod's name), `-` when none came
+//! within the 100 ms, `!` after an ICMP error. It runs until killed or its output is closed.
 
 #![forbid(unsafe_code)]
 
@@ -268,8 +273,69 @@ fn client_udp(addr: &str, peer: bool) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&buffer[..len]).into_owned())
 }
 
+/// `--client-udp-loop` (see the module's documentation).
+fn client_udp_loop(addr: &str) -> Result<(), String> {
+    const INTERVAL: Duration = Duration::from_millis(100);
+    let target = resolve(addr)?;
+    let local = match target {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = UdpSocket::bind(local).map_err(|e| format!("cannot bind {local}: {e}"))?;
+    // Connected: answers from any other address are not answers, ICMP errors are reported.
+    socket
+        .connect(target)
+        .map_err(|e| format!("cannot connect a UDP socket to {target}: {e}"))?;
+    let mut out = io::stdout().lock();
+    let mut buffer = [0u8; 2048];
+    let mut next = std::time::Instant::now();
+    loop {
+        next += INTERVAL;
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        let line = if socket.send(b"hello\n").is_err() {
+            "!".to_owned()
+        } else if wait.is_zero() {
+            "-".to_owned()
+        } else {
+            socket
+                .set_read_timeout(Some(wait))
+                .map_err(|e| format!("cannot set a timeout on a UDP socket: {e}"))?;
+            match socket.recv(&mut buffer) {
+                Ok(len) => {
+                    let answer = String::from_utf8_lossy(&buffer[..len]);
+                    answer.lines().next().unwrap_or("").to_owned()
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    "-".to_owned()
+                }
+                Err(_) => "!".to_owned(),
+            }
+        };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
+        thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, addr] = args.as_slice() {
+        if mode == "--client-udp-loop" {
+            return match client_udp_loop(addr) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pod_server: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
     let result = match parse_args(&args) {
         Err(e) => {
             eprintln!("pod_server: {e}\n{USAGE}");

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod cluster;
+mod conntrack;
 mod controller;
 mod list;
 mod matrix;
