@@ -67,8 +67,11 @@ pub enum ConntrackError {
         #[source]
         source: io::Error,
     },
-    /// The kernel answered with an error (e.g. `EPROTONOSUPPORT` without nf_conntrack_netlink,
-    /// `EPERM` without CAP_NET_ADMIN).
+    /// The kernel has no ctnetlink: it refused the dump as it refuses an unknown nfnetlink
+    /// subsystem (`EINVAL`; the nf_conntrack_netlink module is missing and could not be loaded).
+    #[error("the kernel has no conntrack netlink interface (is the nf_conntrack_netlink module available?)")]
+    Unavailable(#[source] io::Error),
+    /// The kernel answered with an error (e.g. `EPERM` without CAP_NET_ADMIN).
     #[error("the kernel refused a conntrack {request} request")]
     Refused {
         /// `dump` or `delete`.
@@ -226,6 +229,10 @@ async fn dump_answers(
         }
         match message.payload {
             NetlinkPayload::Done(_) => Ok(true),
+            // A dump request carries nothing but the family: EINVAL means no ctnetlink.
+            NetlinkPayload::Error(e) if e.raw_code() == -libc::EINVAL => {
+                Err(ConntrackError::Unavailable(e.to_io()))
+            }
             NetlinkPayload::Error(e) if e.code.is_some() => Err(ConntrackError::Refused {
                 request: "dump",
                 source: e.to_io(),
