@@ -23,7 +23,7 @@ TESTBED_EXTRA_MODULES=(dummy veth bridge)
 # state and original tuple, reject, fib, counters, named objects. Set types, payload, meta, `th`,
 # counters and lookups are part of nf_tables itself on the kernels we boot (6.1).
 TESTBED_NFT_MODULES=(nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_reject nft_reject_inet
-    nft_reject_ipv4 nft_reject_ipv6 nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_objref)
+    nft_reject_ipv4 nft_reject_ipv6 nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_objref nf_conntrack_netlink)
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 die() {
