@@ -356,6 +356,14 @@ impl Cluster {
         }
     }
 
+    /// Replaces the manifests ipvsd follows (after [`Self::start_ipvsd`]).
+    pub fn rewrite_manifests(&self, manifests: &str) {
+        let path = self.workdir.path().join("manifests").join("cluster.yaml");
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, manifests).expect("cannot write the manifests");
+        std::fs::rename(&temporary, &path).expect("cannot replace the manifests");
+    }
+
     fn log_path(&self, node: &Node) -> PathBuf {
         self.workdir.path().join(format!("ipvsd-{}.log", node.name))
     }

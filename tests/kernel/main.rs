@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod conntrack;
 mod controller;
+mod guards;
 mod list;
 mod matrix;
 mod nftables;
