@@ -361,6 +361,9 @@ impl<D: Dataplane> Controller<D> {
             }
             _ => Transaction::Replace(elements),
         };
+        if matches!(transaction, Transaction::Replace(_)) && self.netfilter.is_some() {
+            self.collect_netfilter_counters().await;
+        }
         let started = std::time::Instant::now();
         let result = self.dataplane.apply_netfilter(&transaction).await;
         let elapsed = started.elapsed();
@@ -382,6 +385,19 @@ impl<D: Dataplane> Controller<D> {
                 self.netfilter = None;
                 1
             }
+        }
+    }
+
+    /// Adds what the table's counters counted to the metrics, just before a replacement resets
+    /// them (packets counted between this read and the replacement are lost).
+    async fn collect_netfilter_counters(&mut self) {
+        match self.dataplane.netfilter_counters().await {
+            Ok(counters) => {
+                for (name, packets) in counters {
+                    self.metrics.add_netfilter_packets(&name, packets);
+                }
+            }
+            Err(e) => warn!(error = %e, "reading the nftables counters"),
         }
     }
 

@@ -30,6 +30,12 @@ struct CodeLabels {
     code: u16,
 }
 
+/// Labels of one nftables counter series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CounterLabels {
+    counter: String,
+}
+
 /// Labels of one virtual server's traffic series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VirtualServerLabels {
@@ -69,6 +75,7 @@ pub struct Metrics {
     netfilter_duration: Histogram,
     netfilter_failures: Counter,
     health_check_requests: Family<CodeLabels, Counter>,
+    netfilter_packets: Family<CounterLabels, Counter>,
     conntrack_deleted: Counter,
     conntrack_failures: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
@@ -170,6 +177,13 @@ impl Metrics {
             conntrack_failures.clone(),
         );
 
+        let netfilter_packets = Family::<CounterLabels, Counter>::default();
+        registry.register(
+            "nftables_packets",
+            "Packets ipvsd's nftables rules rejected or dropped, by counter: port-filter-rejected, source-range-dropped, source-range-refused (read at each full sync)",
+            netfilter_packets.clone(),
+        );
+
         let traffic = Traffic {
             connections: Family::default(),
             packets_in: Family::default(),
@@ -219,6 +233,7 @@ impl Metrics {
             netfilter_duration,
             netfilter_failures,
             health_check_requests,
+            netfilter_packets,
             conntrack_deleted,
             conntrack_failures,
             traffic: Mutex::new(traffic),
@@ -264,6 +279,16 @@ impl Metrics {
     /// Counts a failed conntrack cleanup (`ipvsd_conntrack_cleanup_failures_total`).
     pub fn conntrack_cleanup_failure(&self) {
         self.conntrack_failures.inc();
+    }
+
+    /// Adds packets counted by the named counter `counter` of ipvsd's nftables table
+    /// (`ipvsd_nftables_packets_total{counter}`).
+    pub fn add_netfilter_packets(&self, counter: &str, packets: u64) {
+        self.netfilter_packets
+            .get_or_create(&CounterLabels {
+                counter: counter.to_owned(),
+            })
+            .inc_by(packets);
     }
 
     /// Sets the sizes of what the last sync programmed.

@@ -54,6 +54,37 @@ pub const TABLE_NAME: &str = "ipvsd";
 /// network plugins that know kube-proxy's mark treat ipvsd's the same way.
 pub const MASQUERADE_MARK: u32 = 0x4000;
 
+/// Named counters of the table: packets the port filter rejected, packets from outside a
+/// load-balancer IP's source ranges that were dropped, and the node's own that were refused.
+pub const PORT_FILTER_REJECTED: &str = "port-filter-rejected";
+/// See [`PORT_FILTER_REJECTED`].
+pub const SOURCE_RANGE_DROPPED: &str = "source-range-dropped";
+/// See [`PORT_FILTER_REJECTED`].
+pub const SOURCE_RANGE_REFUSED: &str = "source-range-refused";
+/// Every named counter of the table.
+pub const COUNTERS: [&str; 3] = [
+    PORT_FILTER_REJECTED,
+    SOURCE_RANGE_DROPPED,
+    SOURCE_RANGE_REFUSED,
+];
+
+/// Reads `nft list counters table inet ipvsd`: packets by counter name.
+pub fn parse_counters(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut name: Option<&str> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("counter ") {
+            name = rest.split_whitespace().next();
+        } else if let (Some(n), Some(rest)) = (name, line.strip_prefix("packets ")) {
+            if let Some(Ok(packets)) = rest.split_whitespace().next().map(str::parse) {
+                out.insert(n.to_owned(), packets);
+            }
+            name = None;
+        }
+    }
+    out
+}
+
 /// The flags that shape the rules (kube-proxy's names and meanings).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasqueradeConfig {
@@ -524,6 +555,9 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
             let _ = writeln!(out, "\t}}");
         }
     }
+    for counter in COUNTERS {
+        let _ = writeln!(out, "\tcounter {counter} {{\n\t}}");
+    }
     let cidrs = |fam: Fam| -> Option<String> {
         let list: Vec<String> = config
             .cluster_cidrs
@@ -541,7 +575,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     for fam in Fam::BOTH {
         let _ = writeln!(
             out,
-            "\t\t{k} @{} {k} . {ip} saddr != @{} fib saddr type != local drop",
+            "\t\t{k} @{} {k} . {ip} saddr != @{} fib saddr type != local counter name \"{SOURCE_RANGE_DROPPED}\" drop",
             SetKind::Firewall.name(fam),
             SetKind::FirewallAllow.name(fam),
             k = key(fam),
@@ -557,7 +591,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     for fam in Fam::BOTH {
         let _ = writeln!(
             out,
-            "\t\t{k} @{} {k} . {ip} saddr != @{} reject",
+            "\t\t{k} @{} {k} . {ip} saddr != @{} counter name \"{SOURCE_RANGE_REFUSED}\" reject",
             SetKind::Firewall.name(fam),
             SetKind::FirewallAllow.name(fam),
             k = key(fam),
@@ -571,7 +605,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
         let ip = fam.ip();
         let _ = writeln!(
             out,
-            "\t\tct state new {ip} daddr @{} {k} != @{} reject",
+            "\t\tct state new {ip} daddr @{} {k} != @{} counter name \"{PORT_FILTER_REJECTED}\" reject",
             SetKind::BoundAddresses.name(fam),
             SetKind::BoundServices.name(fam),
             k = key(fam),

@@ -38,6 +38,8 @@ struct Table {
     transactions: Vec<Transaction>,
     /// Refuse this many nftables transactions before accepting again.
     refuse_netfilter: usize,
+    /// Packets the port filter rejected since the table was last written.
+    rejected: u64,
     /// The node's UDP conntrack entries.
     conntrack: Vec<Entry>,
     /// How many times the conntrack entries were dumped.
@@ -147,8 +149,15 @@ impl Dataplane for FakeKernel {
             }
             t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
             t.transactions.push(transaction.clone());
+            if matches!(transaction, Transaction::Replace(_)) {
+                t.rejected = 0;
+            }
             Ok(())
         })
+    }
+
+    async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {
+        Ok(self.with(|t| [("port-filter-rejected".to_string(), t.rejected)].into()))
     }
 
     async fn udp_conntrack_entries(&self) -> Result<Vec<Entry>, ConntrackError> {
@@ -610,5 +619,24 @@ async fn a_removed_udp_endpoint_takes_its_conntrack_entries_with_it() {
     assert!(
         metrics.contains("ipvsd_conntrack_cleanup_failures_total 0"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn packets_the_table_counted_add_up_across_replacements() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_millis(300));
+    let metrics = h.metrics.clone();
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the table", |t| t.netfilter.is_some()).await;
+    h.kernel.with(|t| t.rejected = 5);
+    h.wait_until("a replacement", |t| t.transactions.len() >= 2)
+        .await;
+    h.kernel.with(|t| t.rejected = 2);
+    h.wait_until("another", |t| t.transactions.len() >= 3).await;
+    let _ = h.stop().await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("ipvsd_nftables_packets_total{counter=\"port-filter-rejected\"} 7"),
+        "{text}"
     );
 }

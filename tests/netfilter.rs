@@ -276,8 +276,8 @@ fn the_table_text_holds_rules_for_both_families_and_the_elements() {
         "\t\tip daddr . meta l4proto . th dport @cluster-ips-v4 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade",
         "\t\tip6 daddr . meta l4proto . th dport @masquerade-services-v6 jump mark-for-masquerade",
         "\t\tip daddr . meta l4proto . th dport . ip saddr @hairpin-endpoints-v4 masquerade fully-random",
-        "\t\tct state new ip daddr @service-addresses-v4 ip daddr . meta l4proto . th dport != @service-ports-v4 reject",
-        "\t\tip daddr . meta l4proto . th dport @firewall-v4 ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow-v4 fib saddr type != local drop",
+        "\t\tct state new ip daddr @service-addresses-v4 ip daddr . meta l4proto . th dport != @service-ports-v4 counter name \"port-filter-rejected\" reject",
+        "\t\tip daddr . meta l4proto . th dport @firewall-v4 ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow-v4 fib saddr type != local counter name \"source-range-dropped\" drop",
         "\t\tip saddr { 10.244.0.0/16 } dnat ip to ip daddr . meta l4proto . th dport map @local-policy-cluster-ips-v4",
     ] {
         assert!(text.lines().any(|l| l == line), "missing line {line:?} in\n{text}");
@@ -348,4 +348,27 @@ fn a_change_is_only_its_elements() {
         Transaction::Change(ElementChanges::default()).render(&MasqueradeConfig::default()),
         ""
     );
+}
+
+#[test]
+fn counters_are_read_from_nft_list_counters() {
+    let text =
+        "table inet ipvsd {\n\tcounter port-filter-rejected {\n\t\tpackets 12 bytes 720\n\t}\n\
+                \tcounter source-range-dropped {\n\t\tpackets 0 bytes 0\n\t}\n}\n";
+    let counters = netfilter::parse_counters(text);
+    assert_eq!(
+        counters,
+        [
+            ("port-filter-rejected".to_string(), 12),
+            ("source-range-dropped".to_string(), 0)
+        ]
+        .into()
+    );
+    let table = Transaction::Replace(SetContents::default()).render(&masquerade_config());
+    for counter in netfilter::COUNTERS {
+        assert!(
+            table.contains(&format!("\tcounter {counter} {{\n")),
+            "{table}"
+        );
+    }
 }

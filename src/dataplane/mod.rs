@@ -73,6 +73,12 @@ pub trait Dataplane: Send + Sync {
         transaction: &Transaction,
     ) -> impl Future<Output = Result<(), NftablesError>> + Send;
 
+    /// The packets each named counter of ipvsd's nftables table has counted since the table
+    /// was written (see [`crate::netfilter::COUNTERS`]).
+    fn netfilter_counters(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, NftablesError>> + Send;
+
     /// The node's UDP conntrack entries, IPv4 and IPv6.
     fn udp_conntrack_entries(
         &self,
@@ -147,6 +153,20 @@ impl Dataplane for Kernel {
     async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
         let script = transaction.render(&self.netfilter.config);
         self.netfilter.nft.apply(&script).await
+    }
+
+    async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {
+        let text = self
+            .netfilter
+            .nft
+            .list(&[
+                "counters",
+                "table",
+                crate::netfilter::TABLE_FAMILY,
+                crate::netfilter::TABLE_NAME,
+            ])
+            .await?;
+        Ok(crate::netfilter::parse_counters(&text))
     }
 
     async fn udp_conntrack_entries(&self) -> Result<Vec<Entry>, ConntrackError> {

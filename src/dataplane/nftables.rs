@@ -81,6 +81,13 @@ impl Nftables {
         self.run(&["-f", "-"], Some(script)).await.map(drop)
     }
 
+    /// What `nft list ARGS...` prints.
+    pub async fn list(&self, args: &[&str]) -> Result<String, NftablesError> {
+        let mut all = vec!["list"];
+        all.extend_from_slice(args);
+        self.run(&all, None).await
+    }
+
     /// The names of the tables of `family` (e.g. `inet`).
     pub async fn tables(&self, family: &str) -> Result<Vec<String>, NftablesError> {
         let out = self.run(&["list", "tables", family], None).await?;

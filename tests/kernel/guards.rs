@@ -160,6 +160,15 @@ fn host_ports_do_not_answer_on_service_addresses() {
         failures, 0,
         "host port 2222 on Service addresses:\n{report}"
     );
+    // Counted where /metrics reads it (ipvsd_nftables_packets_total{counter="port-filter-rejected"}).
+    let counters = run(
+        "ip",
+        &[
+            "netns", "exec", &node1, "nft", "list", "counters", "table", "inet", "ipvsd",
+        ],
+    );
+    let rejected = ipvsd::netfilter::parse_counters(&counters)["port-filter-rejected"];
+    assert!(rejected >= 9, "{counters}");
 }
 
 #[test]
