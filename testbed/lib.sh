@@ -25,6 +25,17 @@ TESTBED_EXTRA_MODULES=(dummy veth bridge)
 TESTBED_NFT_MODULES=(nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_reject nft_reject_inet
     nft_reject_ipv4 nft_reject_ipv6 nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_objref nf_conntrack_netlink)
 
+# kube-proxy's IPVS mode (staged only when TESTBED_KUBE_PROXY=1): iptables (legacy: x_tables
+# modules, no nft_compat) and ipset for its masquerade and filter rules, and its sets.
+TESTBED_KUBE_PROXY_MODULES=(ip_tables ip6_tables iptable_nat iptable_filter iptable_mangle
+    ip6table_nat ip6table_filter ip6table_mangle xt_comment xt_mark xt_MASQUERADE xt_conntrack
+    xt_addrtype xt_nat xt_tcpudp xt_set xt_multiport xt_physdev xt_statistic ip_set
+    ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet ip_set_hash_net
+    ip_set_bitmap_port)
+# The VM's network card when TESTBED_QEMU_NIC=user (qemu's user-mode network, for runs that reach
+# an API server on the host's loopback as 10.0.2.2).
+TESTBED_NIC_MODULES=(virtio_pci virtio_net)
+
 log() { printf 'testbed: %s\n' "$*" >&2; }
 die() {
     printf 'testbed: error: %s\n' "$*" >&2
@@ -46,6 +57,11 @@ TESTBED_PACKAGES=(
     bash:bash
     dpkg-deb:dpkg
     apt-get:apt
+    xtables-legacy-multi:iptables
+    ipset:ipset
+    openssl:openssl
+    curl:curl
+    python3:python3
 )
 
 # Installs the missing host packages with apt-get; runs `apt-get update` only when an install
@@ -217,7 +233,10 @@ stage_modules() {
         name=$(basename "$file")
         names+=("${name%%.ko*}")
     done
-    names+=("${TESTBED_EXTRA_MODULES[@]}" "${TESTBED_NFT_MODULES[@]}")
+    local extra=("${TESTBED_EXTRA_MODULES[@]}" "${TESTBED_NFT_MODULES[@]}")
+    [ "${TESTBED_KUBE_PROXY:-0}" = 1 ] && extra+=("${TESTBED_KUBE_PROXY_MODULES[@]}")
+    [ "${TESTBED_QEMU_NIC:-none}" = user ] && extra+=("${TESTBED_NIC_MODULES[@]}")
+    names+=("${extra[@]}")
     for name in "${names[@]}"; do
         # A module the kernel lacks (or has built in) must fail here, not at boot.
         deps=$(/sbin/modprobe -d "$base" -S "$KERNEL_VERSION" --show-depends "$name" 2>&1) ||
@@ -237,7 +256,7 @@ stage_modules() {
         echo ip_vs
         find "$src/kernel/net/netfilter/ipvs" -name '*.ko*' -printf '%f\n' | sed 's/\.ko.*//' |
             grep -vx ip_vs | sort
-        printf '%s\n' "${TESTBED_EXTRA_MODULES[@]}" "${TESTBED_NFT_MODULES[@]}"
+        printf '%s\n' "${extra[@]}"
     } >"$root/testbed/modules"
 }
 
@@ -265,6 +284,18 @@ stage_initramfs() {
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v kmod)" /sbin/modprobe
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v ipvsadm)" /sbin/ipvsadm
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v nft)" /usr/sbin/nft
+    if [ "${TESTBED_KUBE_PROXY:-0}" = 1 ]; then
+        # kube-proxy runs iptables, ip6tables (their -save and -restore) and ipset.
+        install_host_program "$root" /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-legacy-multi
+        local tool
+        for tool in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+            ln -sf xtables-legacy-multi "$root/usr/sbin/$tool"
+        done
+        mkdir -p "$root/usr/lib/x86_64-linux-gnu"
+        cp -r /usr/lib/x86_64-linux-gnu/xtables "$root/usr/lib/x86_64-linux-gnu/"
+        install_host_program "$root" /usr/sbin/ipset /usr/sbin/ipset
+        mkdir -p "$root/run/xtables" "$root/var/lib"
+    fi
     echo 'root:x:0:0:root:/root:/bin/bash' >"$root/etc/passwd"
     echo 'root:x:0:' >"$root/etc/group"
     printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
@@ -313,8 +344,10 @@ stage_initramfs() {
 # and to $1/console.log. Returns qemu's exit status (124 on timeout).
 boot_vm() {
     local run=$1 limit=$2 mode=$3
-    local qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot
-        -nic none -kernel "$KERNEL_IMAGE" -initrd "$run/initrd.cpio"
+    local nic=(-nic none)
+    [ "${TESTBED_QEMU_NIC:-none}" = user ] && nic=(-nic user,model=virtio-net-pci)
+    local qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "${TESTBED_QEMU_MEMORY:-2048}" -nographic -no-reboot
+        "${nic[@]}" -kernel "$KERNEL_IMAGE" -initrd "$run/initrd.cpio"
         -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init")
     local status=0
     if [ "$mode" = interactive ]; then
