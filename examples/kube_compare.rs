@@ -145,7 +145,7 @@ fn settle(reference: &str, ipvsd: &str) -> Result<(View, View)> {
         }
         let stable = stable_since.elapsed();
         if (last.0 == last.1 && stable >= Duration::from_secs(2))
-            || stable >= Duration::from_secs(6)
+            || stable >= Duration::from_secs(10)
             || start.elapsed() > Duration::from_secs(90)
         {
             return Ok(last);
@@ -312,7 +312,7 @@ fn corpus() -> Vec<Step> {
         vec![
             Action::Apply(service("dual-np", json!({"type": "NodePort",
                 "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
-                "clusterIPs": ["10.96.1.16", "fd00:96::1:16"], "ports": ports(Some(30116))}))),
+                "clusterIP": "10.96.1.16", "clusterIPs": ["10.96.1.16", "fd00:96::1:16"], "ports": ports(Some(30116))}))),
             Action::Apply(slice("dual-np-4", "dual-np", "IPv4", vec![
                 endpoint("10.244.1.10", node, true, true, false)], http_port())),
             Action::Apply(slice("dual-np-6", "dual-np", "IPv6", vec![

@@ -168,6 +168,7 @@ start_control_plane() {
         --initial-cluster "testbed=http://127.0.0.1:$etcd_peer" --log-level warn \
         --unsafe-no-fsync >"$dir/etcd.log" 2>&1 &
     echo $! >"$dir/etcd.pid"
+    disown $! 2>/dev/null || true
     K8S_ETCD=http://127.0.0.1:$etcd_port
     start_api_server "$dir"
     write_kubeconfig "$dir/kubeconfig" "https://127.0.0.1:$K8S_API_PORT" "$dir"
@@ -194,6 +195,7 @@ start_api_server() {
         --enable-priority-and-fairness=false \
         --v 1 >>"$dir/kube-apiserver.log" 2>&1 &
     echo $! >"$dir/kube-apiserver.pid"
+    disown $! 2>/dev/null || true
     local i
     for i in $(seq 600); do
         if curl -sf --cacert "$dir/ca.crt" -H "Authorization: Bearer $K8S_TOKEN" \
@@ -227,8 +229,12 @@ stop_control_plane() {
     local dir=$1 pid
     stop_api_server "$dir"
     pid=$(cat "$dir/etcd.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
 }
 
 # Writes $1/api-server, a command taking `stop` or `start` that stops or starts the API server of

@@ -31,7 +31,7 @@ TESTBED_KUBE_PROXY_MODULES=(ip_tables ip6_tables iptable_nat iptable_filter ipta
     ip6table_nat ip6table_filter ip6table_mangle xt_comment xt_mark xt_MASQUERADE xt_conntrack
     xt_addrtype xt_nat xt_tcpudp xt_set xt_multiport xt_physdev xt_statistic ip_set
     ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet ip_set_hash_net
-    ip_set_bitmap_port)
+    ip_set_bitmap_port xt_ipvs ipt_REJECT ip6t_REJECT)
 # The VM's network card when TESTBED_QEMU_NIC=user (qemu's user-mode network, for runs that reach
 # an API server on the host's loopback as 10.0.2.2).
 TESTBED_NIC_MODULES=(virtio_pci virtio_net)
