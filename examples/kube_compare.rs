@@ -12,6 +12,7 @@
 //!
 //! Usage: kube_compare --kubeconfig FILE --reference-ns NS --ipvsd-ns NS --differences FILE
 //!        --examples DIR --nodeport-addresses CIDRS [--random-steps N] [--seed N]
+//!        [--max-steps N]
 //! Prints `kube-proxy comparison: N steps, M unexplained differences` (the caller adds the
 //! version) and `manifest parity: ok|FAILED`; exits non-zero on any unexplained difference.
 
@@ -36,6 +37,7 @@ struct Args {
     nodeport_addresses: String,
     random_steps: usize,
     seed: u64,
+    max_steps: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args> {
         nodeport_addresses: String::new(),
         random_steps: 12,
         seed: 10,
+        max_steps: usize::MAX,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +64,7 @@ fn parse_args() -> Result<Args> {
             "--nodeport-addresses" => args.nodeport_addresses = value,
             "--random-steps" => args.random_steps = value.parse()?,
             "--seed" => args.seed = value.parse()?,
+            "--max-steps" => args.max_steps = value.parse()?,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -86,7 +90,11 @@ struct IntendedFile {
 enum Action {
     Apply(Value),
     Status(Value),
-    Delete { kind: String, namespace: String, name: String },
+    Delete {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
 }
 
 struct Step {
@@ -119,7 +127,8 @@ fn view(ns: &str) -> Result<View> {
     for line in run("ip", &["netns", "exec", ns, "ipvsadm", "-Sn"])?.lines() {
         lines.insert(line.trim().to_string());
     }
-    let addrs = run("ip", &["-n", ns, "-o", "addr", "show", "dev", "kube-ipvs0"]).unwrap_or_default();
+    let addrs =
+        run("ip", &["-n", ns, "-o", "addr", "show", "dev", "kube-ipvs0"]).unwrap_or_default();
     for line in addrs.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let Some(i) = words.iter().position(|w| *w == "inet" || *w == "inet6") {
@@ -129,9 +138,10 @@ fn view(ns: &str) -> Result<View> {
     Ok(View { lines })
 }
 
-/// Waits until both nodes show the same view for 3 s in a row (or 90 s passed), then returns
-/// the last views.
-fn settle(reference: &str, ipvsd: &str) -> Result<(View, View)> {
+/// Waits until both nodes have settled and returns their views: 2 s without change when every
+/// difference between them is intended, 30 s without change otherwise (a slow proxy must not
+/// pass for a different one), 120 s at most.
+fn settle(reference: &str, ipvsd: &str, intended: &[Intended]) -> Result<(View, View)> {
     let start = Instant::now();
     let mut last = (view(reference)?, view(ipvsd)?);
     let mut stable_since = Instant::now();
@@ -144,13 +154,28 @@ fn settle(reference: &str, ipvsd: &str) -> Result<(View, View)> {
             continue;
         }
         let stable = stable_since.elapsed();
-        if (last.0 == last.1 && stable >= Duration::from_secs(2))
-            || stable >= Duration::from_secs(10)
-            || start.elapsed() > Duration::from_secs(90)
+        let all_intended = differences(&last.0, &last.1)
+            .iter()
+            .all(|line| explained(line, intended).is_some());
+        if (all_intended && stable >= Duration::from_secs(2))
+            || stable >= Duration::from_secs(30)
+            || start.elapsed() > Duration::from_secs(120)
         {
             return Ok(last);
         }
     }
+}
+
+/// The lines found on one node only: `kube-proxy: LINE` or `ipvsd: LINE`.
+fn differences(reference: &View, ipvsd: &View) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in reference.lines.difference(&ipvsd.lines) {
+        lines.push(format!("kube-proxy: {line}"));
+    }
+    for line in ipvsd.lines.difference(&reference.lines) {
+        lines.push(format!("ipvsd: {line}"));
+    }
+    lines
 }
 
 fn explained(line: &str, intended: &[Intended]) -> Option<String> {
@@ -229,118 +254,224 @@ fn corpus() -> Vec<Step> {
     };
     add(
         "namespace corpus",
-        vec![Action::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "corpus"}}))],
+        vec![Action::Apply(
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "corpus"}}),
+        )],
     );
     add(
         "NodePort, externalTrafficPolicy Local, endpoints on two nodes",
         vec![
-            Action::Apply(service("np-local", json!({"type": "NodePort", "clusterIP": "10.96.1.10",
-                "externalTrafficPolicy": "Local", "ports": ports(Some(30110))}))),
-            Action::Apply(slice("np-local-1", "np-local", "IPv4", vec![
-                endpoint("10.244.1.1", node, true, true, false),
-                endpoint("10.244.2.1", other, true, true, false)], http_port())),
+            Action::Apply(service(
+                "np-local",
+                json!({"type": "NodePort", "clusterIP": "10.96.1.10",
+                "externalTrafficPolicy": "Local", "ports": ports(Some(30110))}),
+            )),
+            Action::Apply(slice(
+                "np-local-1",
+                "np-local",
+                "IPv4",
+                vec![
+                    endpoint("10.244.1.1", node, true, true, false),
+                    endpoint("10.244.2.1", other, true, true, false),
+                ],
+                http_port(),
+            )),
         ],
     );
     add(
         "ClusterIP, internalTrafficPolicy Local",
         vec![
-            Action::Apply(service("itp-local", json!({"clusterIP": "10.96.1.11",
-                "internalTrafficPolicy": "Local", "ports": ports(None)}))),
-            Action::Apply(slice("itp-local-1", "itp-local", "IPv4", vec![
-                endpoint("10.244.1.2", node, true, true, false),
-                endpoint("10.244.2.2", other, true, true, false)], http_port())),
+            Action::Apply(service(
+                "itp-local",
+                json!({"clusterIP": "10.96.1.11",
+                "internalTrafficPolicy": "Local", "ports": ports(None)}),
+            )),
+            Action::Apply(slice(
+                "itp-local-1",
+                "itp-local",
+                "IPv4",
+                vec![
+                    endpoint("10.244.1.2", node, true, true, false),
+                    endpoint("10.244.2.2", other, true, true, false),
+                ],
+                http_port(),
+            )),
         ],
     );
     add(
         "LoadBalancer with ingress IP (status), externalIPs, source ranges",
         vec![
-            Action::Apply(service("lb", json!({"type": "LoadBalancer", "clusterIP": "10.96.1.12",
+            Action::Apply(service(
+                "lb",
+                json!({"type": "LoadBalancer", "clusterIP": "10.96.1.12",
                 "externalIPs": ["203.0.113.12"], "ports": ports(Some(30112)),
-                "loadBalancerSourceRanges": ["192.0.2.0/24"]}))),
+                "loadBalancerSourceRanges": ["192.0.2.0/24"]}),
+            )),
             Action::Status(json!({"kind": "Service", "name": "lb",
                 "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.12"}]}}})),
-            Action::Apply(slice("lb-1", "lb", "IPv4", vec![
-                endpoint("10.244.1.3", node, true, true, false)], http_port())),
+            Action::Apply(slice(
+                "lb-1",
+                "lb",
+                "IPv4",
+                vec![endpoint("10.244.1.3", node, true, true, false)],
+                http_port(),
+            )),
         ],
     );
     add(
         "LoadBalancer, externalTrafficPolicy Local, ingress ipMode Proxy",
         vec![
-            Action::Apply(service("lb-proxy", json!({"type": "LoadBalancer", "clusterIP": "10.96.1.13",
-                "externalTrafficPolicy": "Local", "ports": ports(Some(30113))}))),
+            Action::Apply(service(
+                "lb-proxy",
+                json!({"type": "LoadBalancer", "clusterIP": "10.96.1.13",
+                "externalTrafficPolicy": "Local", "ports": ports(Some(30113))}),
+            )),
             Action::Status(json!({"kind": "Service", "name": "lb-proxy",
                 "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.13", "ipMode": "Proxy"}]}}})),
-            Action::Apply(slice("lb-proxy-1", "lb-proxy", "IPv4", vec![
-                endpoint("10.244.1.4", node, true, true, false),
-                endpoint("10.244.2.4", other, true, true, false)], http_port())),
+            Action::Apply(slice(
+                "lb-proxy-1",
+                "lb-proxy",
+                "IPv4",
+                vec![
+                    endpoint("10.244.1.4", node, true, true, false),
+                    endpoint("10.244.2.4", other, true, true, false),
+                ],
+                http_port(),
+            )),
         ],
     );
     add(
         "session affinity ClientIP with a timeout, named target port, UDP and TCP",
         vec![
-            Action::Apply(service("sticky", json!({"clusterIP": "10.96.1.14",
+            Action::Apply(service(
+                "sticky",
+                json!({"clusterIP": "10.96.1.14",
                 "sessionAffinity": "ClientIP",
                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}},
                 "ports": [
                     {"name": "web", "port": 80, "targetPort": "web", "protocol": "TCP"},
-                    {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]}))),
-            Action::Apply(slice("sticky-1", "sticky", "IPv4", vec![
-                endpoint("10.244.1.5", node, true, true, false),
-                endpoint("10.244.1.6", node, true, true, false)],
+                    {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]}),
+            )),
+            Action::Apply(slice(
+                "sticky-1",
+                "sticky",
+                "IPv4",
+                vec![
+                    endpoint("10.244.1.5", node, true, true, false),
+                    endpoint("10.244.1.6", node, true, true, false),
+                ],
                 json!([{"name": "web", "port": 8081, "protocol": "TCP"},
-                       {"name": "dns", "port": 5353, "protocol": "UDP"}]))),
+                       {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+            )),
         ],
     );
     add(
         "terminating endpoints: none ready, some serving",
         vec![
-            Action::Apply(service("term", json!({"clusterIP": "10.96.1.15", "ports": ports(None)}))),
-            Action::Apply(slice("term-1", "term", "IPv4", vec![
-                endpoint("10.244.1.7", node, false, true, true),
-                endpoint("10.244.1.8", node, false, false, true)], http_port())),
+            Action::Apply(service(
+                "term",
+                json!({"clusterIP": "10.96.1.15", "ports": ports(None)}),
+            )),
+            Action::Apply(slice(
+                "term-1",
+                "term",
+                "IPv4",
+                vec![
+                    endpoint("10.244.1.7", node, false, true, true),
+                    endpoint("10.244.1.8", node, false, false, true),
+                ],
+                http_port(),
+            )),
         ],
     );
     add(
         "terminating endpoints beside a ready one",
-        vec![Action::Apply(slice("term-1", "term", "IPv4", vec![
-            endpoint("10.244.1.7", node, false, true, true),
-            endpoint("10.244.1.9", node, true, true, false)], http_port()))],
+        vec![Action::Apply(slice(
+            "term-1",
+            "term",
+            "IPv4",
+            vec![
+                endpoint("10.244.1.7", node, false, true, true),
+                endpoint("10.244.1.9", node, true, true, false),
+            ],
+            http_port(),
+        ))],
     );
     add(
         "dual-stack NodePort",
         vec![
-            Action::Apply(service("dual-np", json!({"type": "NodePort",
+            Action::Apply(service(
+                "dual-np",
+                json!({"type": "NodePort",
                 "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"],
-                "clusterIP": "10.96.1.16", "clusterIPs": ["10.96.1.16", "fd00:96::1:16"], "ports": ports(Some(30116))}))),
-            Action::Apply(slice("dual-np-4", "dual-np", "IPv4", vec![
-                endpoint("10.244.1.10", node, true, true, false)], http_port())),
-            Action::Apply(slice("dual-np-6", "dual-np", "IPv6", vec![
-                endpoint("fd00:244::1:10", node, true, true, false)], http_port())),
+                "clusterIP": "10.96.1.16", "clusterIPs": ["10.96.1.16", "fd00:96::1:16"], "ports": ports(Some(30116))}),
+            )),
+            Action::Apply(slice(
+                "dual-np-4",
+                "dual-np",
+                "IPv4",
+                vec![endpoint("10.244.1.10", node, true, true, false)],
+                http_port(),
+            )),
+            Action::Apply(slice(
+                "dual-np-6",
+                "dual-np",
+                "IPv6",
+                vec![endpoint("fd00:244::1:10", node, true, true, false)],
+                http_port(),
+            )),
         ],
     );
     add(
         "headless and other proxy's Services, an ExternalName",
         vec![
-            Action::Apply(service("headless", json!({"clusterIP": "None", "ports": ports(None)}))),
-            Action::Apply(slice("headless-1", "headless", "IPv4", vec![
-                endpoint("10.244.1.11", node, true, true, false)], http_port())),
+            Action::Apply(service(
+                "headless",
+                json!({"clusterIP": "None", "ports": ports(None)}),
+            )),
+            Action::Apply(slice(
+                "headless-1",
+                "headless",
+                "IPv4",
+                vec![endpoint("10.244.1.11", node, true, true, false)],
+                http_port(),
+            )),
             Action::Apply(json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "someone-elses", "namespace": "corpus",
                     "labels": {"service.kubernetes.io/service-proxy-name": "other"}},
                 "spec": {"clusterIP": "10.96.1.17", "ports": ports(None)}})),
-            Action::Apply(slice("someone-elses-1", "someone-elses", "IPv4", vec![
-                endpoint("10.244.1.12", node, true, true, false)], http_port())),
-            Action::Apply(service("ext", json!({"type": "ExternalName",
-                "externalName": "example.invalid"}))),
+            Action::Apply(slice(
+                "someone-elses-1",
+                "someone-elses",
+                "IPv4",
+                vec![endpoint("10.244.1.12", node, true, true, false)],
+                http_port(),
+            )),
+            Action::Apply(service(
+                "ext",
+                json!({"type": "ExternalName",
+                "externalName": "example.invalid"}),
+            )),
         ],
     );
     add(
         "a Service without endpoints, then one deleted",
         vec![
-            Action::Apply(service("empty", json!({"clusterIP": "10.96.1.18", "ports": ports(None)}))),
-            Action::Delete { kind: "Service".into(), namespace: "corpus".into(), name: "itp-local".into() },
-            Action::Delete { kind: "EndpointSlice".into(), namespace: "corpus".into(), name: "itp-local-1".into() },
+            Action::Apply(service(
+                "empty",
+                json!({"clusterIP": "10.96.1.18", "ports": ports(None)}),
+            )),
+            Action::Delete {
+                kind: "Service".into(),
+                namespace: "corpus".into(),
+                name: "itp-local".into(),
+            },
+            Action::Delete {
+                kind: "EndpointSlice".into(),
+                namespace: "corpus".into(),
+                name: "itp-local-1".into(),
+            },
         ],
     );
     steps
@@ -348,7 +479,10 @@ fn corpus() -> Vec<Step> {
 
 /// A seeded random sequence of creates, edits and deletes of NodePort and ClusterIP Services.
 fn random_steps(seed: u64, count: usize) -> Vec<Step> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     let mut next = move |n: u64| {
         state ^= state << 13;
         state ^= state >> 7;
@@ -374,10 +508,21 @@ fn random_steps(seed: u64, count: usize) -> Vec<Step> {
             let at = next(live.len() as u64) as usize;
             let id = live.remove(at);
             name = format!("delete r{id}");
-            actions.push(Action::Delete { kind: "Service".into(), namespace: "corpus".into(), name: format!("r{id}") });
-            actions.push(Action::Delete { kind: "EndpointSlice".into(), namespace: "corpus".into(), name: format!("r{id}-1") });
+            actions.push(Action::Delete {
+                kind: "Service".into(),
+                namespace: "corpus".into(),
+                name: format!("r{id}"),
+            });
+            actions.push(Action::Delete {
+                kind: "EndpointSlice".into(),
+                namespace: "corpus".into(),
+                name: format!("r{id}-1"),
+            });
         }
-        steps.push(Step { name: format!("random {}: {name}", i + 1), actions });
+        steps.push(Step {
+            name: format!("random {}: {name}", i + 1),
+            actions,
+        });
     }
     steps
 }
@@ -401,13 +546,29 @@ fn random_service(id: u32, next: &mut impl FnMut(u64) -> u64) -> Vec<Action> {
     let count = next(4);
     let endpoints: Vec<Value> = (0..count)
         .map(|e| {
-            let node = if next(2) == 0 { "demo-node" } else { "other-node" };
-            endpoint(&format!("10.244.3.{}", (id % 50) * 4 + e as u32), node, true, true, false)
+            let node = if next(2) == 0 {
+                "demo-node"
+            } else {
+                "other-node"
+            };
+            endpoint(
+                &format!("10.244.3.{}", (id % 50) * 4 + e as u32),
+                node,
+                true,
+                true,
+                false,
+            )
         })
         .collect();
     vec![
         Action::Apply(service(&format!("r{id}"), spec)),
-        Action::Apply(slice(&format!("r{id}-1"), &format!("r{id}"), "IPv4", endpoints, http_port())),
+        Action::Apply(slice(
+            &format!("r{id}-1"),
+            &format!("r{id}"),
+            "IPv4",
+            endpoints,
+            http_port(),
+        )),
     ]
 }
 
@@ -424,8 +585,14 @@ async fn apply(client: &Client, action: &Action) -> Result<()> {
                 o.remove("status");
             }
             let kind = object["kind"].as_str().unwrap_or_default().to_string();
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
             match kind.as_str() {
                 "Service" => {
                     Api::<Service>::namespaced(client.clone(), &namespace)
@@ -455,14 +622,22 @@ async fn apply(client: &Client, action: &Action) -> Result<()> {
                 )
                 .await?;
         }
-        Action::Delete { kind, namespace, name } => {
+        Action::Delete {
+            kind,
+            namespace,
+            name,
+        } => {
             let dp = DeleteParams::default();
             match kind.as_str() {
                 "Service" => {
-                    Api::<Service>::namespaced(client.clone(), namespace).delete(name, &dp).await?;
+                    Api::<Service>::namespaced(client.clone(), namespace)
+                        .delete(name, &dp)
+                        .await?;
                 }
                 _ => {
-                    Api::<EndpointSlice>::namespaced(client.clone(), namespace).delete(name, &dp).await?;
+                    Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+                        .delete(name, &dp)
+                        .await?;
                 }
             }
         }
@@ -483,27 +658,27 @@ async fn main() -> Result<()> {
 
     let mut steps = vec![Step {
         name: "examples/demo".into(),
-        actions: yaml_objects(&args.examples)?.into_iter().map(Action::Apply).collect(),
+        actions: yaml_objects(&args.examples)?
+            .into_iter()
+            .map(Action::Apply)
+            .collect(),
     }];
     steps.extend(corpus());
     steps.extend(random_steps(args.seed, args.random_steps));
+    steps.truncate(args.max_steps);
 
     let mut unexplained = 0;
     let mut parity_ok = true;
     let total = steps.len();
     for (i, step) in steps.iter().enumerate() {
         for action in &step.actions {
-            apply(&client, action).await.with_context(|| format!("step {}", step.name))?;
+            apply(&client, action)
+                .await
+                .with_context(|| format!("step {}", step.name))?;
         }
         let started = Instant::now();
-        let (reference, ipvsd) = settle(&args.reference_ns, &args.ipvsd_ns)?;
-        let mut lines = Vec::new();
-        for line in reference.lines.difference(&ipvsd.lines) {
-            lines.push(format!("kube-proxy: {line}"));
-        }
-        for line in ipvsd.lines.difference(&reference.lines) {
-            lines.push(format!("ipvsd: {line}"));
-        }
+        let (reference, ipvsd) = settle(&args.reference_ns, &args.ipvsd_ns, &intended.differences)?;
+        let lines = differences(&reference, &ipvsd);
         let mut bad = 0;
         let mut report = Vec::new();
         for line in &lines {
@@ -533,7 +708,10 @@ async fn main() -> Result<()> {
             parity_ok = manifest_parity(&args, &ipvsd)?;
         }
     }
-    println!("manifest parity: {}", if parity_ok { "ok" } else { "FAILED" });
+    println!(
+        "manifest parity: {}",
+        if parity_ok { "ok" } else { "FAILED" }
+    );
     println!("kube-proxy comparison: {total} steps, {unexplained} unexplained differences");
     if unexplained > 0 || !parity_ok {
         std::process::exit(1);
@@ -547,8 +725,17 @@ fn manifest_parity(args: &Args, ipvsd: &View) -> Result<bool> {
     let plan = run(
         "ip",
         &[
-            "netns", "exec", &args.ipvsd_ns, "/testbed/bin/ipvsd", "plan", "--manifests", &args.examples,
-            "--node-name", "demo-node", "--nodeport-addresses", &args.nodeport_addresses,
+            "netns",
+            "exec",
+            &args.ipvsd_ns,
+            "/testbed/bin/ipvsd",
+            "plan",
+            "--manifests",
+            &args.examples,
+            "--node-name",
+            "demo-node",
+            "--nodeport-addresses",
+            &args.nodeport_addresses,
         ],
     )?;
     let planned: BTreeSet<String> = plan.lines().map(|l| l.trim().to_string()).collect();

@@ -38,8 +38,9 @@ async fn client() -> Client {
 }
 
 fn api_server_ctl(action: &str) {
-    let ctl = std::env::var("IPVSD_TEST_API_SERVER_CTL")
-        .expect("IPVSD_TEST_API_SERVER_CTL must name the command that stops and starts the API server");
+    let ctl = std::env::var("IPVSD_TEST_API_SERVER_CTL").expect(
+        "IPVSD_TEST_API_SERVER_CTL must name the command that stops and starts the API server",
+    );
     let status = std::process::Command::new(&ctl)
         .arg(action)
         .status()
@@ -236,7 +237,10 @@ async fn lists_then_follows_creates_changes_and_deletes() {
     let web = snapshot
         .services
         .iter()
-        .find(|s| s.metadata.namespace.as_deref() == Some(&ns) && s.metadata.name.as_deref() == Some("web"))
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(&ns)
+                && s.metadata.name.as_deref() == Some("web")
+        })
         .unwrap();
     assert_eq!(
         web.metadata.annotations,
@@ -251,7 +255,11 @@ async fn lists_then_follows_creates_changes_and_deletes() {
     let before = *changed_rx.borrow();
     apply(&services, &service("cart", &ip(30), &[])).await;
     apply(&slices, &slice("cart-1", "cart", &["10.1.1.1"], &[])).await;
-    apply(&slices, &slice("web-abc", "web", &["10.1.0.1", "10.1.0.2"], &[])).await;
+    apply(
+        &slices,
+        &slice("web-abc", "web", &["10.1.0.1", "10.1.0.2"], &[]),
+    )
+    .await;
     let mut web2 = service("web", &ip(10), &[]);
     web2.metadata.annotations = Some(BTreeMap::from([(
         "ipvsd.io/scheduler".to_string(),
@@ -262,7 +270,11 @@ async fn lists_then_follows_creates_changes_and_deletes() {
         &source,
         &ns,
         &expect(
-            &[format!("cart={}", ip(30)), "db=None".into(), format!("web={}", ip(10))],
+            &[
+                format!("cart={}", ip(30)),
+                "db=None".into(),
+                format!("web={}", ip(10)),
+            ],
             &["cart-1=10.1.1.1", "web-abc=10.1.0.1,10.1.0.2"],
         ),
     )
@@ -272,7 +284,10 @@ async fn lists_then_follows_creates_changes_and_deletes() {
     let web = snapshot
         .services
         .iter()
-        .find(|s| s.metadata.namespace.as_deref() == Some(&ns) && s.metadata.name.as_deref() == Some("web"))
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(&ns)
+                && s.metadata.name.as_deref() == Some("web")
+        })
         .unwrap();
     assert_eq!(
         web.metadata.annotations.as_ref().unwrap()["ipvsd.io/scheduler"],
@@ -297,7 +312,10 @@ async fn lists_then_follows_creates_changes_and_deletes() {
     converges(
         &source,
         &ns,
-        &expect(&[format!("other={}", ip(20))], &["web-abc=10.1.0.1,10.1.0.2"]),
+        &expect(
+            &[format!("other={}", ip(20))],
+            &["web-abc=10.1.0.1,10.1.0.2"],
+        ),
     )
     .await;
 }
@@ -313,27 +331,48 @@ async fn proxy_name_takes_its_own_services_and_unlabelled_ones() {
     const NAME: &str = "service.kubernetes.io/service-proxy-name";
     apply(&services, &service("web", &ip(10), &[])).await;
     apply(&services, &service("mine", &ip(40), &[(NAME, "ipvsd")])).await;
-    apply(&services, &service("other", &ip(20), &[(NAME, "someone-else")])).await;
+    apply(
+        &services,
+        &service("other", &ip(20), &[(NAME, "someone-else")]),
+    )
+    .await;
     apply(&slices, &slice("web-abc", "web", &["10.1.0.1"], &[])).await;
     let source = KubeSource::spawn(client.clone(), Some("ipvsd".into()), watch::channel(0).0);
     let slice_set = ["web-abc=10.1.0.1"];
     converges(
         &source,
         &ns,
-        &expect(&[format!("mine={}", ip(40)), format!("web={}", ip(10))], &slice_set),
+        &expect(
+            &[format!("mine={}", ip(40)), format!("web={}", ip(10))],
+            &slice_set,
+        ),
     )
     .await;
 
     // Moving a Service from unlabelled to ours keeps it exactly once; one moved to another
     // proxy leaves.
     apply(&services, &service("web", &ip(10), &[(NAME, "ipvsd")])).await;
-    apply(&services, &service("mine", &ip(40), &[(NAME, "someone-else")])).await;
-    converges(&source, &ns, &expect(&[format!("web={}", ip(10))], &slice_set)).await;
+    apply(
+        &services,
+        &service("mine", &ip(40), &[(NAME, "someone-else")]),
+    )
+    .await;
+    converges(
+        &source,
+        &ns,
+        &expect(&[format!("web={}", ip(10))], &slice_set),
+    )
+    .await;
 
     // Without a proxy name, only unlabelled Services.
     let plain = KubeSource::spawn(client.clone(), None, watch::channel(0).0);
     apply(&services, &service("plain", &ip(50), &[])).await;
-    converges(&plain, &ns, &expect(&[format!("plain={}", ip(50))], &slice_set)).await;
+    converges(
+        &plain,
+        &ns,
+        &expect(&[format!("plain={}", ip(50))], &slice_set),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -355,12 +394,20 @@ async fn keeps_the_store_while_the_api_server_restarts_and_follows_again() {
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let current = source.snapshot().map(|s| seen(&s, &ns));
-        assert_eq!(current.as_ref(), Some(&before), "the store changed during the outage");
+        assert_eq!(
+            current.as_ref(),
+            Some(&before),
+            "the store changed during the outage"
+        );
     }
     api_server_ctl("start");
 
     // Changes after the restart arrive (after a relist or a resumed watch).
-    apply(&slices, &slice("web-abc", "web", &["10.1.0.1", "10.1.0.3"], &[])).await;
+    apply(
+        &slices,
+        &slice("web-abc", "web", &["10.1.0.1", "10.1.0.3"], &[]),
+    )
+    .await;
     apply(&services, &service("late", &ip(11), &[])).await;
     converges(
         &source,

@@ -43,7 +43,11 @@ fn readme_section_matches_the_intended_differences_file() {
     let mut ids = BTreeSet::new();
     for entry in &file.differences {
         assert!(ids.insert(entry.id.clone()), "id {} twice", entry.id);
-        assert!(!entry.reason.trim().is_empty(), "{} has no reason", entry.id);
+        assert!(
+            !entry.reason.trim().is_empty(),
+            "{} has no reason",
+            entry.id
+        );
         assert!(
             !entry.matches.is_empty() && entry.matches.iter().all(|m| !m.is_empty()),
             "{} has an empty match list",
