@@ -56,7 +56,7 @@ pub enum ManifestError {
         line: usize,
         /// The parser's complaint, with the line and column in the file.
         #[source]
-        source: Arc<serde_yaml_ng::Error>,
+        source: YamlError,
     },
     /// A document is YAML but not a Kubernetes object.
     #[error("{}: document {document}: {problem}", path.display())]
@@ -93,6 +93,79 @@ pub enum ManifestError {
         /// The field and the problem.
         problem: String,
     },
+}
+
+/// The YAML parser's complaint about one document, with the line numbers of the file.
+///
+/// Each document is parsed alone, so the parser counts lines from the document's start; the
+/// lines before it are added when the message is shown. The parser never sees them, which keeps
+/// parsing a file linear in its size.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", shift_lines(&self.error.to_string(), self.lines_before, self.error.location()))]
+pub struct YamlError {
+    error: Arc<serde_yaml_ng::Error>,
+    /// The lines of the file before the text the parser was given.
+    lines_before: usize,
+}
+
+impl YamlError {
+    /// The line of the file the problem is on, from 1, if the parser says.
+    pub fn line(&self) -> Option<usize> {
+        self.error.location().map(|l| l.line() + self.lines_before)
+    }
+
+    /// The column the problem is at, from 1, if the parser says.
+    pub fn column(&self) -> Option<usize> {
+        self.error.location().map(|l| l.column())
+    }
+}
+
+/// Adds `lines` to the line numbers of the YAML parser's `message`, whose problem is at
+/// `location`: the problem's mark (`at line L column C`) and the mark of what the parser was
+/// in, which follows it (`, while parsing a block mapping at line L column C`). Nothing else is
+/// touched, so text of the document quoted in the message stays as it is.
+fn shift_lines(message: &str, lines: usize, location: Option<serde_yaml_ng::Location>) -> String {
+    let Some(location) = location.filter(|_| lines > 0) else {
+        return message.to_string();
+    };
+    let mark = format!(" at line {} column {}", location.line(), location.column());
+    let found = message
+        .rmatch_indices(&mark)
+        .map(|(i, _)| i)
+        .find(|i| !message[i + mark.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    let Some(at) = found else {
+        return message.to_string();
+    };
+    let rest = &message[at + mark.len()..];
+    let mut shifted = format!(
+        "{} at line {} column {}",
+        &message[..at],
+        location.line() + lines,
+        location.column()
+    );
+    // The context's mark ends the message: `, <context> at line L column C`.
+    let context = rest.rfind(" at line ").and_then(|i| {
+        let (line, column) = rest[i + " at line ".len()..].split_once(" column ")?;
+        let line = decimal(line)?;
+        let column = decimal(column)?;
+        rest.starts_with(", ").then_some((i, line, column))
+    });
+    match context {
+        Some((i, line, column)) => {
+            shifted.push_str(&rest[..i]);
+            shifted.push_str(&format!(" at line {} column {column}", line + lines));
+        }
+        None => shifted.push_str(rest),
+    }
+    shifted
+}
+
+/// A number written in decimal digits only.
+fn decimal(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 impl ManifestError {
@@ -379,16 +452,28 @@ impl ParsedFile {
     fn parse(&mut self, path: &Path, text: &str) {
         for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
             let number = index + 1;
-            // Blank lines in front make the parser's line numbers those of the file.
-            let padded = "\n".repeat(line.saturating_sub(1)) + &document;
-            let value: Value = match serde_yaml_ng::from_str(&padded) {
+            // The parser gets the document alone, and the lines before it are added to the
+            // lines of its errors: padding the document with them instead would make the parser
+            // read them again for every document, quadratic in the number of documents. The
+            // document's first line holds content only after a `...` or as `--- {...}`; one
+            // blank line goes in front of it then, as the parser gives no line number for a
+            // problem at the very first character.
+            let (text, lines_before) = if line > 1 && !document.starts_with('\n') {
+                (format!("\n{document}"), line - 2)
+            } else {
+                (document, line - 1)
+            };
+            let value: Value = match serde_yaml_ng::from_str(&text) {
                 Ok(v) => v,
-                Err(source) => {
+                Err(error) => {
                     self.problem(ManifestError::Yaml {
                         path: path.to_path_buf(),
                         document: number,
                         line,
-                        source: Arc::new(source),
+                        source: YamlError {
+                            error: Arc::new(error),
+                            lines_before,
+                        },
                     });
                     continue;
                 }
@@ -818,6 +903,84 @@ mod tests {
             ["a: 1\n", "\nb: |\n  --- not a marker\n", "{c: 3}\n"]
         );
         assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
+    }
+
+    /// The message of the YAML error `parse_file` reports for `text`.
+    fn yaml_error(text: &str) -> String {
+        let file = parse_file(Path::new("f.yaml"), text);
+        let errors: Vec<String> = file
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Problem(ManifestError::Yaml { source, .. }) => Some(source.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{text:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn yaml_errors_name_the_lines_of_the_file() {
+        // Each bad document, after some good ones, gives the message the parser gives when
+        // the document is padded with the file's lines before it, as it was parsed before.
+        let bad = [
+            "metadata:\n  name: [unclosed\n",
+            "a: {b: 1\n",
+            "a: 1\na: 2\n",
+            "a: *nowhere\n",
+            "a:\n  b: 1\n c: 2\n",
+            "a: \"open\n",
+            "a: 1\n\tb: 2\n",
+            "- a\nb: 1\n",
+            "]\n",
+            "a: @b\n",
+        ];
+        let good = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
+        for doc in bad {
+            for (prefix, marker) in [
+                ("", ""),
+                ("a: 1\n", "---\n"),
+                (good, "---\n"),
+                (&format!("{good}---\n{good}"), "---\n"),
+                (good, "...\n"),
+                (good, "...\n\n"),
+            ] {
+                let text = format!("{prefix}{marker}{doc}");
+                let (line, document) = split_documents(&text).pop().unwrap();
+                let padded = "\n".repeat(line - 1) + &document;
+                let expected = serde_yaml_ng::from_str::<Value>(&padded)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(yaml_error(&text), expected, "{text:?}");
+            }
+        }
+        // `--- content`: the content is on the marker's line.
+        let text = format!("{good}--- [unclosed\n");
+        assert_eq!(
+            yaml_error(&text),
+            "did not find expected ',' or ']' at line 6 column 1, while parsing a flow sequence at line 5 column 1"
+        );
+    }
+
+    #[test]
+    fn only_the_marks_of_a_yaml_message_are_shifted() {
+        let error = serde_yaml_ng::from_str::<Value>(
+            "\"at line 1 column 6\": 1\n\"at line 1 column 6\": 2\n",
+        )
+        .unwrap_err();
+        let shifted = shift_lines(&error.to_string(), 10, error.location());
+        assert_eq!(
+            shifted,
+            error
+                .to_string()
+                .replace("at line 2 column", "at line 12 column")
+        );
+        assert!(shifted.contains("\"at line 1 column 6\""), "{shifted}");
+        assert_eq!(
+            shift_lines("no mark here", 10, error.location()),
+            "no mark here"
+        );
     }
 
     #[test]
