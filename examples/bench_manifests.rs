@@ -168,12 +168,11 @@ status:
 
 /// The EndpointSlice of Service `i`, with `endpoints` ready endpoints on three nodes.
 fn slice_yaml(i: usize, endpoints: usize) -> String {
-    let mut text = format!(
-        "addressType: IPv4
+    let mut text = "addressType: IPv4
 apiVersion: discovery.k8s.io/v1
 endpoints:
 "
-    );
+    .to_string();
     for e in 0..endpoints {
         let _ = write!(
             text,

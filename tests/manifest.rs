@@ -428,7 +428,7 @@ fn an_error_in_the_5000th_document_names_its_line_and_the_next_bad_object_its_na
     let document_start = open - 4;
     assert_eq!(text.lines().nth(document_start - 1), Some("---"));
 
-    let result = load(&[path.clone()]);
+    let result = load(std::slice::from_ref(&path));
     let file = path.display();
     assert_eq!(
         messages(&result),
