@@ -11,7 +11,7 @@
 //! still applies, so one typo does not take down a node's Services.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::IpAddr;
@@ -292,13 +292,28 @@ fn fingerprint(files: &[FileContent]) -> u64 {
     hasher.finish()
 }
 
-/// What one file holds, in file order: its objects and its problems. It depends on the file's
-/// content alone, so it is kept until the file changes.
+/// What one file holds: its documents, in file order. It depends on the file's content alone, so
+/// it is kept until the file changes.
 #[derive(Default)]
 struct ParsedFile {
+    documents: Vec<Arc<ParsedDocument>>,
+}
+
+/// What one document holds, in order: its objects (several for a `kind: List`) and its problems.
+/// It depends on the document's text and, through the document number and line that its
+/// problems name, on its place in the file: when an edit elsewhere in the file moves it, it is
+/// relabelled, not parsed again.
+#[derive(Default)]
+struct ParsedDocument {
+    key: DocumentKey,
     entries: Vec<Entry>,
 }
 
+/// What a document's parse depends on besides its place: the hash of its text, and whether it
+/// starts after the file's first line (see [`ParsedDocument::parse`]).
+type DocumentKey = (u64, bool);
+
+#[derive(Clone)]
 enum Entry {
     Service(Box<Named<Service>>),
     EndpointSlice(Box<Named<EndpointSlice>>),
@@ -306,6 +321,7 @@ enum Entry {
 }
 
 /// An object with what names it in a report of a duplicate.
+#[derive(Clone)]
 struct Named<T> {
     /// `namespace/name`.
     key: String,
@@ -313,8 +329,8 @@ struct Named<T> {
 }
 
 /// Each file's [`ParsedFile`], by path, with the hash of the content it was parsed from: after
-/// an edit only the edited files are parsed again, which is what keeps a change quick with
-/// thousands of files.
+/// an edit only the edited files are parsed again, and of those only the documents whose text
+/// changed, which is what keeps a change quick with thousands of files or documents.
 #[derive(Default)]
 struct ParseCache {
     files: BTreeMap<PathBuf, (u64, Arc<ParsedFile>)>,
@@ -330,12 +346,14 @@ impl ParseCache {
             match file.content {
                 Ok(text) => {
                     let hash = content_hash(&text);
-                    let cached = self
-                        .files
-                        .remove(&file.path)
-                        .filter(|(h, _)| *h == hash)
-                        .map(|(_, p)| p);
-                    let p = cached.unwrap_or_else(|| Arc::new(parse_file(&file.path, &text)));
+                    let p = match self.files.remove(&file.path) {
+                        Some((h, p)) if h == hash => p,
+                        before => Arc::new(parse_file(
+                            &file.path,
+                            &text,
+                            before.as_ref().map(|(_, p)| &**p),
+                        )),
+                    };
                     kept.insert(file.path.clone(), (hash, Arc::clone(&p)));
                     parsed.push((file.path, Ok(p)));
                 }
@@ -387,7 +405,7 @@ fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadRes
                 continue;
             }
         };
-        for entry in &file.entries {
+        for entry in file.documents.iter().flat_map(|d| &d.entries) {
             match entry {
                 Entry::Service(s) => {
                     if first("Service", &s.key, &path, &mut result.errors) {
@@ -406,10 +424,31 @@ fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadRes
     result
 }
 
-fn parse_file(path: &Path, text: &str) -> ParsedFile {
-    let mut file = ParsedFile::default();
-    file.parse(path, text);
-    file
+/// Parses a file's documents, taking those whose text has not changed from `before`, the file's
+/// previous content.
+fn parse_file(path: &Path, text: &str, before: Option<&ParsedFile>) -> ParsedFile {
+    // Documents of the same text (copies of one object, say) are told apart by their place.
+    let mut known: HashMap<DocumentKey, Vec<&Arc<ParsedDocument>>> = HashMap::new();
+    for document in before.into_iter().flat_map(|f| &f.documents) {
+        known.entry(document.key).or_default().push(document);
+    }
+    let documents = split_documents(text)
+        .into_iter()
+        .enumerate()
+        .map(|(index, (line, text))| {
+            let number = index + 1;
+            let key = (content_hash(&text), line > 1);
+            let same = known.get(&key).map(Vec::as_slice).unwrap_or_default();
+            match same.iter().find(|d| d.is_at(number, line)) {
+                Some(document) => Arc::clone(document),
+                None => match same.first() {
+                    Some(document) => Arc::new(document.moved_to(number, line)),
+                    None => Arc::new(ParsedDocument::parse(path, key, number, line, text)),
+                },
+            }
+        })
+        .collect();
+    ParsedFile { documents }
 }
 
 /// Splits a YAML stream at its document markers: a line that is `---` (maybe followed by
@@ -448,40 +487,98 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     documents
 }
 
-impl ParsedFile {
-    fn parse(&mut self, path: &Path, text: &str) {
-        for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
-            let number = index + 1;
-            // The parser gets the document alone, and the lines before it are added to the
-            // lines of its errors: padding the document with them instead would make the parser
-            // read them again for every document, quadratic in the number of documents. The
-            // document's first line holds content only after a `...` or as `--- {...}`; one
-            // blank line goes in front of it then, as the parser gives no line number for a
-            // problem at the very first character.
-            let (text, lines_before) = if line > 1 && !document.starts_with('\n') {
-                (format!("\n{document}"), line - 2)
-            } else {
-                (document, line - 1)
-            };
-            let value: Value = match serde_yaml_ng::from_str(&text) {
-                Ok(v) => v,
-                Err(error) => {
-                    self.problem(ManifestError::Yaml {
-                        path: path.to_path_buf(),
-                        document: number,
-                        line,
-                        source: YamlError {
-                            error: Arc::new(error),
-                            lines_before,
-                        },
-                    });
-                    continue;
-                }
-            };
-            if value.is_null() {
-                continue; // An empty document, as between `---` lines.
+impl ParsedDocument {
+    /// Parses document `number` of the file at `path`, which starts on `line`.
+    fn parse(
+        path: &Path,
+        key: DocumentKey,
+        number: usize,
+        line: usize,
+        document: String,
+    ) -> ParsedDocument {
+        let mut parsed = ParsedDocument {
+            key,
+            entries: Vec::new(),
+        };
+        // The parser gets the document alone, and the lines before it are added to the
+        // lines of its errors: padding the document with them instead would make the parser
+        // read them again for every document, quadratic in the number of documents. The
+        // document's first line holds content only after a `...` or as `--- {...}`; one
+        // blank line goes in front of it then, as the parser gives no line number for a
+        // problem at the very first character.
+        let (text, lines_before) = if line > 1 && !document.starts_with('\n') {
+            (format!("\n{document}"), line - 2)
+        } else {
+            (document, line - 1)
+        };
+        let value: Value = match serde_yaml_ng::from_str(&text) {
+            Ok(v) => v,
+            Err(error) => {
+                parsed.problem(ManifestError::Yaml {
+                    path: path.to_path_buf(),
+                    document: number,
+                    line,
+                    source: YamlError {
+                        error: Arc::new(error),
+                        lines_before,
+                    },
+                });
+                return parsed;
             }
-            self.object(path, number, value);
+        };
+        if !value.is_null() {
+            // Null is an empty document, as between `---` lines.
+            parsed.object(path, number, value);
+        }
+        parsed
+    }
+
+    /// Whether the problems name document `number` starting on `line`, if they name any.
+    fn is_at(&self, number: usize, line: usize) -> bool {
+        self.entries.iter().all(|entry| match entry {
+            Entry::Problem(ManifestError::Yaml {
+                document, line: l, ..
+            }) => (*document, *l) == (number, line),
+            Entry::Problem(ManifestError::Document { document, .. }) => *document == number,
+            _ => true,
+        })
+    }
+
+    /// The same document as document `number`, starting on `line`.
+    fn moved_to(&self, number: usize, line: usize) -> ParsedDocument {
+        let entries = self
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Problem(ManifestError::Yaml {
+                    path,
+                    line: was,
+                    source,
+                    ..
+                }) => Entry::Problem(ManifestError::Yaml {
+                    path: path.clone(),
+                    document: number,
+                    line,
+                    source: YamlError {
+                        error: Arc::clone(&source.error),
+                        // Where the document starts on the file's first line, it does in both
+                        // places (see DocumentKey), so this is never below 0.
+                        lines_before: source.lines_before + line - was,
+                    },
+                }),
+                Entry::Problem(ManifestError::Document { path, problem, .. }) => {
+                    Entry::Problem(ManifestError::Document {
+                        path: path.clone(),
+                        document: number,
+                        problem: problem.clone(),
+                    })
+                }
+                other => other.clone(),
+            })
+            .collect();
+        ParsedDocument {
+            key: self.key,
+            entries,
         }
     }
 
@@ -907,10 +1004,11 @@ mod tests {
 
     /// The message of the YAML error `parse_file` reports for `text`.
     fn yaml_error(text: &str) -> String {
-        let file = parse_file(Path::new("f.yaml"), text);
+        let file = parse_file(Path::new("f.yaml"), text, None);
         let errors: Vec<String> = file
-            .entries
+            .documents
             .iter()
+            .flat_map(|d| &d.entries)
             .filter_map(|e| match e {
                 Entry::Problem(ManifestError::Yaml { source, .. }) => Some(source.to_string()),
                 _ => None,
@@ -1019,6 +1117,86 @@ mod tests {
         let third = cache.load(read_files(&paths));
         assert_eq!(third.snapshot.services.len(), 1);
         assert!(!cache.files.contains_key(&a), "a removed file is forgotten");
+    }
+
+    #[test]
+    fn only_changed_documents_are_parsed_again_and_moved_ones_name_their_new_place() {
+        let service = |i: usize, port: u32| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  clusterIP: 10.96.{}.{}\n  ports:\n  - port: {port}\n",
+                i / 250,
+                i % 250 + 1
+            )
+        };
+        let text = |edited: bool| {
+            (0..1000)
+                .map(|i| match i {
+                    // One line more: every later document moves down a line.
+                    500 if edited => service(i, 81) + "  - port: 82\n",
+                    100 | 900 => "just: a map\n".to_string(),
+                    800 => "metadata:\n  name: [unclosed\n".to_string(),
+                    _ => service(i, 80),
+                })
+                .collect::<Vec<_>>()
+                .join("---\n")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.yaml");
+        let paths = [path.clone()];
+        std::fs::write(&path, text(false)).unwrap();
+        let mut cache = ParseCache::default();
+        cache.load(read_files(&paths));
+        let before = cache.files[&path].1.documents.clone();
+
+        std::fs::write(&path, text(true)).unwrap();
+        let result = cache.load(read_files(&paths));
+        let after = &cache.files[&path].1.documents;
+        assert_eq!(after.len(), 1000);
+        for (i, (b, a)) in before.iter().zip(after).enumerate() {
+            // 501 is parsed again; 801 moved down a line, and its YAML error is relabelled;
+            // 901 too, but its problem names no line.
+            let parsed_or_relabelled = matches!(i, 500 | 800);
+            assert_eq!(
+                !Arc::ptr_eq(b, a),
+                parsed_or_relabelled,
+                "document {}",
+                i + 1
+            );
+        }
+        let message = |r: &LoadResult| -> Vec<String> {
+            r.errors.iter().map(ManifestError::to_string).collect()
+        };
+        let fresh = load(&paths);
+        assert_eq!(message(&result), message(&fresh));
+        assert_eq!(result.errors.len(), 3, "{:?}", message(&result));
+        // Before document 801: 798 Services of 8 lines, one of 9, one map of 1 line, and 800
+        // `---` lines (its own included); then `metadata:` and the open flow sequence.
+        assert_eq!(798 * 8 + 9 + 1 + 800 + 3, 7197);
+        assert!(
+            message(&result)[1]
+                .contains("document 801: did not find expected ',' or ']' at line 7197 column 1"),
+            "{:?}",
+            message(&result)
+        );
+        assert!(
+            message(&result)[2].contains("document 901: no kind"),
+            "{:?}",
+            message(&result)
+        );
+        let ports = |r: &LoadResult| -> Vec<i32> {
+            r.snapshot.services[499]
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|p| p.port)
+                .collect()
+        };
+        assert_eq!(ports(&result), [81, 82]);
+        assert_eq!(ports(&fresh), [81, 82]);
     }
 
     #[test]
