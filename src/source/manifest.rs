@@ -530,6 +530,8 @@ impl ParsedDocument {
             // Null is an empty document, as between `---` lines.
             parsed.object(path, number, value);
         }
+        // Mostly one entry: keep no room for more, as there are as many of these as documents.
+        parsed.entries.shrink_to_fit();
         parsed
     }
 
