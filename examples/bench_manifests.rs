@@ -5,12 +5,13 @@
 //!   separated by `---`, as a `kubectl get -o yaml` export split per kind;
 //! - **per object**: one file per Service and one per EndpointSlice.
 //!
-//! For each size (N NodePort Services, each with one EndpointSlice of M ready endpoints) and
-//! layout it runs `ipvsd plan` a few times and prints the median, lowest and highest wall time,
-//! the highest peak resident size (from GNU time's `%M` when `/usr/bin/time` is there, else from
-//! `VmHWM` in `/proc/PID/status`, read every 2 ms while ipvsd runs, which can miss the last
-//! moments), and the ratio of the two layouts' medians. It checks that both layouts give the same
-//! plan and that ipvsd reports no problem.
+//! For each size (N NodePort Services, each with one EndpointSlice of M ready endpoints) it runs
+//! `ipvsd plan` a few times on each layout, the layouts taking turns, and prints per layout the
+//! median, lowest and highest wall time, the median CPU time (user and system, from GNU time),
+//! the highest peak resident size (from GNU time's `%M` when
+//! `/usr/bin/time` is there, else from `VmHWM` in `/proc/PID/status`, read every 2 ms while ipvsd
+//! runs, which can miss the last moments), and the ratio of the two layouts' medians and of their
+//! fastest runs. On a shared machine the CPU time is the steadier measure. It checks that both layouts give the same plan and that ipvsd reports no problem.
 //!
 //! `ipvsd plan` needs neither root nor IPVS: it reads the node addresses over rtnetlink and puts
 //! the NodePort virtual servers on them, so the output depends on the machine's addresses.
@@ -275,9 +276,11 @@ fn write_manifests(
     }
 }
 
-/// One run of `ipvsd plan`: its wall time, peak resident size in KiB, and output.
+/// One run of `ipvsd plan`: its wall time, CPU time (user and system, known from GNU time
+/// only), peak resident size in KiB, and output.
 struct Run {
     wall: Duration,
+    cpu: Option<Duration>,
     peak_kib: u64,
     plan: Vec<u8>,
 }
@@ -297,7 +300,7 @@ fn run_plan(config: &Config, dir: &Path, scratch: &Path) -> Result<Run> {
     let mut command = match &config.time {
         Some(time) => {
             let mut c = Command::new(time);
-            c.arg("-f").arg("%M").arg("-o").arg(&time_file);
+            c.arg("-f").arg("%M %U %S").arg("-o").arg(&time_file);
             c.arg(&config.ipvsd);
             c
         }
@@ -332,20 +335,34 @@ fn run_plan(config: &Config, dir: &Path, scratch: &Path) -> Result<Run> {
         "ipvsd plan reported problems:\n{}",
         stderr.lines().take(10).collect::<Vec<_>>().join("\n")
     );
-    let peak_kib = match &config.time {
+    let (peak_kib, cpu) = match &config.time {
         Some(_) => {
             let text = std::fs::read_to_string(&time_file)?;
-            text.trim()
+            let fields: Vec<&str> = text
+                .trim()
                 .lines()
                 .last()
-                .and_then(|l| l.trim().parse().ok())
-                .with_context(|| format!("GNU time wrote {text:?}, not a size in KiB"))?
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            let parsed = match fields[..] {
+                [peak, user, system] => (|| {
+                    let seconds = |s: &str| s.parse::<f64>().ok().map(Duration::from_secs_f64);
+                    Some((peak.parse().ok()?, seconds(user)? + seconds(system)?))
+                })(),
+                _ => None,
+            };
+            let (peak, cpu) = parsed.with_context(|| {
+                format!("GNU time wrote {text:?}, not a size in KiB and two times in seconds")
+            })?;
+            (peak, Some(cpu))
         }
-        None => polled,
+        None => (polled, None),
     };
     let plan = std::fs::read(scratch.join("plan.out"))?;
     Ok(Run {
         wall,
+        cpu,
         peak_kib,
         plan,
     })
@@ -370,53 +387,64 @@ fn main() -> Result<()> {
         config.ipvsd.display(),
         config.runs,
         match &config.time {
-            Some(t) => format!("{} (%M)", t.display()),
+            Some(t) => format!("{} (%M; CPU time %U + %S)", t.display()),
             None => "VmHWM, polled every 2 ms".to_string(),
         }
     );
     println!();
-    println!("| Services | layout | files | size | wall, median | wall, min-max | peak RSS |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| Services | layout | files | size | wall, median | wall, min-max | CPU, median | peak RSS |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut ratios = Vec::new();
     for &services in &config.sizes {
-        let mut medians = Vec::new();
-        let mut plans: Vec<Vec<u8>> = Vec::new();
-        for layout in [Layout::TwoFiles, Layout::PerObject] {
+        let layouts = [Layout::TwoFiles, Layout::PerObject];
+        let mut cases = Vec::new();
+        for layout in layouts {
             let dir = scratch
                 .path()
                 .join(format!("{services}-{}", layout.name().replace(' ', "-")));
             let (files, bytes) = write_manifests(&dir, layout, services, config.endpoints)?;
-            let mut runs = Vec::new();
-            for _ in 0..config.runs {
-                runs.push(run_plan(&config, &dir, scratch.path())?);
+            cases.push((dir, files, bytes, Vec::new()));
+        }
+        // The layouts take turns, so that a change in the machine's load hits both alike.
+        for _ in 0..config.runs {
+            for (dir, _, _, runs) in &mut cases {
+                runs.push(run_plan(&config, dir, scratch.path())?);
             }
+        }
+        let mut medians = Vec::new();
+        let mut fastest = Vec::new();
+        let mut cpu_medians = Vec::new();
+        for (layout, (dir, files, bytes, runs)) in layouts.iter().zip(&cases) {
             let mut walls: Vec<Duration> = runs.iter().map(|r| r.wall).collect();
             walls.sort();
             let median = walls[walls.len() / 2];
             let peak = runs.iter().map(|r| r.peak_kib).max().unwrap_or(0);
-            let plan = runs.pop().map(|r| r.plan).unwrap_or_default();
-            ensure!(
-                runs.iter().all(|r| r.plan == plan),
-                "ipvsd plan printed different plans for the same files"
-            );
-            plans.push(plan);
+            let mut cpus: Vec<Duration> = runs.iter().filter_map(|r| r.cpu).collect();
+            cpus.sort();
+            let cpu = cpus.get(cpus.len() / 2).copied();
             println!(
-                "| {services} | {} | {files} | {:.1} MiB | {} | {} – {} | {:.1} MiB |",
+                "| {services} | {} | {files} | {:.1} MiB | {} | {} – {} | {} | {:.1} MiB |",
                 layout.name(),
-                bytes as f64 / (1024.0 * 1024.0),
+                *bytes as f64 / (1024.0 * 1024.0),
                 seconds(median),
                 seconds(walls[0]),
                 seconds(walls[walls.len() - 1]),
+                cpu.map_or_else(|| "-".to_string(), seconds),
                 peak as f64 / 1024.0,
             );
             medians.push(median);
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            fastest.push(walls[0]);
+            cpu_medians.push(cpu);
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
+        let plan = &cases[0].3[0].plan;
         ensure!(
-            plans[0] == plans[1],
-            "the two layouts gave different plans at {services} Services"
+            cases.iter().flat_map(|c| &c.3).all(|r| &r.plan == plan),
+            "ipvsd plan printed different plans for the same Services at {services} Services"
         );
-        let virtual_servers = plans[0]
+        let virtual_servers = plan
             .split(|b| *b == b'\n')
             .filter(|l| l.starts_with(b"-A "))
             .count();
@@ -424,16 +452,25 @@ fn main() -> Result<()> {
             virtual_servers >= services,
             "{virtual_servers} virtual servers for {services} Services: the manifests did not load"
         );
+        let ratio = |d: &[Duration]| d[0].as_secs_f64() / d[1].as_secs_f64();
+        let cpu = match cpu_medians[..] {
+            [Some(a), Some(b)] => format!(", {:.2} (CPU time, medians)", ratio(&[a, b])),
+            _ => String::new(),
+        };
         ratios.push((
             services,
             virtual_servers,
-            medians[0].as_secs_f64() / medians[1].as_secs_f64(),
+            ratio(&medians),
+            ratio(&fastest),
+            cpu,
         ));
     }
     println!();
-    for (services, virtual_servers, ratio) in ratios {
+    for (services, virtual_servers, medians, fastest, cpu) in ratios {
         println!(
-            "{services} Services ({virtual_servers} virtual servers, {} endpoints each): two files / per object = {ratio:.2}",
+            "{services} Services ({virtual_servers} virtual servers, {} endpoints each): \
+             two files / per object = {medians:.2} (wall, medians), {fastest:.2} (wall, fastest \
+             runs){cpu}",
             config.endpoints
         );
     }
