@@ -140,8 +140,13 @@ fn view(ns: &str) -> Result<View> {
 
 /// Waits until both nodes have settled and returns their views: 2 s without change when every
 /// difference between them is intended, 30 s without change otherwise (a slow proxy must not
-/// pass for a different one), 120 s at most.
-fn settle(reference: &str, ipvsd: &str, intended: &[Intended]) -> Result<(View, View)> {
+/// pass for a different one), `limit` at most.
+fn settle(
+    reference: &str,
+    ipvsd: &str,
+    intended: &[Intended],
+    limit: Duration,
+) -> Result<(View, View)> {
     let start = Instant::now();
     let mut last = (view(reference)?, view(ipvsd)?);
     let mut stable_since = Instant::now();
@@ -159,7 +164,7 @@ fn settle(reference: &str, ipvsd: &str, intended: &[Intended]) -> Result<(View, 
             .all(|line| explained(line, intended).is_some());
         if (all_intended && stable >= Duration::from_secs(2))
             || stable >= Duration::from_secs(30)
-            || start.elapsed() > Duration::from_secs(120)
+            || start.elapsed() > limit
         {
             return Ok(last);
         }
@@ -677,7 +682,15 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("step {}", step.name))?;
         }
         let started = Instant::now();
-        let (reference, ipvsd) = settle(&args.reference_ns, &args.ipvsd_ns, &intended.differences)?;
+        // The first step also waits for both proxies to start (kube-proxy takes a while under
+        // emulation).
+        let limit = Duration::from_secs(if i == 0 { 300 } else { 120 });
+        let (reference, ipvsd) = settle(
+            &args.reference_ns,
+            &args.ipvsd_ns,
+            &intended.differences,
+            limit,
+        )?;
         let lines = differences(&reference, &ipvsd);
         let mut bad = 0;
         let mut report = Vec::new();
