@@ -107,6 +107,8 @@ pub struct Controller<D> {
     actual: Option<Actual>,
     graceful: GracefulTermination,
     warnings: BTreeSet<String>,
+    /// The table entries that could not be read at the last full read, as warned about.
+    undecodable_seen: BTreeSet<String>,
     /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
     schedulers: BTreeMap<String, bool>,
     /// Virtual servers programmed in this run (see [`Ownership::managed`]).
@@ -143,6 +145,7 @@ impl<D: Dataplane> Controller<D> {
             actual: None,
             graceful,
             warnings: BTreeSet::new(),
+            undecodable_seen: BTreeSet::new(),
             pending_since: None,
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
@@ -274,12 +277,14 @@ impl<D: Dataplane> Controller<D> {
 
         let read_now = full || self.actual.is_none();
         if read_now {
-            let services = self.dataplane.read_services().await?;
+            let contents = self.dataplane.read_services().await?;
             let bound_addresses = self.dataplane.bound_addresses().await?;
-            self.publish_traffic(&desired, &services);
+            self.publish_traffic(&desired, &contents.services);
+            self.report_undecodable(&contents.undecodable);
             self.actual = Some(Actual {
-                services,
+                services: contents.services,
                 bound_addresses,
+                undecodable: contents.undecodable,
             });
         }
         let ownership = Ownership {
@@ -585,6 +590,17 @@ impl<D: Dataplane> Controller<D> {
             self.schedulers.insert(name, available);
         }
         Ok(())
+    }
+
+    /// Warns once about each table entry that cannot be read (left alone, as another
+    /// program's), and counts them.
+    fn report_undecodable(&mut self, entries: &[ipvs::Undecodable]) {
+        let current: BTreeSet<String> = entries.iter().map(|e| e.to_string()).collect();
+        for entry in current.difference(&self.undecodable_seen) {
+            warn!(entry = %entry, "an IPVS table entry ipvsd cannot read; it is left alone, and so is the virtual server holding it");
+        }
+        self.metrics.set_undecodable_entries(entries.len());
+        self.undecodable_seen = current;
     }
 
     fn change_seen(&mut self) {

@@ -12,13 +12,13 @@ use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
-use ipvsd::dataplane::Dataplane;
+use ipvsd::dataplane::{Dataplane, IpvsContents};
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
 use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
-use ipvsd::plan::{Actual, ActualService, Operation, DEFAULT_NODEPORT_RANGE};
+use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Snapshot, Source};
 use k8s_openapi::api::discovery::v1::Endpoint;
 use tokio::sync::{oneshot, watch};
@@ -73,10 +73,13 @@ impl FakeKernel {
 }
 
 impl Dataplane for FakeKernel {
-    async fn read_services(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
+    async fn read_services(&self) -> Result<IpvsContents, ipvs::Error> {
         Ok(self.with(|t| {
             t.full_reads += 1;
-            t.actual.services.clone()
+            IpvsContents {
+                services: t.actual.services.clone(),
+                undecodable: t.actual.undecodable.clone(),
+            }
         }))
     }
 

@@ -205,8 +205,7 @@ fn destinations_match_ipvsadm() {
         route.upper_threshold = 100;
         route.lower_threshold = 10;
         let mut tunnel = Destination::new(ip("10.244.0.9"), 80);
-        tunnel.forwarding = ForwardingMethod::Tunnel;
-        tunnel.tunnel = Some(Tunnel {
+        tunnel.forwarding = ForwardingMethod::Tunnel(Tunnel {
             kind: TunnelType::Gue,
             port: 6080,
             flags: TunnelFlags::CSUM,

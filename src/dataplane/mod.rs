@@ -24,10 +24,8 @@ use crate::plan::{ActualService, Operation};
 /// What the controller asks of the kernel. [`Kernel`] is the real one; the controller's tests
 /// drive it with an in-memory table.
 pub trait Dataplane: Send + Sync {
-    /// Every virtual server with its destinations.
-    fn read_services(
-        &self,
-    ) -> impl Future<Output = Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error>> + Send;
+    /// Every virtual server with its destinations, and the entries that could not be read.
+    fn read_services(&self) -> impl Future<Output = Result<IpvsContents, ::ipvs::Error>> + Send;
 
     /// The destinations of some virtual servers; one that is gone reads as having none.
     fn read_destinations(
@@ -92,6 +90,15 @@ pub trait Dataplane: Send + Sync {
     ) -> impl Future<Output = Result<usize, ConntrackError>> + Send;
 }
 
+/// The kernel's IPVS table as read: what could be read, and what could not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpvsContents {
+    /// Every virtual server that could be read, with the destinations that could.
+    pub services: BTreeMap<::ipvs::ServiceKey, ActualService>,
+    /// Services and destinations that could not be read.
+    pub undecodable: Vec<::ipvs::Undecodable>,
+}
+
 /// ipvsd's nftables table: the tool that writes it and the flags that shape its rules.
 pub struct Netfilter {
     /// The `nft` tool.
@@ -111,9 +118,7 @@ pub struct Kernel {
 }
 
 impl Dataplane for Kernel {
-    async fn read_services(
-        &self,
-    ) -> Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error> {
+    async fn read_services(&self) -> Result<IpvsContents, ::ipvs::Error> {
         self.ipvs.read().await
     }
 
