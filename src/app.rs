@@ -345,7 +345,7 @@ fn node_name(args: &ModelArgs) -> Result<String> {
     }
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("no --node-name or NODE_NAME, and the hostname is unreadable")?;
-    Ok(name.trim().to_string())
+    Ok(crate::model::node_name_of_hostname(&name))
 }
 
 /// Starts the source: manifests when given, else the Kubernetes API.

@@ -418,7 +418,7 @@ impl<D: Dataplane> Controller<D> {
         } else {
             let addresses: Vec<IpAddr> = nodes
                 .iter()
-                .filter(|a| cidrs.iter().any(|net| net.contains(*a)))
+                .filter(|a| model::nodeport_address_allowed(cidrs, a))
                 .copied()
                 .collect();
             servers.update(&desired.health_checks, Some(&addresses));

@@ -180,6 +180,28 @@ pub fn requested_schedulers(snapshot: &Snapshot) -> BTreeSet<String> {
         .collect()
 }
 
+/// The node name a hostname gives, as kube-proxy makes it: trimmed and lowercased (Kubernetes
+/// node names are lowercase; a mixed-case hostname would match no endpoint's `nodeName`).
+pub fn node_name_of_hostname(hostname: &str) -> String {
+    hostname.trim().to_lowercase()
+}
+
+/// Whether `--nodeport-addresses` lets NodePorts on `address`, as kube-proxy applies it: per
+/// family, so a family without a CIDR in the list keeps all its addresses (an empty list keeps
+/// every address).
+pub fn nodeport_address_allowed(cidrs: &[ipnet::IpNet], address: &IpAddr) -> bool {
+    let mut of_family = cidrs
+        .iter()
+        .filter(|net| {
+            matches!(
+                (net, address),
+                (ipnet::IpNet::V4(_), IpAddr::V4(_)) | (ipnet::IpNet::V6(_), IpAddr::V6(_))
+            )
+        })
+        .peekable();
+    of_family.peek().is_none() || of_family.any(|net| net.contains(address))
+}
+
 /// Computes the rules for `snapshot` on the node with `nodes` under `config`.
 ///
 /// Services are handled in namespace/name order so that when two of them claim the same virtual
@@ -190,10 +212,7 @@ pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig)
     let slices = SliceIndex::new(&snapshot.endpoint_slices, &mut out.warnings);
     let node_port_addresses: Vec<IpAddr> = nodes
         .iter()
-        .filter(|a| {
-            config.nodeport_addresses.is_empty()
-                || config.nodeport_addresses.iter().any(|net| net.contains(*a))
-        })
+        .filter(|a| nodeport_address_allowed(&config.nodeport_addresses, a))
         .copied()
         .collect();
 
@@ -509,6 +528,22 @@ impl<'a> ServiceRules<'a> {
         } else {
             cluster_ips.iter().map(Family::of).collect()
         };
+        // As kube-proxy: an external or load-balancer IP of a family the Service does not have
+        // gets no virtual server (it would have no endpoints) and no bound address.
+        for (field, ips) in [
+            ("spec.externalIPs", &mut external_ips),
+            ("status.loadBalancer.ingress", &mut lb_ips),
+        ] {
+            ips.retain(|ip| {
+                let keep = families.contains(&Family::of(ip));
+                if !keep {
+                    out.warnings.push(format!(
+                        "Service {full}: {field} {ip} is not of the Service's IP families, ignored"
+                    ));
+                }
+                keep
+            });
+        }
 
         let settings = Self::settings(service, &full, config, &mut out.warnings);
         let rules = ServiceRules {

@@ -373,6 +373,48 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
+            name: "nodeport_addresses apply per family: a family without a CIDR keeps all its addresses",
+            services: vec![mk_service("web", "NodePort", &["10.96.0.10", "fd00:96::10"], vec![mk_node_port("http", 80, 30080)])],
+            nodes: nodes(&["192.168.1.10", "172.17.0.1", "2001:db8::10"]),
+            config: ModelConfig {
+                nodeport_addresses: vec!["192.168.0.0/16".parse().unwrap()],
+                ..config()
+            },
+            rules: &[
+                "tcp 10.96.0.10:80 rr [cluster default/web:http] ->",
+                "tcp 192.168.1.10:30080 rr [nodeport default/web:http] ->",
+                "tcp [2001:db8::10]:30080 rr [nodeport default/web:http] ->",
+                "tcp [fd00:96::10]:80 rr [cluster default/web:http] ->",
+            ],
+            bound: &["10.96.0.10", "fd00:96::10"],
+            ..Case::default()
+        },
+        Case {
+            name: "external and load-balancer IPs of a family the Service does not have are ignored with a warning",
+            services: vec![{
+                let mut s = mk_service("lb", "LoadBalancer", &["10.96.0.17"], vec![mk_node_port("http", 80, 30081)]);
+                spec_mut(&mut s).external_ips = Some(vec!["203.0.113.5".to_string(), "2001:db8::5".to_string()]);
+                s.status = Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus {
+                        ingress: Some(vec![LoadBalancerIngress { ip: Some("2001:db8::7".to_string()), ..Default::default() }]),
+                    }),
+                    conditions: None,
+                });
+                s
+            }],
+            rules: &[
+                "tcp 10.96.0.17:80 rr [cluster default/lb:http] ->",
+                "tcp 192.168.1.10:30081 rr [nodeport default/lb:http] ->",
+                "tcp 203.0.113.5:80 rr [external default/lb:http] ->",
+            ],
+            bound: &["10.96.0.17", "203.0.113.5"],
+            warnings: &[
+                "Service default/lb: spec.externalIPs 2001:db8::5 is not of the Service's IP families, ignored",
+                "Service default/lb: status.loadBalancer.ingress 2001:db8::7 is not of the Service's IP families, ignored",
+            ],
+            ..Case::default()
+        },
+        Case {
             name: "LoadBalancer: node ports, external IPs and ingress IPs; node addresses not bound; ipMode Proxy skipped",
             services: vec![{
                 let mut s = mk_service("lb", "LoadBalancer", &["10.96.0.17"], vec![mk_node_port("http", 80, 30081)]);
@@ -1163,5 +1205,13 @@ fn load_balancer_source_ranges_apply_to_load_balancer_ips_only() {
             .any(|w| w.contains("spec.loadBalancerSourceRanges[1] \"nonsense\" is not a CIDR")),
         "{:?}",
         got.warnings
+    );
+}
+
+#[test]
+fn the_hostname_gives_a_lowercase_node_name() {
+    assert_eq!(
+        ipvsd::model::node_name_of_hostname("Worker-1.Example\n"),
+        "worker-1.example"
     );
 }
