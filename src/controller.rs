@@ -109,6 +109,8 @@ pub struct Controller<D> {
     warnings: BTreeSet<String>,
     /// The table entries that could not be read at the last full read, as warned about.
     undecodable_seen: BTreeSet<String>,
+    /// Whether the current sync failed to change the dummy interface's addresses.
+    addresses_failed: bool,
     /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
     schedulers: BTreeMap<String, bool>,
     /// Virtual servers programmed in this run (see [`Ownership::managed`]).
@@ -146,6 +148,7 @@ impl<D: Dataplane> Controller<D> {
             graceful,
             warnings: BTreeSet::new(),
             undecodable_seen: BTreeSet::new(),
+            addresses_failed: false,
             pending_since: None,
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
@@ -252,6 +255,8 @@ impl<D: Dataplane> Controller<D> {
                         }
                         Err(e) => {
                             failures += 1;
+                            // Nothing was applied: health turns bad if this lasts.
+                            self.health.change_seen(std::time::Instant::now());
                             error!(error = %e, "sync failed");
                             dirty = false;
                             full = true;
@@ -332,8 +337,15 @@ impl<D: Dataplane> Controller<D> {
         self.publish_counts(&snapshot, &desired);
         // As kube-proxy's health check does, this says that changes are being processed: an
         // operation the kernel refused is logged, counted in the metrics and retried, but does
-        // not hold back the node's health for every other Service.
-        self.health.synced(started);
+        // not hold back the node's health for every other Service. Addresses that cannot be
+        // bound or unbound are another matter: the dummy interface is ipvsd's own, and when it
+        // cannot be programmed (deleted, or refused wholesale) no Service works; that counts as
+        // a change not applied, so health turns bad if it lasts twice the sync period.
+        if std::mem::take(&mut self.addresses_failed) {
+            self.health.change_seen(started);
+        } else {
+            self.health.synced(started);
+        }
         if let Some(seen) = self.pending_since.take() {
             self.metrics
                 .observe_programming_latency(std::time::Instant::now() - seen);
@@ -515,6 +527,7 @@ impl<D: Dataplane> Controller<D> {
             Ok(o) => o,
             Err(e) => {
                 self.metrics.netlink_error(kind);
+                self.addresses_failed = true;
                 error!(error = %e, count = addresses.len(), "changing the dummy interface's addresses");
                 return addresses.len();
             }
@@ -527,6 +540,7 @@ impl<D: Dataplane> Controller<D> {
                 Err(e) => {
                     failed += 1;
                     self.metrics.netlink_error(kind);
+                    self.addresses_failed = true;
                     error!(operation = %op, error = %e, "changing the dummy interface's addresses");
                 }
             }

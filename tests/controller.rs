@@ -44,6 +44,8 @@ struct Table {
     conntrack: Vec<Entry>,
     /// How many times the conntrack entries were dumped.
     conntrack_dumps: usize,
+    /// Fail every bind, as with the dummy interface gone.
+    refuse_binds: bool,
 }
 
 #[derive(Clone, Default)]
@@ -121,6 +123,16 @@ impl Dataplane for FakeKernel {
     }
 
     async fn bind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        if self.with(|t| t.refuse_binds) {
+            return Ok(addresses
+                .iter()
+                .map(|_| {
+                    Err(LinkError::Vanished {
+                        name: "kube-ipvs0".into(),
+                    })
+                })
+                .collect());
+        }
         self.with(|t| t.actual.bound_addresses.extend(addresses));
         Ok(addresses.iter().map(|_| Ok(())).collect())
     }
@@ -201,6 +213,7 @@ fn demo_snapshot() -> Snapshot {
 
 struct Harness {
     kernel: FakeKernel,
+    health: Arc<Health>,
     metrics: Arc<Metrics>,
     source: Arc<FakeSource>,
     changes: watch::Sender<u64>,
@@ -217,6 +230,7 @@ impl Harness {
         let node: IpAddr = "192.168.50.10".parse().unwrap();
         let (nodes, nodes_rx) = watch::channel(NodeAddresses::from_iter([node]));
         let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(sync_period));
         let config = Config {
             model: ModelConfig {
                 node_name: "demo-node".into(),
@@ -236,7 +250,7 @@ impl Harness {
                 node_addresses: nodes_rx,
             },
             kernel.clone(),
-            Arc::new(Health::new(sync_period)),
+            health.clone(),
             metrics.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
@@ -245,6 +259,7 @@ impl Harness {
         }));
         Harness {
             kernel,
+            health,
             metrics,
             source,
             changes,
@@ -642,4 +657,38 @@ async fn packets_the_table_counted_add_up_across_replacements() {
         text.contains("ipvsd_nftables_packets_total{counter=\"port-filter-rejected\"} 7"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn health_turns_bad_while_the_dummy_interface_cannot_be_programmed_and_recovers() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(200)).await;
+    assert!(h.health.healthy(std::time::Instant::now()));
+    // The dummy interface is gone: its addresses with it, and every bind fails.
+    h.kernel.with(|t| {
+        t.refuse_binds = true;
+        t.actual.bound_addresses.clear();
+    });
+    let start = Instant::now();
+    while h.health.healthy(std::time::Instant::now()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still healthy though no address can be bound"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It comes back: the next repair binds everything and health follows.
+    h.kernel.with(|t| t.refuse_binds = false);
+    h.wait_until("the addresses bound again", |t| {
+        t.actual.bound_addresses.len() == 6
+    })
+    .await;
+    let start = Instant::now();
+    while !h.health.healthy(std::time::Instant::now()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not healthy again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.stop().await;
 }

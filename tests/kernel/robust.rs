@@ -7,8 +7,13 @@ use ipvs::message::{CmdAttr, DestAttr, InetAddr, IpvsCmd, IpvsMessage, SchedFlag
 use ipvs::{Protocol, ServiceKey};
 use netlink_packet_core::Emitable;
 
-use crate::controller::{demo_rules, ipvsd, run_demo_once, saved_rules};
-use crate::pods::{ipvsadm_path, require_ipvs, run, ExternalClient};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::controller::{
+    demo_rules, examples, ipvsd, run_demo_once, saved_rules, wait_until, Daemon,
+};
+use crate::pods::{addresses_of, ip, ipvsadm_path, require_ipvs, run, ExternalClient};
 
 /// The IPVS family's generic-netlink id.
 fn ipvs_family_id() -> u16 {
@@ -161,4 +166,78 @@ fn foreign_entries_the_crate_cannot_read_do_not_stop_syncing() {
     // Listing the table works too.
     let listing = ipvsd(&["list"]);
     assert!(listing.contains("10.96.0.10:80"), "{listing}");
+}
+
+fn demo_service_addresses() -> BTreeSet<IpAddr> {
+    [
+        "10.96.0.10",
+        "10.96.0.20",
+        "10.96.0.30",
+        "10.96.0.53",
+        "10.96.0.60",
+        "fd00:96::60",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect()
+}
+
+#[test]
+fn a_deleted_dummy_interface_and_a_flushed_table_come_back_and_node_addresses_follow() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let ipvsadm = ipvsadm_path();
+    let daemon = Daemon::start_synced(
+        &examples().join("demo"),
+        &["--sync-period", "2s"],
+        &demo_rules(&["192.168.50.10"]),
+    );
+    assert_eq!(addresses_of("kube-ipvs0"), demo_service_addresses());
+
+    // What `kube-proxy --cleanup` does to a node: the dummy interface deleted, IPVS flushed.
+    ip(&["link", "del", "kube-ipvs0"]);
+    run(&ipvsadm, &["-C"]);
+    let took = wait_until(
+        "the dummy interface, its addresses and the rules back",
+        Duration::from_secs(15),
+        || {
+            ip(&["-o", "link", "show"]).contains("kube-ipvs0")
+                && addresses_of("kube-ipvs0") == demo_service_addresses()
+                && saved_rules() == demo_rules(&["192.168.50.10"])
+        },
+    );
+    eprintln!("repaired in {took:?}");
+    let details = ip(&["-d", "-o", "link", "show", "kube-ipvs0"]);
+    assert!(details.contains("dummy"), "{details}");
+
+    // Deleted alone, between two repairs.
+    ip(&["link", "del", "kube-ipvs0"]);
+    wait_until(
+        "the dummy interface back again",
+        Duration::from_secs(15),
+        || {
+            ip(&["-o", "link", "show"]).contains("kube-ipvs0")
+                && addresses_of("kube-ipvs0") == demo_service_addresses()
+        },
+    );
+
+    // A node address removed, then added again: its NodePort goes and comes back.
+    ip(&["link", "add", "eth9", "type", "dummy"]);
+    ip(&["link", "set", "eth9", "up"]);
+    ip(&["addr", "add", "192.168.60.10/24", "dev", "eth9"]);
+    let both = demo_rules(&["192.168.50.10", "192.168.60.10"]);
+    wait_until("the new node address", Duration::from_secs(5), || {
+        saved_rules() == both
+    });
+    ip(&["addr", "del", "192.168.60.10/24", "dev", "eth9"]);
+    wait_until("the removed node address", Duration::from_secs(5), || {
+        saved_rules() == demo_rules(&["192.168.50.10"])
+    });
+    ip(&["addr", "add", "192.168.60.10/24", "dev", "eth9"]);
+    wait_until(
+        "the node address added again",
+        Duration::from_secs(5),
+        || saved_rules() == both,
+    );
+    assert!(daemon.terminate().success());
 }
