@@ -101,6 +101,9 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
         },
         Kernel {
             ipvs,
+            owned_record: Some(crate::dataplane::owned::default_path(
+                &args.model.dummy_interface,
+            )),
             dummy,
             netfilter: Netfilter {
                 nft,

@@ -111,6 +111,8 @@ pub struct Controller<D> {
     undecodable_seen: BTreeSet<String>,
     /// Whether the current sync failed to change the dummy interface's addresses.
     addresses_failed: bool,
+    /// Whether the record of an earlier run's virtual servers was read into `managed`.
+    owned_loaded: bool,
     /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
     schedulers: BTreeMap<String, bool>,
     /// Virtual servers programmed in this run (see [`Ownership::managed`]).
@@ -149,6 +151,7 @@ impl<D: Dataplane> Controller<D> {
             warnings: BTreeSet::new(),
             undecodable_seen: BTreeSet::new(),
             addresses_failed: false,
+            owned_loaded: false,
             pending_since: None,
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
@@ -281,6 +284,19 @@ impl<D: Dataplane> Controller<D> {
         self.log_new_warnings(&desired);
 
         let read_now = full || self.actual.is_none();
+        if !self.owned_loaded {
+            // What an earlier run programmed stays ipvsd's across a restart (see
+            // dataplane::owned), even where nothing else says so.
+            let recorded = self.dataplane.load_owned().await;
+            if !recorded.is_empty() {
+                info!(
+                    virtual_servers = recorded.len(),
+                    "virtual servers an earlier run recorded as ipvsd's"
+                );
+            }
+            self.managed.extend(recorded);
+            self.owned_loaded = true;
+        }
         if read_now {
             let contents = self.dataplane.read_services().await?;
             let bound_addresses = self.dataplane.bound_addresses().await?;
@@ -317,6 +333,19 @@ impl<D: Dataplane> Controller<D> {
             let actual = self.actual.as_ref().expect("read above");
             ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
         }
+        // Recorded before they are created, so that a crash in the middle of the sync leaves
+        // none the next run would not know as ipvsd's.
+        let created: Vec<ipvs::ServiceKey> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::AddService(s) if !self.managed.contains(&s.key) => Some(s.key),
+                _ => None,
+            })
+            .collect();
+        if !created.is_empty() {
+            self.managed.extend(created);
+            self.dataplane.save_owned(&self.managed).await;
+        }
         // Masquerading first: a new virtual server's first packets must already be marked.
         let netfilter_failed = self.sync_netfilter(&desired, full).await;
         let failed = self.apply(&desired, &ops).await + netfilter_failed;
@@ -324,8 +353,16 @@ impl<D: Dataplane> Controller<D> {
         self.track_terminating(&desired, now);
         self.update_health_checks(&desired, &ownership.node_addresses);
         if let Some(actual) = &self.actual {
+            let before = self.managed.len();
+            let mut changed = false;
             self.managed.extend(desired.virtual_servers.keys().copied());
+            changed |= self.managed.len() != before;
+            let before = self.managed.len();
             self.managed.retain(|k| actual.services.contains_key(k));
+            changed |= self.managed.len() != before;
+            if changed {
+                self.dataplane.save_owned(&self.managed).await;
+            }
         }
 
         let report = SyncReport {

@@ -46,6 +46,8 @@ struct Table {
     conntrack_dumps: usize,
     /// Fail every bind, as with the dummy interface gone.
     refuse_binds: bool,
+    /// The record of the virtual servers ipvsd owns, as a restart would find it.
+    owned: BTreeSet<ServiceKey>,
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +100,14 @@ impl Dataplane for FakeKernel {
                 })
                 .collect()
         }))
+    }
+
+    async fn load_owned(&self) -> BTreeSet<ServiceKey> {
+        self.with(|t| t.owned.clone())
+    }
+
+    async fn save_owned(&self, keys: &BTreeSet<ServiceKey>) {
+        self.with(|t| t.owned = keys.clone());
     }
 
     async fn bound_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
@@ -224,7 +234,11 @@ struct Harness {
 
 impl Harness {
     fn start(min_sync_period: Duration, sync_period: Duration) -> Harness {
-        let kernel = FakeKernel::default();
+        Harness::start_on(FakeKernel::default(), min_sync_period, sync_period)
+    }
+
+    /// A controller starting on a kernel that already holds rules, as after a restart.
+    fn start_on(kernel: FakeKernel, min_sync_period: Duration, sync_period: Duration) -> Harness {
         let source = Arc::new(FakeSource::default());
         let (changes, changes_rx) = watch::channel(0u64);
         let node: IpAddr = "192.168.50.10".parse().unwrap();
@@ -691,4 +705,51 @@ async fn health_turns_bad_while_the_dummy_interface_cannot_be_programmed_and_rec
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     h.stop().await;
+}
+
+#[tokio::test]
+async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
+    // A first run programs the demo; its record names what it created.
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(60)).await;
+    let kernel = h.stop().await;
+    let recorded = kernel.with(|t| t.owned.clone());
+    assert_eq!(recorded.len(), DEMO_VIRTUAL_SERVERS);
+    // While ipvsd is down: an operator adds a virtual server on the node address outside the
+    // NodePort range, and one of ipvsd's on the node address (a load balancer there, say) is
+    // left behind by a Service deleted meanwhile.
+    let on_node = |port| ServiceKey::Addr {
+        address: "192.168.50.10".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port,
+    };
+    kernel.with(|t| {
+        for (port, ours) in [(8443, false), (9000, true)] {
+            let mut service = ipvs::Service::new(on_node(port), "rr");
+            service.flags = ipvs::ServiceFlags::HASHED;
+            t.actual.services.insert(
+                on_node(port),
+                ipvsd::plan::ActualService {
+                    service,
+                    destinations: Vec::new(),
+                },
+            );
+            if ours {
+                t.owned.insert(on_node(port));
+            }
+        }
+    });
+    // The restart deletes what the record says was ipvsd's, and nothing else.
+    let h = Harness::start_on(kernel, Duration::from_millis(10), Duration::from_secs(60));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the left-over virtual server deleted", |t| {
+        !t.actual.services.contains_key(&on_node(9000))
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(t.actual.services.contains_key(&on_node(8443)));
+        assert!(!t.owned.contains(&on_node(8443)));
+        assert!(!t.owned.contains(&on_node(9000)));
+        assert_eq!(t.actual.services.len(), DEMO_VIRTUAL_SERVERS + 1);
+    });
 }

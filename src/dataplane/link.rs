@@ -243,6 +243,8 @@ pub(crate) struct LinkRecord {
     pub(crate) index: u32,
     /// IFLA_INFO_KIND ("dummy", "veth", ...); physical devices have none.
     pub(crate) kind: Option<String>,
+    /// IFLA_ADDRESS, the hardware address.
+    pub(crate) hardware_address: Option<Vec<u8>>,
 }
 
 impl LinkRecord {
@@ -257,10 +259,16 @@ impl LinkRecord {
                     .ok()
             })
             .map(|kind| kind.trim_end_matches('\0').to_owned());
+        let hardware_address = msg
+            .rtattrs()
+            .iter()
+            .find(|attr| *attr.rta_type() == Ifla::Address)
+            .map(|attr| attr.rta_payload().as_ref().to_vec());
         LinkRecord {
             // Interface indexes are positive ints in the kernel.
             index: u32::try_from(*msg.ifi_index()).unwrap_or_default(),
             kind,
+            hardware_address,
         }
     }
 }
@@ -668,6 +676,14 @@ impl DummyLink {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The interface's hardware address (random, chosen by the kernel when it was created).
+    pub async fn hardware_address(&self) -> Result<Option<Vec<u8>>, LinkError> {
+        let mut socket = self.socket.lock().await;
+        Ok(Self::lookup(&mut socket, &self.name)
+            .await?
+            .and_then(|link| link.hardware_address))
     }
 
     /// The interface index.

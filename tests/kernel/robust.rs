@@ -241,3 +241,166 @@ fn a_deleted_dummy_interface_and_a_flushed_table_come_back_and_node_addresses_fo
     );
     assert!(daemon.terminate().success());
 }
+
+/// `count` ClusterIP Services, each with two ready endpoints, as one manifest file.
+fn many_services(count: usize) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let (a, b) = (i / 250, i % 250 + 1);
+        out.push_str(&format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: s{i}
+  namespace: default
+spec:
+  type: ClusterIP
+  clusterIP: 10.100.{a}.{b}
+  clusterIPs: [10.100.{a}.{b}]
+  ports:
+  - name: http
+    port: 80
+    protocol: TCP
+    targetPort: 8080
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: s{i}-x
+  namespace: default
+  labels:
+    kubernetes.io/service-name: s{i}
+addressType: IPv4
+ports:
+- name: http
+  port: 8080
+endpoints:
+- addresses: [10.245.{a}.{b}]
+  conditions: {{ready: true}}
+- addresses: [10.246.{a}.{b}]
+  conditions: {{ready: true}}
+---
+"
+        ));
+    }
+    out
+}
+
+fn many_rules(count: usize) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for i in 0..count {
+        let (a, b) = (i / 250, i % 250 + 1);
+        out.insert(format!("-A -t 10.100.{a}.{b}:80 -s rr"));
+        out.insert(format!(
+            "-a -t 10.100.{a}.{b}:80 -r 10.245.{a}.{b}:8080 -m -w 1"
+        ));
+        out.insert(format!(
+            "-a -t 10.100.{a}.{b}:80 -r 10.246.{a}.{b}:8080 -m -w 1"
+        ));
+    }
+    out
+}
+
+/// A LoadBalancer Service whose load-balancer IP is the node's own address, at a port outside
+/// the NodePort range: nothing but ipvsd's record says that virtual server is ipvsd's.
+const LB_ON_NODE_ADDRESS: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: lb
+  namespace: default
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.1.1
+  clusterIPs: [10.96.1.1]
+  ports:
+  - name: http
+    port: 9000
+    nodePort: 31000
+    protocol: TCP
+    targetPort: 8080
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.168.50.10
+";
+
+/// Virtual servers in the kernel, from /proc/net/ip_vs (cheap, unlike a full dump).
+fn virtual_server_count() -> usize {
+    std::fs::read_to_string("/proc/net/ip_vs")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("TCP") || l.starts_with("UDP"))
+        .count()
+}
+
+#[test]
+fn a_restart_after_kill_9_mid_sync_converges_and_removes_what_ipvsd_left_only() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let ipvsadm = ipvsadm_path();
+    // An operator's rules, on the node address and elsewhere.
+    for rule in [
+        "-A -t 192.168.50.10:8443 -s wlc",
+        "-a -t 192.168.50.10:8443 -r 192.168.50.20:8443 -g -w 3",
+        "-A -t 10.1.2.3:80 -s rr",
+    ] {
+        run(&ipvsadm, &rule.split_whitespace().collect::<Vec<_>>());
+    }
+    let foreign: BTreeSet<String> = saved_rules();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("services.yaml");
+
+    // A first run programs the load balancer on the node address.
+    std::fs::write(&manifest, LB_ON_NODE_ADDRESS).unwrap();
+    ipvsd(&[
+        "run",
+        "--once",
+        "--node-name",
+        "demo-node",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(saved_rules().contains("-A -t 192.168.50.10:9000 -s rr"));
+
+    // While ipvsd is down the Service goes, and thousands come: ipvsd is killed in the
+    // middle of programming them.
+    const COUNT: usize = 1000;
+    std::fs::write(&manifest, many_services(COUNT)).unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    wait_until("part of the first sync", Duration::from_secs(150), || {
+        virtual_server_count() > foreign_count(&foreign) + 20
+    });
+    drop(daemon); // SIGKILL
+    let partial = virtual_server_count();
+    eprintln!("killed with {partial} virtual servers in the kernel");
+    assert!(
+        partial < COUNT,
+        "the first sync was not interrupted: {partial}"
+    );
+
+    // The restart converges to exactly the desired table: the load balancer ipvsd left behind
+    // is gone, every Service is there once, the operator's rules are untouched.
+    let mut expected = many_rules(COUNT);
+    expected.extend(foreign.iter().cloned());
+    let daemon = Daemon::start(dir.path(), &[]);
+    wait_until("convergence", Duration::from_secs(150), || {
+        virtual_server_count() == COUNT + foreign_count(&foreign)
+    });
+    let listing = run(&ipvsadm, &["-Sn"]);
+    let lines: Vec<&str> = listing.lines().collect();
+    let rules: BTreeSet<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(lines.len(), rules.len(), "duplicated rules");
+    let missing: Vec<_> = expected.difference(&rules).take(5).collect();
+    let extra: Vec<_> = rules.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
+    let bound = addresses_of("kube-ipvs0");
+    assert_eq!(bound.len(), COUNT, "bound addresses");
+    assert!(daemon.terminate().success());
+}
+
+fn foreign_count(foreign: &BTreeSet<String>) -> usize {
+    foreign.iter().filter(|l| l.starts_with("-A")).count()
+}
