@@ -1215,3 +1215,107 @@ fn the_hostname_gives_a_lowercase_node_name() {
         "worker-1.example"
     );
 }
+
+/// Thousands of broken Services among good ones: every good one is programmed, every bad one is
+/// named in a warning, and the warnings stay small whatever the size of the bad values (a
+/// 100 KiB annotation must not be copied into each warning, then into the log, every sync).
+#[test]
+fn thousands_of_bad_objects_among_good_ones() {
+    const GOOD: usize = 2000;
+    const BAD: usize = 2000;
+    let huge = "x".repeat(100 * 1024);
+    let mut services = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..GOOD {
+        let ip = format!("10.100.{}.{}", i / 250, i % 250 + 1);
+        let name = format!("a-good{i}");
+        services.push(mk_service(
+            &name,
+            "ClusterIP",
+            &[&ip],
+            vec![mk_port("http", 80, None)],
+        ));
+        slices.push(mk_slice(
+            &format!("{name}-1"),
+            &name,
+            "IPv4",
+            &[("http", 8080)],
+            vec![ready(&format!("10.244.{}.{}", i / 250, i % 250 + 1))],
+        ));
+    }
+    for i in 0..BAD {
+        let name = format!("bad{i}");
+        let ip = format!("10.101.{}.{}", i / 250, i % 250 + 1);
+        let s = match i % 6 {
+            0 => mk_service(
+                &name,
+                "ClusterIP",
+                &["999.1.1.1"],
+                vec![mk_port("http", 80, None)],
+            ),
+            1 => mk_service(
+                &name,
+                "ClusterIP",
+                &[&ip],
+                vec![mk_port("http", 70000, None)],
+            ),
+            2 => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                annotate(&mut s, "ipvsd.io/scheduler", &huge);
+                s
+            }
+            3 => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                annotate(&mut s, "ipvsd.io/scheduler-flags", &huge);
+                s
+            }
+            4 => {
+                // The same virtual server as a good Service (whose name sorts first).
+                let taken = format!("10.100.{}.{}", i % GOOD / 250, i % GOOD % 250 + 1);
+                mk_service(
+                    &name,
+                    "ClusterIP",
+                    &[&taken],
+                    vec![mk_port("http", 80, None)],
+                )
+            }
+            _ => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                spec_mut(&mut s).external_ips = Some(vec![huge.clone()]);
+                s
+            }
+        };
+        services.push(s);
+    }
+    let snapshot = Snapshot {
+        services,
+        endpoint_slices: slices,
+    };
+    let got = desired(&snapshot, &nodes(&["192.168.1.10"]), &config());
+    for i in 0..GOOD {
+        let key = ipvs::ServiceKey::Addr {
+            address: format!("10.100.{}.{}", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap(),
+            protocol: ipvs::Protocol::Tcp,
+            port: 80,
+        };
+        let vs = got
+            .virtual_servers
+            .get(&key)
+            .expect("a good Service is programmed");
+        assert_eq!(vs.origin.name, format!("a-good{i}"));
+        assert_eq!(vs.destinations.len(), 1);
+    }
+    for i in 0..BAD {
+        let name = format!("default/bad{i}:");
+        assert!(
+            got.warnings.iter().any(|w| w.contains(&name)),
+            "no warning names bad{i}"
+        );
+    }
+    let longest = got.warnings.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a warning of {longest} bytes");
+    let total: usize = got.warnings.iter().map(String::len).sum();
+    assert!(total < BAD * 512, "{total} bytes of warnings");
+}
