@@ -124,6 +124,16 @@ pub struct Controller<D> {
     netfilter: Option<netfilter::SetContents>,
     /// The health-check node ports, when this controller serves them.
     health_checks: Option<HealthCheckServers>,
+    /// The last desired rules and the inputs they were computed from.
+    model: Option<ModelState>,
+}
+
+/// The desired rules of one generation of the source's content and node addresses.
+struct ModelState {
+    generation: u64,
+    nodes: NodeAddresses,
+    services: usize,
+    desired: Arc<Desired>,
 }
 
 impl<D: Dataplane> Controller<D> {
@@ -157,6 +167,7 @@ impl<D: Dataplane> Controller<D> {
             schedulers: BTreeMap::new(),
             netfilter: None,
             health_checks: None,
+            model: None,
         }
     }
 
@@ -274,14 +285,11 @@ impl<D: Dataplane> Controller<D> {
     /// One sync: model, plan against the cached table (read afresh when `full`), apply.
     pub async fn sync(&mut self, full: bool) -> Result<SyncReport, ControllerError> {
         let started = std::time::Instant::now();
-        let Some(snapshot) = self.inputs.source.snapshot() else {
+        let Some(desired) = self.desired().await? else {
             debug!("source not complete yet; the kernel is left as it is");
             return Ok(SyncReport::default());
         };
-        self.check_schedulers(&snapshot).await?;
         let nodes = self.inputs.node_addresses.borrow().clone();
-        let desired = model::desired(&snapshot, &nodes, &self.config.model);
-        self.log_new_warnings(&desired);
 
         let read_now = full || self.actual.is_none();
         if !self.owned_loaded {
@@ -371,7 +379,7 @@ impl<D: Dataplane> Controller<D> {
         };
         let elapsed = started.elapsed();
         self.metrics.observe_sync(elapsed);
-        self.publish_counts(&snapshot, &desired);
+        self.publish_counts(&desired);
         // As kube-proxy's health check does, this says that changes are being processed: an
         // operation the kernel refused is logged, counted in the metrics and retried, but does
         // not hold back the node's health for every other Service. Addresses that cannot be
@@ -398,6 +406,35 @@ impl<D: Dataplane> Controller<D> {
             );
         }
         Ok(report)
+    }
+
+    /// The desired rules: computed from the source's content and the node's addresses, or the
+    /// last ones when neither changed since (a sync for draining real servers or the periodic
+    /// repair does not rebuild the model). `None` while the source is incomplete.
+    async fn desired(&mut self) -> Result<Option<Arc<Desired>>, ControllerError> {
+        // The generation is read before the content: content newer than its generation only
+        // costs one more computation later, never a missed change.
+        let generation = *self.inputs.changes.borrow();
+        let nodes = self.inputs.node_addresses.borrow().clone();
+        if let Some(model) = &self.model {
+            if model.generation == generation && model.nodes == nodes {
+                return Ok(Some(model.desired.clone()));
+            }
+        }
+        let Some(snapshot) = self.inputs.source.snapshot() else {
+            return Ok(None);
+        };
+        self.check_schedulers(&snapshot).await?;
+        let desired = Arc::new(model::desired(&snapshot, &nodes, &self.config.model));
+        self.metrics.model_computed();
+        self.log_new_warnings(&desired);
+        self.model = Some(ModelState {
+            generation,
+            nodes,
+            services: snapshot.services.len(),
+            desired: desired.clone(),
+        });
+        Ok(Some(desired))
     }
 
     /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or
@@ -668,14 +705,14 @@ impl<D: Dataplane> Controller<D> {
         self.warnings = current;
     }
 
-    fn publish_counts(&self, snapshot: &crate::source::Snapshot, desired: &Desired) {
+    fn publish_counts(&self, desired: &Desired) {
         let real_servers = desired
             .virtual_servers
             .values()
             .map(|vs| vs.destinations.len())
             .sum();
         self.metrics.set_counts(
-            snapshot.services.len(),
+            self.model.as_ref().map_or(0, |m| m.services),
             desired.virtual_servers.len(),
             real_servers,
             desired.bound_addresses.len(),

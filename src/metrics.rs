@@ -77,6 +77,7 @@ pub struct Metrics {
     netfilter_failures: Counter,
     health_check_requests: Family<CodeLabels, Counter>,
     netfilter_packets: Family<CounterLabels, Counter>,
+    model_computations: Counter,
     conntrack_deleted: Counter,
     conntrack_failures: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
@@ -191,6 +192,13 @@ impl Metrics {
             netfilter_packets.clone(),
         );
 
+        let model_computations = Counter::default();
+        registry.register(
+            "model_computations",
+            "Times the desired rules were computed from the Services, EndpointSlices and node addresses",
+            model_computations.clone(),
+        );
+
         let traffic = Traffic {
             connections: Family::default(),
             packets_in: Family::default(),
@@ -242,6 +250,7 @@ impl Metrics {
             netfilter_failures,
             health_check_requests,
             netfilter_packets,
+            model_computations,
             conntrack_deleted,
             conntrack_failures,
             traffic: Mutex::new(traffic),
@@ -297,6 +306,11 @@ impl Metrics {
                 counter: counter.to_owned(),
             })
             .inc_by(packets);
+    }
+
+    /// Counts one computation of the desired rules (`ipvsd_model_computations_total`).
+    pub fn model_computed(&self) {
+        self.model_computations.inc();
     }
 
     /// Sets the sizes of what the last sync programmed.

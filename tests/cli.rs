@@ -115,3 +115,45 @@ fn without_ipvs_the_error_says_to_load_ip_vs() {
         );
     }
 }
+
+/// The manifest benchmark (`examples/bench_manifests.rs`) on a tiny size, so that it keeps
+/// working: it times nothing and asserts no time. `cargo test` builds the examples beside the
+/// test binaries.
+#[test]
+fn the_manifest_benchmark_runs_on_a_few_services() {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bench = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("bench_manifests"))
+        .expect("a target directory");
+    assert!(
+        bench.exists(),
+        "{} is not built: run the tests with `cargo test`, which builds the examples",
+        bench.display()
+    );
+    let out = Command::new(&bench)
+        .env("BENCH_SERVICES", "3,20")
+        .env("BENCH_ENDPOINTS", "2")
+        .env("BENCH_RUNS", "1")
+        .env("IPVSD_BIN", env!("CARGO_BIN_EXE_ipvsd"))
+        .output()
+        .expect("running bench_manifests");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench_manifests failed ({}): {}\n{stdout}",
+        out.status,
+        text(&out.stderr)
+    );
+    for line in [
+        "| 3 | two files | 2 |",
+        "| 3 | per object | 6 |",
+        "| 20 | two files | 2 |",
+        "| 20 | per object | 40 |",
+        "20 Services (",
+        "two files / per object = ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+}

@@ -753,3 +753,68 @@ async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
         assert_eq!(t.actual.services.len(), DEMO_VIRTUAL_SERVERS + 1);
     });
 }
+
+/// `ipvsd_model_computations_total` as the metrics say it.
+fn model_computations(metrics: &Metrics) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ipvsd_model_computations_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no model_computations in\n{text}"))
+}
+
+#[tokio::test]
+async fn draining_checks_and_repairs_do_not_rebuild_the_model() {
+    // Draining: the connection counts are read every second, the model is not computed again.
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    let sticky = ServiceKey::Addr {
+        address: "10.96.0.20".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 443,
+    };
+    h.kernel.set_active_connections(&sticky, "10.244.0.12", 1);
+    h.change(|s| {
+        endpoints_of(s, "sticky").retain(|e| e.addresses != ["10.244.0.12"]);
+    });
+    h.wait_until("weight 0", |t| {
+        t.applied
+            .contains(&"-e -t 10.96.0.20:443 -r 10.244.0.12:8443 -m -w 0".to_owned())
+    })
+    .await;
+    let before = model_computations(&h.metrics);
+    let reads = h.kernel.with(|t| t.destination_reads);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = h.kernel.with(|t| t.destination_reads);
+    assert!(
+        after >= reads + 2,
+        "draining checks ran: {reads} -> {after}"
+    );
+    assert_eq!(
+        model_computations(&h.metrics),
+        before,
+        "the model was rebuilt"
+    );
+    // A change is computed again, once.
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    h.wait_until("the change", |t| {
+        t.applied
+            .contains(&"-a -u 10.96.0.53:53 -r 10.244.0.13:5353 -m -w 1".to_owned())
+    })
+    .await;
+    assert_eq!(model_computations(&h.metrics), before + 1);
+    h.stop().await;
+
+    // Repairs: the kernel is read again every sync period, the model is not computed again.
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(300)).await;
+    let before = model_computations(&h.metrics);
+    let reads = h.kernel.with(|t| t.full_reads);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = h.kernel.with(|t| t.full_reads);
+    assert!(after >= reads + 3, "repairs ran: {reads} -> {after}");
+    assert_eq!(
+        model_computations(&h.metrics),
+        before,
+        "the model was rebuilt"
+    );
+    h.stop().await;
+}

@@ -406,3 +406,57 @@ async fn the_source_applies_edits_additions_and_removals_without_restart() {
         "no change announced when the files did not change"
     );
 }
+
+#[test]
+fn an_error_in_the_5000th_document_names_its_line_and_the_next_bad_object_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let documents: Vec<String> = (1..=10_000)
+        .map(|i| match i {
+            5_000 => "apiVersion: v1\nkind: Service\nmetadata:\n  name: [unclosed\n".to_string(),
+            5_001 => service_yaml(&format!("svc-{i}"), "10.96.20.1", 70000),
+            _ => service_yaml(
+                &format!("svc-{i}"),
+                &format!("10.96.{}.{}", i / 250, i % 250 + 1),
+                80,
+            ),
+        })
+        .collect();
+    let text = format!("---\n{}", documents.join("---\n"));
+    let path = write(dir.path(), "services.yaml", &text);
+    // The line of the file the bad document's flow sequence opens on, counted from 1.
+    let open = text.lines().position(|l| l == "  name: [unclosed").unwrap() + 1;
+    let document_start = open - 4;
+    assert_eq!(text.lines().nth(document_start - 1), Some("---"));
+
+    let result = load(std::slice::from_ref(&path));
+    let file = path.display();
+    assert_eq!(
+        messages(&result),
+        vec![
+            format!(
+                "{file}: document 5000: did not find expected ',' or ']' at line {} column 1, \
+                 while parsing a flow sequence at line {open} column 9",
+                open + 1
+            ),
+            format!("{file}: Service default/svc-5001: spec.ports[0].port 70000 out of range"),
+        ]
+    );
+    match &result.errors[0] {
+        ManifestError::Yaml {
+            document,
+            line,
+            source,
+            ..
+        } => {
+            assert_eq!((*document, *line), (5_000, document_start));
+            assert_eq!((source.line(), source.column()), (Some(open + 1), Some(1)));
+        }
+        other => panic!("not a YAML error: {other:?}"),
+    }
+    let (services, _) = names(&result.snapshot);
+    assert_eq!(services.len(), 9_998);
+    assert_eq!(
+        services[4_998..5_000],
+        ["default/svc-4999", "default/svc-5002"]
+    );
+}

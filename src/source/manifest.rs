@@ -11,7 +11,7 @@
 //! still applies, so one typo does not take down a node's Services.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::IpAddr;
@@ -56,7 +56,7 @@ pub enum ManifestError {
         line: usize,
         /// The parser's complaint, with the line and column in the file.
         #[source]
-        source: Arc<serde_yaml_ng::Error>,
+        source: YamlError,
     },
     /// A document is YAML but not a Kubernetes object.
     #[error("{}: document {document}: {problem}", path.display())]
@@ -93,6 +93,79 @@ pub enum ManifestError {
         /// The field and the problem.
         problem: String,
     },
+}
+
+/// The YAML parser's complaint about one document, with the line numbers of the file.
+///
+/// Each document is parsed alone, so the parser counts lines from the document's start; the
+/// lines before it are added when the message is shown. The parser never sees them, which keeps
+/// parsing a file linear in its size.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", shift_lines(&self.error.to_string(), self.lines_before, self.error.location()))]
+pub struct YamlError {
+    error: Arc<serde_yaml_ng::Error>,
+    /// The lines of the file before the text the parser was given.
+    lines_before: usize,
+}
+
+impl YamlError {
+    /// The line of the file the problem is on, from 1, if the parser says.
+    pub fn line(&self) -> Option<usize> {
+        self.error.location().map(|l| l.line() + self.lines_before)
+    }
+
+    /// The column the problem is at, from 1, if the parser says.
+    pub fn column(&self) -> Option<usize> {
+        self.error.location().map(|l| l.column())
+    }
+}
+
+/// Adds `lines` to the line numbers of the YAML parser's `message`, whose problem is at
+/// `location`: the problem's mark (`at line L column C`) and the mark of what the parser was
+/// in, which follows it (`, while parsing a block mapping at line L column C`). Nothing else is
+/// touched, so text of the document quoted in the message stays as it is.
+fn shift_lines(message: &str, lines: usize, location: Option<serde_yaml_ng::Location>) -> String {
+    let Some(location) = location.filter(|_| lines > 0) else {
+        return message.to_string();
+    };
+    let mark = format!(" at line {} column {}", location.line(), location.column());
+    let found = message
+        .rmatch_indices(&mark)
+        .map(|(i, _)| i)
+        .find(|i| !message[i + mark.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    let Some(at) = found else {
+        return message.to_string();
+    };
+    let rest = &message[at + mark.len()..];
+    let mut shifted = format!(
+        "{} at line {} column {}",
+        &message[..at],
+        location.line() + lines,
+        location.column()
+    );
+    // The context's mark ends the message: `, <context> at line L column C`.
+    let context = rest.rfind(" at line ").and_then(|i| {
+        let (line, column) = rest[i + " at line ".len()..].split_once(" column ")?;
+        let line = decimal(line)?;
+        let column = decimal(column)?;
+        rest.starts_with(", ").then_some((i, line, column))
+    });
+    match context {
+        Some((i, line, column)) => {
+            shifted.push_str(&rest[..i]);
+            shifted.push_str(&format!(" at line {} column {column}", line + lines));
+        }
+        None => shifted.push_str(rest),
+    }
+    shifted
+}
+
+/// A number written in decimal digits only.
+fn decimal(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 impl ManifestError {
@@ -219,13 +292,28 @@ fn fingerprint(files: &[FileContent]) -> u64 {
     hasher.finish()
 }
 
-/// What one file holds, in file order: its objects and its problems. It depends on the file's
-/// content alone, so it is kept until the file changes.
+/// What one file holds: its documents, in file order. It depends on the file's content alone, so
+/// it is kept until the file changes.
 #[derive(Default)]
 struct ParsedFile {
+    documents: Vec<Arc<ParsedDocument>>,
+}
+
+/// What one document holds, in order: its objects (several for a `kind: List`) and its problems.
+/// It depends on the document's text and, through the document number and line that its
+/// problems name, on its place in the file: when an edit elsewhere in the file moves it, it is
+/// relabelled, not parsed again.
+#[derive(Default)]
+struct ParsedDocument {
+    key: DocumentKey,
     entries: Vec<Entry>,
 }
 
+/// What a document's parse depends on besides its place: the hash of its text, and whether it
+/// starts after the file's first line (see [`ParsedDocument::parse`]).
+type DocumentKey = (u64, bool);
+
+#[derive(Clone)]
 enum Entry {
     Service(Box<Named<Service>>),
     EndpointSlice(Box<Named<EndpointSlice>>),
@@ -233,6 +321,7 @@ enum Entry {
 }
 
 /// An object with what names it in a report of a duplicate.
+#[derive(Clone)]
 struct Named<T> {
     /// `namespace/name`.
     key: String,
@@ -240,8 +329,8 @@ struct Named<T> {
 }
 
 /// Each file's [`ParsedFile`], by path, with the hash of the content it was parsed from: after
-/// an edit only the edited files are parsed again, which is what keeps a change quick with
-/// thousands of files.
+/// an edit only the edited files are parsed again, and of those only the documents whose text
+/// changed, which is what keeps a change quick with thousands of files or documents.
 #[derive(Default)]
 struct ParseCache {
     files: BTreeMap<PathBuf, (u64, Arc<ParsedFile>)>,
@@ -257,12 +346,14 @@ impl ParseCache {
             match file.content {
                 Ok(text) => {
                     let hash = content_hash(&text);
-                    let cached = self
-                        .files
-                        .remove(&file.path)
-                        .filter(|(h, _)| *h == hash)
-                        .map(|(_, p)| p);
-                    let p = cached.unwrap_or_else(|| Arc::new(parse_file(&file.path, &text)));
+                    let p = match self.files.remove(&file.path) {
+                        Some((h, p)) if h == hash => p,
+                        before => Arc::new(parse_file(
+                            &file.path,
+                            &text,
+                            before.as_ref().map(|(_, p)| &**p),
+                        )),
+                    };
                     kept.insert(file.path.clone(), (hash, Arc::clone(&p)));
                     parsed.push((file.path, Ok(p)));
                 }
@@ -314,7 +405,7 @@ fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadRes
                 continue;
             }
         };
-        for entry in &file.entries {
+        for entry in file.documents.iter().flat_map(|d| &d.entries) {
             match entry {
                 Entry::Service(s) => {
                     if first("Service", &s.key, &path, &mut result.errors) {
@@ -333,10 +424,31 @@ fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadRes
     result
 }
 
-fn parse_file(path: &Path, text: &str) -> ParsedFile {
-    let mut file = ParsedFile::default();
-    file.parse(path, text);
-    file
+/// Parses a file's documents, taking those whose text has not changed from `before`, the file's
+/// previous content.
+fn parse_file(path: &Path, text: &str, before: Option<&ParsedFile>) -> ParsedFile {
+    // Documents of the same text (copies of one object, say) are told apart by their place.
+    let mut known: HashMap<DocumentKey, Vec<&Arc<ParsedDocument>>> = HashMap::new();
+    for document in before.into_iter().flat_map(|f| &f.documents) {
+        known.entry(document.key).or_default().push(document);
+    }
+    let documents = split_documents(text)
+        .into_iter()
+        .enumerate()
+        .map(|(index, (line, text))| {
+            let number = index + 1;
+            let key = (content_hash(&text), line > 1);
+            let same = known.get(&key).map(Vec::as_slice).unwrap_or_default();
+            match same.iter().find(|d| d.is_at(number, line)) {
+                Some(document) => Arc::clone(document),
+                None => match same.first() {
+                    Some(document) => Arc::new(document.moved_to(number, line)),
+                    None => Arc::new(ParsedDocument::parse(path, key, number, line, text)),
+                },
+            }
+        })
+        .collect();
+    ParsedFile { documents }
 }
 
 /// Splits a YAML stream at its document markers: a line that is `---` (maybe followed by
@@ -375,28 +487,100 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     documents
 }
 
-impl ParsedFile {
-    fn parse(&mut self, path: &Path, text: &str) {
-        for (index, (line, document)) in split_documents(text).into_iter().enumerate() {
-            let number = index + 1;
-            // Blank lines in front make the parser's line numbers those of the file.
-            let padded = "\n".repeat(line.saturating_sub(1)) + &document;
-            let value: Value = match serde_yaml_ng::from_str(&padded) {
-                Ok(v) => v,
-                Err(source) => {
-                    self.problem(ManifestError::Yaml {
-                        path: path.to_path_buf(),
-                        document: number,
-                        line,
-                        source: Arc::new(source),
-                    });
-                    continue;
-                }
-            };
-            if value.is_null() {
-                continue; // An empty document, as between `---` lines.
+impl ParsedDocument {
+    /// Parses document `number` of the file at `path`, which starts on `line`.
+    fn parse(
+        path: &Path,
+        key: DocumentKey,
+        number: usize,
+        line: usize,
+        document: String,
+    ) -> ParsedDocument {
+        let mut parsed = ParsedDocument {
+            key,
+            entries: Vec::new(),
+        };
+        // The parser gets the document alone, and the lines before it are added to the
+        // lines of its errors: padding the document with them instead would make the parser
+        // read them again for every document, quadratic in the number of documents. The
+        // document's first line holds content only after a `...` or as `--- {...}`; one
+        // blank line goes in front of it then, as the parser gives no line number for a
+        // problem at the very first character.
+        let (text, lines_before) = if line > 1 && !document.starts_with('\n') {
+            (format!("\n{document}"), line - 2)
+        } else {
+            (document, line - 1)
+        };
+        let value: Value = match serde_yaml_ng::from_str(&text) {
+            Ok(v) => v,
+            Err(error) => {
+                parsed.problem(ManifestError::Yaml {
+                    path: path.to_path_buf(),
+                    document: number,
+                    line,
+                    source: YamlError {
+                        error: Arc::new(error),
+                        lines_before,
+                    },
+                });
+                return parsed;
             }
-            self.object(path, number, value);
+        };
+        if !value.is_null() {
+            // Null is an empty document, as between `---` lines.
+            parsed.object(path, number, value);
+        }
+        // Mostly one entry: keep no room for more, as there are as many of these as documents.
+        parsed.entries.shrink_to_fit();
+        parsed
+    }
+
+    /// Whether the problems name document `number` starting on `line`, if they name any.
+    fn is_at(&self, number: usize, line: usize) -> bool {
+        self.entries.iter().all(|entry| match entry {
+            Entry::Problem(ManifestError::Yaml {
+                document, line: l, ..
+            }) => (*document, *l) == (number, line),
+            Entry::Problem(ManifestError::Document { document, .. }) => *document == number,
+            _ => true,
+        })
+    }
+
+    /// The same document as document `number`, starting on `line`.
+    fn moved_to(&self, number: usize, line: usize) -> ParsedDocument {
+        let entries = self
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Problem(ManifestError::Yaml {
+                    path,
+                    line: was,
+                    source,
+                    ..
+                }) => Entry::Problem(ManifestError::Yaml {
+                    path: path.clone(),
+                    document: number,
+                    line,
+                    source: YamlError {
+                        error: Arc::clone(&source.error),
+                        // Where the document starts on the file's first line, it does in both
+                        // places (see DocumentKey), so this is never below 0.
+                        lines_before: source.lines_before + line - was,
+                    },
+                }),
+                Entry::Problem(ManifestError::Document { path, problem, .. }) => {
+                    Entry::Problem(ManifestError::Document {
+                        path: path.clone(),
+                        document: number,
+                        problem: problem.clone(),
+                    })
+                }
+                other => other.clone(),
+            })
+            .collect();
+        ParsedDocument {
+            key: self.key,
+            entries,
         }
     }
 
@@ -820,6 +1004,85 @@ mod tests {
         assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 2, 6]);
     }
 
+    /// The message of the YAML error `parse_file` reports for `text`.
+    fn yaml_error(text: &str) -> String {
+        let file = parse_file(Path::new("f.yaml"), text, None);
+        let errors: Vec<String> = file
+            .documents
+            .iter()
+            .flat_map(|d| &d.entries)
+            .filter_map(|e| match e {
+                Entry::Problem(ManifestError::Yaml { source, .. }) => Some(source.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{text:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn yaml_errors_name_the_lines_of_the_file() {
+        // Each bad document, after some good ones, gives the message the parser gives when
+        // the document is padded with the file's lines before it, as it was parsed before.
+        let bad = [
+            "metadata:\n  name: [unclosed\n",
+            "a: {b: 1\n",
+            "a: 1\na: 2\n",
+            "a: *nowhere\n",
+            "a:\n  b: 1\n c: 2\n",
+            "a: \"open\n",
+            "a: 1\n\tb: 2\n",
+            "- a\nb: 1\n",
+            "]\n",
+            "a: @b\n",
+        ];
+        let good = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
+        for doc in bad {
+            for (prefix, marker) in [
+                ("", ""),
+                ("a: 1\n", "---\n"),
+                (good, "---\n"),
+                (&format!("{good}---\n{good}"), "---\n"),
+                (good, "...\n"),
+                (good, "...\n\n"),
+            ] {
+                let text = format!("{prefix}{marker}{doc}");
+                let (line, document) = split_documents(&text).pop().unwrap();
+                let padded = "\n".repeat(line - 1) + &document;
+                let expected = serde_yaml_ng::from_str::<Value>(&padded)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(yaml_error(&text), expected, "{text:?}");
+            }
+        }
+        // `--- content`: the content is on the marker's line.
+        let text = format!("{good}--- [unclosed\n");
+        assert_eq!(
+            yaml_error(&text),
+            "did not find expected ',' or ']' at line 6 column 1, while parsing a flow sequence at line 5 column 1"
+        );
+    }
+
+    #[test]
+    fn only_the_marks_of_a_yaml_message_are_shifted() {
+        let error = serde_yaml_ng::from_str::<Value>(
+            "\"at line 1 column 6\": 1\n\"at line 1 column 6\": 2\n",
+        )
+        .unwrap_err();
+        let shifted = shift_lines(&error.to_string(), 10, error.location());
+        assert_eq!(
+            shifted,
+            error
+                .to_string()
+                .replace("at line 2 column", "at line 12 column")
+        );
+        assert!(shifted.contains("\"at line 1 column 6\""), "{shifted}");
+        assert_eq!(
+            shift_lines("no mark here", 10, error.location()),
+            "no mark here"
+        );
+    }
+
     #[test]
     fn only_changed_files_are_parsed_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -856,6 +1119,86 @@ mod tests {
         let third = cache.load(read_files(&paths));
         assert_eq!(third.snapshot.services.len(), 1);
         assert!(!cache.files.contains_key(&a), "a removed file is forgotten");
+    }
+
+    #[test]
+    fn only_changed_documents_are_parsed_again_and_moved_ones_name_their_new_place() {
+        let service = |i: usize, port: u32| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  clusterIP: 10.96.{}.{}\n  ports:\n  - port: {port}\n",
+                i / 250,
+                i % 250 + 1
+            )
+        };
+        let text = |edited: bool| {
+            (0..1000)
+                .map(|i| match i {
+                    // One line more: every later document moves down a line.
+                    500 if edited => service(i, 81) + "  - port: 82\n",
+                    100 | 900 => "just: a map\n".to_string(),
+                    800 => "metadata:\n  name: [unclosed\n".to_string(),
+                    _ => service(i, 80),
+                })
+                .collect::<Vec<_>>()
+                .join("---\n")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.yaml");
+        let paths = [path.clone()];
+        std::fs::write(&path, text(false)).unwrap();
+        let mut cache = ParseCache::default();
+        cache.load(read_files(&paths));
+        let before = cache.files[&path].1.documents.clone();
+
+        std::fs::write(&path, text(true)).unwrap();
+        let result = cache.load(read_files(&paths));
+        let after = &cache.files[&path].1.documents;
+        assert_eq!(after.len(), 1000);
+        for (i, (b, a)) in before.iter().zip(after).enumerate() {
+            // 501 is parsed again; 801 moved down a line, and its YAML error is relabelled;
+            // 901 too, but its problem names no line.
+            let parsed_or_relabelled = matches!(i, 500 | 800);
+            assert_eq!(
+                !Arc::ptr_eq(b, a),
+                parsed_or_relabelled,
+                "document {}",
+                i + 1
+            );
+        }
+        let message = |r: &LoadResult| -> Vec<String> {
+            r.errors.iter().map(ManifestError::to_string).collect()
+        };
+        let fresh = load(&paths);
+        assert_eq!(message(&result), message(&fresh));
+        assert_eq!(result.errors.len(), 3, "{:?}", message(&result));
+        // Before document 801: 798 Services of 8 lines, one of 9, one map of 1 line, and 800
+        // `---` lines (its own included); then `metadata:` and the open flow sequence.
+        assert_eq!(798 * 8 + 9 + 1 + 800 + 3, 7197);
+        assert!(
+            message(&result)[1]
+                .contains("document 801: did not find expected ',' or ']' at line 7197 column 1"),
+            "{:?}",
+            message(&result)
+        );
+        assert!(
+            message(&result)[2].contains("document 901: no kind"),
+            "{:?}",
+            message(&result)
+        );
+        let ports = |r: &LoadResult| -> Vec<i32> {
+            r.snapshot.services[499]
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|p| p.port)
+                .collect()
+        };
+        assert_eq!(ports(&result), [81, 82]);
+        assert_eq!(ports(&fresh), [81, 82]);
     }
 
     #[test]
