@@ -101,6 +101,9 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
         },
         Kernel {
             ipvs,
+            owned_record: Some(crate::dataplane::owned::default_path(
+                &args.model.dummy_interface,
+            )),
             dummy,
             netfilter: Netfilter {
                 nft,
@@ -199,14 +202,23 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
 pub async fn list(args: ListArgs) -> Result<()> {
     let ipvs = connect_ipvs().await?;
     let client = ipvs.client();
-    let services = client.services().await.context("listing IPVS services")?;
-    let mut table = Vec::with_capacity(services.len());
-    for s in services {
+    // Entries that cannot be read are named on standard error and left out of the listing.
+    let services = client
+        .service_dump()
+        .await
+        .context("listing IPVS services")?;
+    let mut undecodable = services.undecodable;
+    let mut table = Vec::with_capacity(services.entries.len());
+    for s in services.entries {
         let destinations = client
-            .destinations(&s.key)
+            .destination_dump(&s.key)
             .await
             .with_context(|| format!("listing destinations of {}", s.key))?;
-        table.push((s, destinations));
+        undecodable.extend(destinations.undecodable);
+        table.push((s, destinations.entries));
+    }
+    for entry in &undecodable {
+        tracing::warn!(entry = %entry, "an IPVS table entry ipvsd cannot read; not listed");
     }
     let out = if args.save {
         ipvs::ipvsadm::save(&table)
@@ -302,9 +314,14 @@ async fn read_actual(
         Some(d) => d.addresses().await?,
         None => Default::default(),
     };
+    let contents = ipvs.read().await.context("reading the IPVS table")?;
+    for entry in &contents.undecodable {
+        tracing::warn!(entry = %entry, "an IPVS table entry ipvsd cannot read; left alone");
+    }
     let actual = Actual {
-        services: ipvs.read().await.context("reading the IPVS table")?,
+        services: contents.services,
         bound_addresses,
+        undecodable: contents.undecodable,
     };
     Ok((actual, dummy))
 }
@@ -331,7 +348,7 @@ fn node_name(args: &ModelArgs) -> Result<String> {
     }
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("no --node-name or NODE_NAME, and the hostname is unreadable")?;
-    Ok(name.trim().to_string())
+    Ok(crate::model::node_name_of_hostname(&name))
 }
 
 /// Starts the source: manifests when given, else the Kubernetes API.

@@ -107,6 +107,12 @@ pub struct Controller<D> {
     actual: Option<Actual>,
     graceful: GracefulTermination,
     warnings: BTreeSet<String>,
+    /// The table entries that could not be read at the last full read, as warned about.
+    undecodable_seen: BTreeSet<String>,
+    /// Whether the current sync failed to change the dummy interface's addresses.
+    addresses_failed: bool,
+    /// Whether the record of an earlier run's virtual servers was read into `managed`.
+    owned_loaded: bool,
     /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
     schedulers: BTreeMap<String, bool>,
     /// Virtual servers programmed in this run (see [`Ownership::managed`]).
@@ -153,6 +159,9 @@ impl<D: Dataplane> Controller<D> {
             actual: None,
             graceful,
             warnings: BTreeSet::new(),
+            undecodable_seen: BTreeSet::new(),
+            addresses_failed: false,
+            owned_loaded: false,
             pending_since: None,
             managed: BTreeSet::new(),
             schedulers: BTreeMap::new(),
@@ -260,6 +269,8 @@ impl<D: Dataplane> Controller<D> {
                         }
                         Err(e) => {
                             failures += 1;
+                            // Nothing was applied: health turns bad if this lasts.
+                            self.health.change_seen(std::time::Instant::now());
                             error!(error = %e, "sync failed");
                             dirty = false;
                             full = true;
@@ -281,13 +292,28 @@ impl<D: Dataplane> Controller<D> {
         let nodes = self.inputs.node_addresses.borrow().clone();
 
         let read_now = full || self.actual.is_none();
+        if !self.owned_loaded {
+            // What an earlier run programmed stays ipvsd's across a restart (see
+            // dataplane::owned), even where nothing else says so.
+            let recorded = self.dataplane.load_owned().await;
+            if !recorded.is_empty() {
+                info!(
+                    virtual_servers = recorded.len(),
+                    "virtual servers an earlier run recorded as ipvsd's"
+                );
+            }
+            self.managed.extend(recorded);
+            self.owned_loaded = true;
+        }
         if read_now {
-            let services = self.dataplane.read_services().await?;
+            let contents = self.dataplane.read_services().await?;
             let bound_addresses = self.dataplane.bound_addresses().await?;
-            self.publish_traffic(&desired, &services);
+            self.publish_traffic(&desired, &contents.services);
+            self.report_undecodable(&contents.undecodable);
             self.actual = Some(Actual {
-                services,
+                services: contents.services,
                 bound_addresses,
+                undecodable: contents.undecodable,
             });
         }
         let ownership = Ownership {
@@ -315,6 +341,19 @@ impl<D: Dataplane> Controller<D> {
             let actual = self.actual.as_ref().expect("read above");
             ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
         }
+        // Recorded before they are created, so that a crash in the middle of the sync leaves
+        // none the next run would not know as ipvsd's.
+        let created: Vec<ipvs::ServiceKey> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::AddService(s) if !self.managed.contains(&s.key) => Some(s.key),
+                _ => None,
+            })
+            .collect();
+        if !created.is_empty() {
+            self.managed.extend(created);
+            self.dataplane.save_owned(&self.managed).await;
+        }
         // Masquerading first: a new virtual server's first packets must already be marked.
         let netfilter_failed = self.sync_netfilter(&desired, full).await;
         let failed = self.apply(&desired, &ops).await + netfilter_failed;
@@ -322,8 +361,16 @@ impl<D: Dataplane> Controller<D> {
         self.track_terminating(&desired, now);
         self.update_health_checks(&desired, &ownership.node_addresses);
         if let Some(actual) = &self.actual {
+            let before = self.managed.len();
+            let mut changed = false;
             self.managed.extend(desired.virtual_servers.keys().copied());
+            changed |= self.managed.len() != before;
+            let before = self.managed.len();
             self.managed.retain(|k| actual.services.contains_key(k));
+            changed |= self.managed.len() != before;
+            if changed {
+                self.dataplane.save_owned(&self.managed).await;
+            }
         }
 
         let report = SyncReport {
@@ -335,8 +382,15 @@ impl<D: Dataplane> Controller<D> {
         self.publish_counts(&desired);
         // As kube-proxy's health check does, this says that changes are being processed: an
         // operation the kernel refused is logged, counted in the metrics and retried, but does
-        // not hold back the node's health for every other Service.
-        self.health.synced(started);
+        // not hold back the node's health for every other Service. Addresses that cannot be
+        // bound or unbound are another matter: the dummy interface is ipvsd's own, and when it
+        // cannot be programmed (deleted, or refused wholesale) no Service works; that counts as
+        // a change not applied, so health turns bad if it lasts twice the sync period.
+        if std::mem::take(&mut self.addresses_failed) {
+            self.health.change_seen(started);
+        } else {
+            self.health.synced(started);
+        }
         if let Some(seen) = self.pending_since.take() {
             self.metrics
                 .observe_programming_latency(std::time::Instant::now() - seen);
@@ -450,7 +504,7 @@ impl<D: Dataplane> Controller<D> {
         } else {
             let addresses: Vec<IpAddr> = nodes
                 .iter()
-                .filter(|a| cidrs.iter().any(|net| net.contains(*a)))
+                .filter(|a| model::nodeport_address_allowed(cidrs, a))
                 .copied()
                 .collect();
             servers.update(&desired.health_checks, Some(&addresses));
@@ -547,6 +601,7 @@ impl<D: Dataplane> Controller<D> {
             Ok(o) => o,
             Err(e) => {
                 self.metrics.netlink_error(kind);
+                self.addresses_failed = true;
                 error!(error = %e, count = addresses.len(), "changing the dummy interface's addresses");
                 return addresses.len();
             }
@@ -559,6 +614,7 @@ impl<D: Dataplane> Controller<D> {
                 Err(e) => {
                     failed += 1;
                     self.metrics.netlink_error(kind);
+                    self.addresses_failed = true;
                     error!(operation = %op, error = %e, "changing the dummy interface's addresses");
                 }
             }
@@ -622,6 +678,17 @@ impl<D: Dataplane> Controller<D> {
             self.schedulers.insert(name, available);
         }
         Ok(())
+    }
+
+    /// Warns once about each table entry that cannot be read (left alone, as another
+    /// program's), and counts them.
+    fn report_undecodable(&mut self, entries: &[ipvs::Undecodable]) {
+        let current: BTreeSet<String> = entries.iter().map(|e| e.to_string()).collect();
+        for entry in current.difference(&self.undecodable_seen) {
+            warn!(entry = %entry, "an IPVS table entry ipvsd cannot read; it is left alone, and so is the virtual server holding it");
+        }
+        self.metrics.set_undecodable_entries(entries.len());
+        self.undecodable_seen = current;
     }
 
     fn change_seen(&mut self) {

@@ -71,6 +71,7 @@ pub struct Metrics {
     virtual_servers: Gauge,
     real_servers: Gauge,
     bound_addresses: Gauge,
+    undecodable_entries: Gauge,
     netlink_errors: Family<ErrorLabels, Counter>,
     netfilter_duration: Histogram,
     netfilter_failures: Counter,
@@ -118,6 +119,12 @@ impl Metrics {
 
         let services = Gauge::default();
         registry.register("services", "Services ipvsd programs", services.clone());
+        let undecodable_entries = Gauge::default();
+        registry.register(
+            "ipvs_undecodable_entries",
+            "Entries of the kernel's IPVS table ipvsd cannot read and leaves alone, at the last full read",
+            undecodable_entries.clone(),
+        );
         let virtual_servers = Gauge::default();
         registry.register(
             "virtual_servers",
@@ -237,6 +244,7 @@ impl Metrics {
             virtual_servers,
             real_servers,
             bound_addresses,
+            undecodable_entries,
             netlink_errors,
             netfilter_duration,
             netfilter_failures,
@@ -317,6 +325,11 @@ impl Metrics {
         self.virtual_servers.set(gauge_value(virtual_servers));
         self.real_servers.set(gauge_value(real_servers));
         self.bound_addresses.set(gauge_value(bound_addresses));
+    }
+
+    /// Sets how many entries of the kernel's IPVS table could not be read.
+    pub fn set_undecodable_entries(&self, count: usize) {
+        self.undecodable_entries.set(gauge_value(count));
     }
 
     /// Counts one failed netlink request (`ipvsd_netlink_errors_total{kind}`), e.g. `kind`

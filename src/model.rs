@@ -180,6 +180,39 @@ pub fn requested_schedulers(snapshot: &Snapshot) -> BTreeSet<String> {
         .collect()
 }
 
+/// A value taken from an object, quoted for a warning: at most its first 64 characters, so a
+/// huge value (a 100 KiB annotation) is not copied whole into a warning, kept, and logged.
+fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(MAX).collect();
+    format!("{head:?}... ({} bytes)", text.len())
+}
+
+/// The node name a hostname gives, as kube-proxy makes it: trimmed and lowercased (Kubernetes
+/// node names are lowercase; a mixed-case hostname would match no endpoint's `nodeName`).
+pub fn node_name_of_hostname(hostname: &str) -> String {
+    hostname.trim().to_lowercase()
+}
+
+/// Whether `--nodeport-addresses` lets NodePorts on `address`, as kube-proxy applies it: per
+/// family, so a family without a CIDR in the list keeps all its addresses (an empty list keeps
+/// every address).
+pub fn nodeport_address_allowed(cidrs: &[ipnet::IpNet], address: &IpAddr) -> bool {
+    let mut of_family = cidrs
+        .iter()
+        .filter(|net| {
+            matches!(
+                (net, address),
+                (ipnet::IpNet::V4(_), IpAddr::V4(_)) | (ipnet::IpNet::V6(_), IpAddr::V6(_))
+            )
+        })
+        .peekable();
+    of_family.peek().is_none() || of_family.any(|net| net.contains(address))
+}
+
 /// Computes the rules for `snapshot` on the node with `nodes` under `config`.
 ///
 /// Services are handled in namespace/name order so that when two of them claim the same virtual
@@ -190,10 +223,7 @@ pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig)
     let slices = SliceIndex::new(&snapshot.endpoint_slices, &mut out.warnings);
     let node_port_addresses: Vec<IpAddr> = nodes
         .iter()
-        .filter(|a| {
-            config.nodeport_addresses.is_empty()
-                || config.nodeport_addresses.iter().any(|net| net.contains(*a))
-        })
+        .filter(|a| nodeport_address_allowed(&config.nodeport_addresses, a))
         .copied()
         .collect();
 
@@ -272,7 +302,8 @@ impl SliceIndex {
                 "FQDN" => continue,
                 other => {
                     warnings.push(format!(
-                        "EndpointSlice {name}: addressType {other:?} is not IPv4, IPv6 or FQDN, ignored"
+                        "EndpointSlice {name}: addressType {} is not IPv4, IPv6 or FQDN, ignored",
+                        shown(other)
                     ));
                     continue;
                 }
@@ -341,7 +372,8 @@ fn parse_endpoint(
         Ok(a) => a,
         Err(_) => {
             warnings.push(format!(
-                "EndpointSlice {slice}: endpoints[{index}].addresses[0] {text:?} is not an IP address"
+                "EndpointSlice {slice}: endpoints[{index}].addresses[0] {} is not an IP address",
+                shown(text)
             ));
             return None;
         }
@@ -431,7 +463,7 @@ impl<'a> ServiceRules<'a> {
             "ExternalName" => return,
             other => {
                 out.warnings.push(format!(
-                    "Service {full}: spec.type {other:?} is not ClusterIP, NodePort, LoadBalancer or ExternalName, ignored"
+                    "Service {full}: spec.type {} is not ClusterIP, NodePort, LoadBalancer or ExternalName, ignored", shown(other)
                 ));
                 return;
             }
@@ -456,7 +488,8 @@ impl<'a> ServiceRules<'a> {
             match text.parse::<IpAddr>() {
                 Ok(ip) => cluster_ips.push(ip),
                 Err(_) => out.warnings.push(format!(
-                    "Service {full}: {field}[{i}] {text:?} is not an IP address"
+                    "Service {full}: {field}[{i}] {} is not an IP address",
+                    shown(text)
                 )),
             }
         }
@@ -472,7 +505,8 @@ impl<'a> ServiceRules<'a> {
             match text.parse::<IpAddr>() {
                 Ok(ip) => external_ips.push(ip),
                 Err(_) => out.warnings.push(format!(
-                    "Service {full}: spec.externalIPs[{i}] {text:?} is not an IP address"
+                    "Service {full}: spec.externalIPs[{i}] {} is not an IP address",
+                    shown(text)
                 )),
             }
         }
@@ -496,7 +530,7 @@ impl<'a> ServiceRules<'a> {
                 match text.parse::<IpAddr>() {
                     Ok(ip) => lb_ips.push(ip),
                     Err(_) => out.warnings.push(format!(
-                        "Service {full}: status.loadBalancer.ingress[{i}].ip {text:?} is not an IP address"
+                        "Service {full}: status.loadBalancer.ingress[{i}].ip {} is not an IP address", shown(text)
                     )),
                 }
             }
@@ -509,6 +543,22 @@ impl<'a> ServiceRules<'a> {
         } else {
             cluster_ips.iter().map(Family::of).collect()
         };
+        // As kube-proxy: an external or load-balancer IP of a family the Service does not have
+        // gets no virtual server (it would have no endpoints) and no bound address.
+        for (field, ips) in [
+            ("spec.externalIPs", &mut external_ips),
+            ("status.loadBalancer.ingress", &mut lb_ips),
+        ] {
+            ips.retain(|ip| {
+                let keep = families.contains(&Family::of(ip));
+                if !keep {
+                    out.warnings.push(format!(
+                        "Service {full}: {field} {ip} is not of the Service's IP families, ignored"
+                    ));
+                }
+                keep
+            });
+        }
 
         let settings = Self::settings(service, &full, config, &mut out.warnings);
         let rules = ServiceRules {
@@ -660,7 +710,8 @@ impl<'a> ServiceRules<'a> {
             match text.trim().parse::<ipnet::IpNet>() {
                 Ok(net) => ranges.push(net.trunc()),
                 Err(_) => warnings.push(format!(
-                    "Service {full}: spec.loadBalancerSourceRanges[{i}] {text:?} is not a CIDR, ignored"
+                    "Service {full}: spec.loadBalancerSourceRanges[{i}] {} is not a CIDR, ignored",
+                    shown(text)
                 )),
             }
         }
@@ -679,14 +730,16 @@ impl<'a> ServiceRules<'a> {
         if let Some(value) = annotations.and_then(|a| a.get(SCHEDULER_ANNOTATION)) {
             if config.unavailable_schedulers.contains(value) {
                 warnings.push(format!(
-                    "Service {full}: annotation {SCHEDULER_ANNOTATION}: the kernel has no scheduler {value:?}, using {:?}",
+                    "Service {full}: annotation {SCHEDULER_ANNOTATION}: the kernel has no scheduler {}, using {:?}",
+                    shown(value),
                     config.scheduler
                 ));
             } else if is_scheduler_name(value) {
                 scheduler = value.clone();
             } else {
                 warnings.push(format!(
-                    "Service {full}: annotation {SCHEDULER_ANNOTATION} {value:?} is not a scheduler name, using {:?}",
+                    "Service {full}: annotation {SCHEDULER_ANNOTATION} {} is not a scheduler name, using {:?}",
+                    shown(value),
                     config.scheduler
                 ));
             }
@@ -696,7 +749,9 @@ impl<'a> ServiceRules<'a> {
             match ServiceFlags::parse_sched_flags(value) {
                 Ok(parsed) => flags = parsed,
                 Err(problem) => warnings.push(format!(
-                    "Service {full}: annotation {SCHEDULER_FLAGS_ANNOTATION}: {problem}, using the default flags"
+                    "Service {full}: annotation {SCHEDULER_FLAGS_ANNOTATION}: unknown scheduler flag {} in {}, using the default flags",
+                    shown(&problem.flag),
+                    shown(value)
                 )),
             }
         }
@@ -740,7 +795,8 @@ impl<'a> ServiceRules<'a> {
             "SCTP" => Protocol::Sctp,
             other => {
                 warnings.push(format!(
-                    "Service {full}: spec.ports[{index}].protocol {other:?} is not TCP, UDP or SCTP"
+                    "Service {full}: spec.ports[{index}].protocol {} is not TCP, UDP or SCTP",
+                    shown(other)
                 ));
                 return None;
             }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use ipvs::{Destination, ForwardingMethod, Protocol, Service, ServiceFlags, ServiceKey};
+use ipvs::{Destination, Protocol, Service, ServiceFlags, ServiceKey};
 
 use crate::model::Desired;
 use crate::node_addresses::NodeAddresses;
@@ -31,6 +31,41 @@ pub struct Actual {
     pub services: BTreeMap<ServiceKey, ActualService>,
     /// The addresses on ipvsd's dummy interface.
     pub bound_addresses: BTreeSet<IpAddr>,
+    /// Entries of the table that could not be read (another program's, with values the `ipvs`
+    /// crate has no name for): never deleted or changed, nor the services holding them.
+    pub undecodable: Vec<ipvs::Undecodable>,
+}
+
+/// What the undecodable entries of the table forbid touching.
+#[derive(Default)]
+struct Opaque {
+    /// Services that could not be read, by key.
+    services: BTreeSet<ServiceKey>,
+    /// Services holding a destination that could not be read.
+    holders: BTreeSet<ServiceKey>,
+    /// Destinations that could not be read, by service, address and port.
+    destinations: BTreeSet<DestinationId>,
+}
+
+impl Opaque {
+    fn of(actual: &Actual) -> Opaque {
+        let mut opaque = Opaque::default();
+        for entry in &actual.undecodable {
+            let Some(key) = entry.service else { continue };
+            match entry.kind {
+                ipvs::EntryKind::Service => {
+                    opaque.services.insert(key);
+                }
+                ipvs::EntryKind::Destination => {
+                    opaque.holders.insert(key);
+                    if let Some((address, port)) = entry.destination {
+                        opaque.destinations.insert((key, address, port));
+                    }
+                }
+            }
+        }
+        opaque
+    }
 }
 
 /// Which kernel rules are ipvsd's to change.
@@ -175,14 +210,13 @@ fn same_settings(actual: &Service, desired: &Service) -> bool {
         && actual.persistence_engine == desired.persistence_engine
 }
 
-/// Whether the kernel's destination already has the settings `desired` asks for. Tunnel settings
-/// matter only for tunnelled destinations: the kernel reports zeroes for the others.
+/// Whether the kernel's destination already has the settings `desired` asks for (the forwarding
+/// method carries a tunnel's settings).
 fn same_destination(actual: &Destination, desired: &Destination) -> bool {
     actual.weight == desired.weight
         && actual.forwarding == desired.forwarding
         && actual.upper_threshold == desired.upper_threshold
         && actual.lower_threshold == desired.lower_threshold
-        && (desired.forwarding != ForwardingMethod::Tunnel || actual.tunnel == desired.tunnel)
 }
 
 /// The operations that make `actual` into `desired`, touching only what `ownership` says is
@@ -196,6 +230,7 @@ pub fn plan(
     graceful: &GracefulTermination,
     now: Instant,
 ) -> Vec<Operation> {
+    let opaque = Opaque::of(actual);
     let mut binds = Vec::new();
     let mut service_changes = Vec::new();
     let mut destination_changes = Vec::new();
@@ -218,7 +253,9 @@ pub fn plan(
         let ServiceKey::Addr { address, .. } = key else {
             continue;
         };
-        if ownership.excluded(address) {
+        // A virtual server the kernel holds in a form that cannot be read is not ipvsd's to
+        // create or change.
+        if ownership.excluded(address) || opaque.services.contains(key) {
             continue;
         }
         let Some(current) = actual.services.get(key) else {
@@ -239,6 +276,9 @@ pub fn plan(
             .map(|d| ((d.address, d.port), d))
             .collect();
         for (id, want) in &vs.destinations {
+            if opaque.destinations.contains(&(*key, id.0, id.1)) {
+                continue;
+            }
             match current_dests.get(id) {
                 None => destination_changes.push(Operation::AddDestination(*key, want.clone())),
                 Some(have) if !same_destination(have, want) => {
@@ -261,7 +301,10 @@ pub fn plan(
     }
 
     for key in actual.services.keys() {
-        if !desired.virtual_servers.contains_key(key) && owned(key, desired, actual, ownership) {
+        if !desired.virtual_servers.contains_key(key)
+            && owned(key, desired, actual, ownership)
+            && !opaque.holders.contains(key)
+        {
             service_deletes.push(Operation::DeleteService(*key));
         }
     }

@@ -12,13 +12,13 @@ use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
-use ipvsd::dataplane::Dataplane;
+use ipvsd::dataplane::{Dataplane, IpvsContents};
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
 use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
-use ipvsd::plan::{Actual, ActualService, Operation, DEFAULT_NODEPORT_RANGE};
+use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Snapshot, Source};
 use k8s_openapi::api::discovery::v1::Endpoint;
 use tokio::sync::{oneshot, watch};
@@ -44,6 +44,10 @@ struct Table {
     conntrack: Vec<Entry>,
     /// How many times the conntrack entries were dumped.
     conntrack_dumps: usize,
+    /// Fail every bind, as with the dummy interface gone.
+    refuse_binds: bool,
+    /// The record of the virtual servers ipvsd owns, as a restart would find it.
+    owned: BTreeSet<ServiceKey>,
 }
 
 #[derive(Clone, Default)]
@@ -73,10 +77,13 @@ impl FakeKernel {
 }
 
 impl Dataplane for FakeKernel {
-    async fn read_services(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
+    async fn read_services(&self) -> Result<IpvsContents, ipvs::Error> {
         Ok(self.with(|t| {
             t.full_reads += 1;
-            t.actual.services.clone()
+            IpvsContents {
+                services: t.actual.services.clone(),
+                undecodable: t.actual.undecodable.clone(),
+            }
         }))
     }
 
@@ -93,6 +100,14 @@ impl Dataplane for FakeKernel {
                 })
                 .collect()
         }))
+    }
+
+    async fn load_owned(&self) -> BTreeSet<ServiceKey> {
+        self.with(|t| t.owned.clone())
+    }
+
+    async fn save_owned(&self, keys: &BTreeSet<ServiceKey>) {
+        self.with(|t| t.owned = keys.clone());
     }
 
     async fn bound_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
@@ -118,6 +133,16 @@ impl Dataplane for FakeKernel {
     }
 
     async fn bind(&self, addresses: &[IpAddr]) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        if self.with(|t| t.refuse_binds) {
+            return Ok(addresses
+                .iter()
+                .map(|_| {
+                    Err(LinkError::Vanished {
+                        name: "kube-ipvs0".into(),
+                    })
+                })
+                .collect());
+        }
         self.with(|t| t.actual.bound_addresses.extend(addresses));
         Ok(addresses.iter().map(|_| Ok(())).collect())
     }
@@ -198,6 +223,7 @@ fn demo_snapshot() -> Snapshot {
 
 struct Harness {
     kernel: FakeKernel,
+    health: Arc<Health>,
     metrics: Arc<Metrics>,
     source: Arc<FakeSource>,
     changes: watch::Sender<u64>,
@@ -208,12 +234,17 @@ struct Harness {
 
 impl Harness {
     fn start(min_sync_period: Duration, sync_period: Duration) -> Harness {
-        let kernel = FakeKernel::default();
+        Harness::start_on(FakeKernel::default(), min_sync_period, sync_period)
+    }
+
+    /// A controller starting on a kernel that already holds rules, as after a restart.
+    fn start_on(kernel: FakeKernel, min_sync_period: Duration, sync_period: Duration) -> Harness {
         let source = Arc::new(FakeSource::default());
         let (changes, changes_rx) = watch::channel(0u64);
         let node: IpAddr = "192.168.50.10".parse().unwrap();
         let (nodes, nodes_rx) = watch::channel(NodeAddresses::from_iter([node]));
         let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(sync_period));
         let config = Config {
             model: ModelConfig {
                 node_name: "demo-node".into(),
@@ -233,7 +264,7 @@ impl Harness {
                 node_addresses: nodes_rx,
             },
             kernel.clone(),
-            Arc::new(Health::new(sync_period)),
+            health.clone(),
             metrics.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
@@ -242,6 +273,7 @@ impl Harness {
         }));
         Harness {
             kernel,
+            health,
             metrics,
             source,
             changes,
@@ -639,6 +671,87 @@ async fn packets_the_table_counted_add_up_across_replacements() {
         text.contains("ipvsd_nftables_packets_total{counter=\"port-filter-rejected\"} 7"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn health_turns_bad_while_the_dummy_interface_cannot_be_programmed_and_recovers() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(200)).await;
+    assert!(h.health.healthy(std::time::Instant::now()));
+    // The dummy interface is gone: its addresses with it, and every bind fails.
+    h.kernel.with(|t| {
+        t.refuse_binds = true;
+        t.actual.bound_addresses.clear();
+    });
+    let start = Instant::now();
+    while h.health.healthy(std::time::Instant::now()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still healthy though no address can be bound"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It comes back: the next repair binds everything and health follows.
+    h.kernel.with(|t| t.refuse_binds = false);
+    h.wait_until("the addresses bound again", |t| {
+        t.actual.bound_addresses.len() == 6
+    })
+    .await;
+    let start = Instant::now();
+    while !h.health.healthy(std::time::Instant::now()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not healthy again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
+    // A first run programs the demo; its record names what it created.
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(60)).await;
+    let kernel = h.stop().await;
+    let recorded = kernel.with(|t| t.owned.clone());
+    assert_eq!(recorded.len(), DEMO_VIRTUAL_SERVERS);
+    // While ipvsd is down: an operator adds a virtual server on the node address outside the
+    // NodePort range, and one of ipvsd's on the node address (a load balancer there, say) is
+    // left behind by a Service deleted meanwhile.
+    let on_node = |port| ServiceKey::Addr {
+        address: "192.168.50.10".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port,
+    };
+    kernel.with(|t| {
+        for (port, ours) in [(8443, false), (9000, true)] {
+            let mut service = ipvs::Service::new(on_node(port), "rr");
+            service.flags = ipvs::ServiceFlags::HASHED;
+            t.actual.services.insert(
+                on_node(port),
+                ipvsd::plan::ActualService {
+                    service,
+                    destinations: Vec::new(),
+                },
+            );
+            if ours {
+                t.owned.insert(on_node(port));
+            }
+        }
+    });
+    // The restart deletes what the record says was ipvsd's, and nothing else.
+    let h = Harness::start_on(kernel, Duration::from_millis(10), Duration::from_secs(60));
+    h.change(|s| *s = demo_snapshot());
+    h.wait_until("the left-over virtual server deleted", |t| {
+        !t.actual.services.contains_key(&on_node(9000))
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(t.actual.services.contains_key(&on_node(8443)));
+        assert!(!t.owned.contains(&on_node(8443)));
+        assert!(!t.owned.contains(&on_node(9000)));
+        assert_eq!(t.actual.services.len(), DEMO_VIRTUAL_SERVERS + 1);
+    });
 }
 
 /// `ipvsd_model_computations_total` as the metrics say it.

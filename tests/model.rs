@@ -373,6 +373,48 @@ fn cases() -> Vec<Case> {
             ..Case::default()
         },
         Case {
+            name: "nodeport_addresses apply per family: a family without a CIDR keeps all its addresses",
+            services: vec![mk_service("web", "NodePort", &["10.96.0.10", "fd00:96::10"], vec![mk_node_port("http", 80, 30080)])],
+            nodes: nodes(&["192.168.1.10", "172.17.0.1", "2001:db8::10"]),
+            config: ModelConfig {
+                nodeport_addresses: vec!["192.168.0.0/16".parse().unwrap()],
+                ..config()
+            },
+            rules: &[
+                "tcp 10.96.0.10:80 rr [cluster default/web:http] ->",
+                "tcp 192.168.1.10:30080 rr [nodeport default/web:http] ->",
+                "tcp [2001:db8::10]:30080 rr [nodeport default/web:http] ->",
+                "tcp [fd00:96::10]:80 rr [cluster default/web:http] ->",
+            ],
+            bound: &["10.96.0.10", "fd00:96::10"],
+            ..Case::default()
+        },
+        Case {
+            name: "external and load-balancer IPs of a family the Service does not have are ignored with a warning",
+            services: vec![{
+                let mut s = mk_service("lb", "LoadBalancer", &["10.96.0.17"], vec![mk_node_port("http", 80, 30081)]);
+                spec_mut(&mut s).external_ips = Some(vec!["203.0.113.5".to_string(), "2001:db8::5".to_string()]);
+                s.status = Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus {
+                        ingress: Some(vec![LoadBalancerIngress { ip: Some("2001:db8::7".to_string()), ..Default::default() }]),
+                    }),
+                    conditions: None,
+                });
+                s
+            }],
+            rules: &[
+                "tcp 10.96.0.17:80 rr [cluster default/lb:http] ->",
+                "tcp 192.168.1.10:30081 rr [nodeport default/lb:http] ->",
+                "tcp 203.0.113.5:80 rr [external default/lb:http] ->",
+            ],
+            bound: &["10.96.0.17", "203.0.113.5"],
+            warnings: &[
+                "Service default/lb: spec.externalIPs 2001:db8::5 is not of the Service's IP families, ignored",
+                "Service default/lb: status.loadBalancer.ingress 2001:db8::7 is not of the Service's IP families, ignored",
+            ],
+            ..Case::default()
+        },
+        Case {
             name: "LoadBalancer: node ports, external IPs and ingress IPs; node addresses not bound; ipMode Proxy skipped",
             services: vec![{
                 let mut s = mk_service("lb", "LoadBalancer", &["10.96.0.17"], vec![mk_node_port("http", 80, 30081)]);
@@ -1164,4 +1206,116 @@ fn load_balancer_source_ranges_apply_to_load_balancer_ips_only() {
         "{:?}",
         got.warnings
     );
+}
+
+#[test]
+fn the_hostname_gives_a_lowercase_node_name() {
+    assert_eq!(
+        ipvsd::model::node_name_of_hostname("Worker-1.Example\n"),
+        "worker-1.example"
+    );
+}
+
+/// Thousands of broken Services among good ones: every good one is programmed, every bad one is
+/// named in a warning, and the warnings stay small whatever the size of the bad values (a
+/// 100 KiB annotation must not be copied into each warning, then into the log, every sync).
+#[test]
+fn thousands_of_bad_objects_among_good_ones() {
+    const GOOD: usize = 2000;
+    const BAD: usize = 2000;
+    let huge = "x".repeat(100 * 1024);
+    let mut services = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..GOOD {
+        let ip = format!("10.100.{}.{}", i / 250, i % 250 + 1);
+        let name = format!("a-good{i}");
+        services.push(mk_service(
+            &name,
+            "ClusterIP",
+            &[&ip],
+            vec![mk_port("http", 80, None)],
+        ));
+        slices.push(mk_slice(
+            &format!("{name}-1"),
+            &name,
+            "IPv4",
+            &[("http", 8080)],
+            vec![ready(&format!("10.244.{}.{}", i / 250, i % 250 + 1))],
+        ));
+    }
+    for i in 0..BAD {
+        let name = format!("bad{i}");
+        let ip = format!("10.101.{}.{}", i / 250, i % 250 + 1);
+        let s = match i % 6 {
+            0 => mk_service(
+                &name,
+                "ClusterIP",
+                &["999.1.1.1"],
+                vec![mk_port("http", 80, None)],
+            ),
+            1 => mk_service(
+                &name,
+                "ClusterIP",
+                &[&ip],
+                vec![mk_port("http", 70000, None)],
+            ),
+            2 => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                annotate(&mut s, "ipvsd.io/scheduler", &huge);
+                s
+            }
+            3 => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                annotate(&mut s, "ipvsd.io/scheduler-flags", &huge);
+                s
+            }
+            4 => {
+                // The same virtual server as a good Service (whose name sorts first).
+                let taken = format!("10.100.{}.{}", i % GOOD / 250, i % GOOD % 250 + 1);
+                mk_service(
+                    &name,
+                    "ClusterIP",
+                    &[&taken],
+                    vec![mk_port("http", 80, None)],
+                )
+            }
+            _ => {
+                let mut s = mk_service(&name, "ClusterIP", &[&ip], vec![mk_port("http", 80, None)]);
+                spec_mut(&mut s).external_ips = Some(vec![huge.clone()]);
+                s
+            }
+        };
+        services.push(s);
+    }
+    let snapshot = Snapshot {
+        services,
+        endpoint_slices: slices,
+    };
+    let got = desired(&snapshot, &nodes(&["192.168.1.10"]), &config());
+    for i in 0..GOOD {
+        let key = ipvs::ServiceKey::Addr {
+            address: format!("10.100.{}.{}", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap(),
+            protocol: ipvs::Protocol::Tcp,
+            port: 80,
+        };
+        let vs = got
+            .virtual_servers
+            .get(&key)
+            .expect("a good Service is programmed");
+        assert_eq!(vs.origin.name, format!("a-good{i}"));
+        assert_eq!(vs.destinations.len(), 1);
+    }
+    for i in 0..BAD {
+        let name = format!("default/bad{i}:");
+        assert!(
+            got.warnings.iter().any(|w| w.contains(&name)),
+            "no warning names bad{i}"
+        );
+    }
+    let longest = got.warnings.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a warning of {longest} bytes");
+    let total: usize = got.warnings.iter().map(String::len).sum();
+    assert!(total < BAD * 512, "{total} bytes of warnings");
 }

@@ -97,6 +97,7 @@ fn mk_actual(services: Vec<ActualService>, bound: &[&str]) -> Actual {
     Actual {
         services: services.into_iter().map(|s| (s.service.key, s)).collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
+        undecodable: Vec::new(),
     }
 }
 
@@ -520,5 +521,60 @@ fn draining_destinations_are_the_undesired_ones_at_weight_zero() {
     assert_eq!(
         draining_destinations(&desired, &actual),
         BTreeSet::from([(web, ip("10.244.0.12"), 8080)])
+    );
+}
+
+#[test]
+fn entries_that_cannot_be_read_are_never_deleted_or_changed() {
+    use ipvs::{EntryKind, Undecodable};
+    // ipvsd's cluster IP 10.96.0.10:80 holds a real server of an unknown forwarding method; a
+    // stale virtual server on a bound address holds another; the IPv6 one with a 129-bit mask
+    // could not be read at all, and a Service wants its key.
+    let owned = tcp("10.96.0.10", 80);
+    let stale = tcp("10.96.0.11", 80);
+    let masked = tcp("fd00:96::1", 80);
+    let desired = mk_desired(
+        vec![
+            mk_vs(owned, &[dest("10.244.0.1", 8080), dest("10.244.0.9", 8080)]),
+            mk_vs(masked, &[dest("fd00:244::1", 8080)]),
+        ],
+        &["10.96.0.10", "fd00:96::1"],
+    );
+    let mut actual = mk_actual(
+        vec![
+            mk_actual_service(owned, &[]),
+            mk_actual_service(stale, &[dest("10.244.0.2", 8080)]),
+        ],
+        &["10.96.0.10", "10.96.0.11", "fd00:96::1"],
+    );
+    let unreadable = |kind, service, destination: Option<(&str, u16)>| Undecodable {
+        kind,
+        service: Some(service),
+        destination: destination.map(|(a, p)| (ip(a), p)),
+        reason: "unknown forwarding method 4".into(),
+    };
+    actual.undecodable = vec![
+        unreadable(EntryKind::Destination, owned, Some(("10.244.0.9", 8080))),
+        unreadable(EntryKind::Destination, stale, None),
+        unreadable(EntryKind::Service, masked, None),
+    ];
+    let ops: Vec<String> = plan(
+        &desired,
+        &actual,
+        &ownership(),
+        &GracefulTermination::default(),
+        Instant::now(),
+    )
+    .iter()
+    .map(|op| op.to_string())
+    .collect();
+    // The readable real server is added; the unreadable one is not added over, the stale
+    // virtual server holding an unreadable entry is kept, the unreadable one not re-added.
+    assert_eq!(
+        ops,
+        [
+            "-a -t 10.96.0.10:80 -r 10.244.0.1:8080 -m -w 1",
+            "unbind 10.96.0.11/32"
+        ]
     );
 }

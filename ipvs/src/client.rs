@@ -29,6 +29,7 @@ use netlink_proto::ConnectionHandle;
 use netlink_sys::Socket;
 use tracing::{debug, warn};
 
+use crate::dump::{destinations_of_dump, services_of_dump, Dump};
 use crate::message::convert::{
     daemon_attrs, daemon_from_attrs, daemon_state_attrs, dest_attrs, dest_from_attrs,
     dest_key_attrs, info_from_attrs, service_attrs, service_from_attrs, service_key_attrs,
@@ -132,11 +133,62 @@ impl Request {
     }
 }
 
+/// Longest scheduler, persistence-engine and interface name the kernel takes, without the
+/// terminating NUL (`IP_VS_SCHEDNAME_MAXLEN`, `IP_VS_PENAME_MAXLEN`, `IP_VS_IFNAME_MAXLEN`: 16).
+pub const NAME_MAX_LEN: usize = 15;
+
+impl Request {
+    /// Checks the request against the kernel's limits that the wire format cannot express: a
+    /// name longer than the kernel takes is [`Error::NameTooLong`] (the kernel would refuse it,
+    /// and one longer than a netlink attribute can hold could not even be encoded).
+    pub fn check(&self) -> Result<(), Error> {
+        let names: Vec<(&'static str, &str)> = match self {
+            Request::AddService(s) | Request::UpdateService(s) => {
+                let mut names = vec![("scheduler", s.scheduler.as_str())];
+                if let Some(pe) = &s.persistence_engine {
+                    names.push(("persistence engine", pe.as_str()));
+                }
+                names
+            }
+            Request::AddDaemon(d) => vec![("interface", d.interface.as_str())],
+            _ => Vec::new(),
+        };
+        for (what, name) in names {
+            if name.len() > NAME_MAX_LEN {
+                return Err(Error::NameTooLong {
+                    command: self.command().name(),
+                    what,
+                    len: name.len(),
+                    max: NAME_MAX_LEN,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The command that carries the request.
+    pub fn command(&self) -> IpvsCmd {
+        match self {
+            Request::AddService(_) => IpvsCmd::NewService,
+            Request::UpdateService(_) => IpvsCmd::SetService,
+            Request::DeleteService(_) => IpvsCmd::DelService,
+            Request::AddDestination(..) => IpvsCmd::NewDest,
+            Request::UpdateDestination(..) => IpvsCmd::SetDest,
+            Request::DeleteDestination(..) => IpvsCmd::DelDest,
+            Request::Zero(_) => IpvsCmd::Zero,
+            Request::Flush => IpvsCmd::Flush,
+            Request::SetTimeouts(_) => IpvsCmd::SetConfig,
+            Request::AddDaemon(_) => IpvsCmd::NewDaemon,
+            Request::DeleteDaemon(_) => IpvsCmd::DelDaemon,
+        }
+    }
+}
+
 /// Maps a kernel errno answering `cmd` to an [`Error`]. `code` is the negative errno of the
 /// netlink error message.
 pub fn kernel_error(cmd: IpvsCmd, code: i32) -> Error {
     let command = cmd.name();
-    let errno = code.checked_abs().unwrap_or(i32::MAX);
+    let errno = errno_of(code);
     match errno {
         libc_errno::EPERM => Error::NotPermitted { command },
         libc_errno::EEXIST => Error::AlreadyExists { command },
@@ -152,6 +204,12 @@ pub fn kernel_error(cmd: IpvsCmd, code: i32) -> Error {
             source: io::Error::from_raw_os_error(errno),
         },
     }
+}
+
+/// The errno of a netlink error code (the negative errno). A code no kernel sends, such as
+/// `i32::MIN`, has no positive counterpart: it reads as `i32::MAX` rather than overflowing.
+fn errno_of(code: i32) -> i32 {
+    code.checked_abs().unwrap_or(i32::MAX)
 }
 
 /// The errno values the client names (Linux numbering, the same on every architecture).
@@ -296,16 +354,40 @@ impl Writer {
             );
         }
         let mut results: Vec<Option<Result<(), Error>>> = (0..batch.len()).map(|_| None).collect();
-        let lost = |batch: &[IpvsMessage], why: String| -> Vec<Result<(), Error>> {
-            batch.iter().map(|m| Err(no_answer(m.cmd, &why))).collect()
-        };
+        let unsent =
+            |batch: &[IpvsMessage], why: &dyn Fn() -> io::Error| -> Vec<Result<(), Error>> {
+                batch
+                    .iter()
+                    .map(|m| {
+                        Err(Error::Send {
+                            command: m.cmd.name(),
+                            source: why(),
+                        })
+                    })
+                    .collect()
+            };
         let sending = Instant::now();
         let sent = self.socket.send_to(&self.out, &SocketAddr::new(0, 0), 0);
         *in_kernel += sending.elapsed();
         match sent {
             Ok(n) if n == self.out.len() => {}
-            Ok(n) => return lost(batch, format!("sent {n} of {} bytes", self.out.len())),
-            Err(e) => return lost(batch, format!("send failed: {e}")),
+            Ok(n) => {
+                let total = self.out.len();
+                return unsent(batch, &|| {
+                    io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("sent {n} of {total} bytes"),
+                    )
+                });
+            }
+            Err(e) => {
+                let (kind, text) = (e.kind(), e.to_string());
+                let errno = e.raw_os_error();
+                return unsent(batch, &|| match errno {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::new(kind, text.clone()),
+                });
+            }
         }
         // The kernel handled the whole datagram inside send_to: its answers are queued.
         let mut acked = false;
@@ -350,7 +432,13 @@ impl Writer {
             return results
                 .into_iter()
                 .zip(batch)
-                .map(|(r, m)| r.unwrap_or_else(|| Err(no_answer(m.cmd, "answer lost"))))
+                .map(|(r, m)| {
+                    r.unwrap_or_else(|| {
+                        Err(Error::AnswerLost {
+                            command: m.cmd.name(),
+                        })
+                    })
+                })
                 .collect();
         }
         results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
@@ -374,8 +462,23 @@ impl std::fmt::Debug for Client {
 
 /// What one request got back.
 struct Answer {
-    /// Decoded replies (for gets and dumps).
-    replies: Vec<IpvsMessage>,
+    /// Replies (for gets and dumps), each parsed on its own: `Err` says why one did not parse.
+    replies: Vec<Result<IpvsMessage, String>>,
+}
+
+impl Answer {
+    /// The replies, or a decode error naming the first that did not parse.
+    fn strict(self, cmd: IpvsCmd) -> Result<Vec<IpvsMessage>, Error> {
+        self.replies
+            .into_iter()
+            .map(|r| {
+                r.map_err(|reason| Error::Decode {
+                    command: cmd.name(),
+                    reason,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Client {
@@ -446,13 +549,10 @@ impl Client {
             while let Some(reply) = stream.next().await {
                 match reply.payload {
                     NetlinkPayload::InnerMessage(frame) => match frame.to_ipvs() {
-                        Ok(genl) => replies.push(genl.payload),
-                        Err(e) => {
-                            failure.get_or_insert(Error::Decode {
-                                command: cmd.name(),
-                                reason: e.to_string(),
-                            });
-                        }
+                        Ok(genl) => replies.push(Ok(genl.payload)),
+                        // One message of a dump that does not parse is that entry's problem,
+                        // not the whole answer's: the caller decides.
+                        Err(e) => replies.push(Err(e.to_string())),
                     },
                     NetlinkPayload::Error(e) => {
                         if let Some(code) = e.code {
@@ -466,13 +566,18 @@ impl Client {
             }
         };
         if tokio::time::timeout(ANSWER_TIMEOUT, gather).await.is_err() {
-            return Err(no_answer(cmd, "timed out"));
+            return Err(Error::TimedOut {
+                command: cmd.name(),
+                seconds: ANSWER_TIMEOUT.as_secs(),
+            });
         }
         if let Some(e) = failure {
             return Err(e);
         }
         if !finished {
-            return Err(no_answer(cmd, "connection closed"));
+            return Err(Error::ConnectionClosed {
+                command: cmd.name(),
+            });
         }
         Ok(Answer { replies })
     }
@@ -484,7 +589,34 @@ impl Client {
         &self,
         requests: impl IntoIterator<Item = Request>,
     ) -> Vec<Result<(), Error>> {
-        let messages: Vec<IpvsMessage> = requests.into_iter().map(|r| r.to_message()).collect();
+        // A request that cannot be encoded fails on its own; the others are sent.
+        let mut results: Vec<Option<Result<(), Error>>> = Vec::new();
+        let mut messages = Vec::new();
+        for request in requests {
+            match request.check() {
+                Ok(()) => {
+                    messages.push(request.to_message());
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let written = self.write_messages(messages).await;
+        let mut written = written.into_iter();
+        results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| written.next()).unwrap_or_else(|| {
+                    Err(Error::AnswerLost {
+                        command: IpvsCmd::Other(0).name(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Sends encoded requests on the writer socket, from the blocking thread pool.
+    async fn write_messages(&self, messages: Vec<IpvsMessage>) -> Vec<Result<(), Error>> {
         if messages.is_empty() {
             return Vec::new();
         }
@@ -499,28 +631,60 @@ impl Client {
             Ok(results) => results,
             Err(e) => cmds
                 .into_iter()
-                .map(|cmd| Err(no_answer(cmd, &format!("writer task failed: {e}"))))
+                .map(|cmd| {
+                    Err(Error::WriterFailed {
+                        command: cmd.name(),
+                        reason: e.to_string(),
+                    })
+                })
                 .collect(),
         }
     }
 
     async fn write(&self, request: Request) -> Result<(), Error> {
+        let command = request.command().name();
         self.execute([request])
             .await
             .pop()
-            .unwrap_or_else(|| Err(no_answer(IpvsCmd::Other(0), "no result")))
+            .unwrap_or(Err(Error::AnswerLost { command }))
     }
 
-    /// Every service (one dump).
+    /// Every service (one dump). Fails on the first entry it cannot read (see
+    /// [`Client::service_dump`] to read around it).
     pub async fn services(&self) -> Result<Vec<Service>, Error> {
         let answer = self
             .request(IpvsMessage::new(IpvsCmd::GetService, vec![]), true)
             .await?;
         answer
-            .replies
+            .strict(IpvsCmd::GetService)?
             .iter()
             .map(|m| service_of(IpvsCmd::GetService, m))
             .collect()
+    }
+
+    /// Every service (one dump), each entry read on its own: those this crate cannot read (a
+    /// value it has no name for, another program's doing) are listed apart rather than failing
+    /// the read.
+    pub async fn service_dump(&self) -> Result<Dump<Service>, Error> {
+        let answer = self
+            .request(IpvsMessage::new(IpvsCmd::GetService, vec![]), true)
+            .await?;
+        Ok(services_of_dump(&answer.replies))
+    }
+
+    /// The destinations of a service (one dump), each entry read on its own (see
+    /// [`Client::service_dump`]).
+    pub async fn destination_dump(&self, key: &ServiceKey) -> Result<Dump<Destination>, Error> {
+        let answer = self
+            .request(
+                IpvsMessage::new(
+                    IpvsCmd::GetDest,
+                    vec![CmdAttr::Service(service_key_attrs(key))],
+                ),
+                true,
+            )
+            .await?;
+        Ok(destinations_of_dump(key, &answer.replies))
     }
 
     /// One service. [`Error::NotFound`] when it does not exist.
@@ -534,7 +698,8 @@ impl Client {
                 false,
             )
             .await?;
-        let reply = answer.replies.first().ok_or(Error::NotFound {
+        let replies = answer.strict(IpvsCmd::GetService)?;
+        let reply = replies.first().ok_or(Error::NotFound {
             command: IpvsCmd::GetService.name(),
         })?;
         service_of(IpvsCmd::GetService, reply)
@@ -565,8 +730,9 @@ impl Client {
             )
             .await?;
         let family = key.family();
-        let mut out = Vec::with_capacity(answer.replies.len());
-        for m in &answer.replies {
+        let replies = answer.strict(cmd)?;
+        let mut out = Vec::with_capacity(replies.len());
+        for m in &replies {
             for a in &m.attrs {
                 if let CmdAttr::Dest(attrs) = a {
                     out.push(dest_from_attrs(attrs, family).map_err(|e| decode(cmd, e))?);
@@ -605,22 +771,28 @@ impl Client {
     /// The IPVS version and connection table size.
     pub async fn info(&self) -> Result<Info, Error> {
         let cmd = IpvsCmd::GetInfo;
-        let answer = self.request(IpvsMessage::new(cmd, vec![]), false).await?;
-        let reply = answer
-            .replies
-            .first()
-            .ok_or_else(|| no_answer(cmd, "no reply"))?;
+        let replies = self
+            .request(IpvsMessage::new(cmd, vec![]), false)
+            .await?
+            .strict(cmd)?;
+        let reply = replies.first().ok_or_else(|| Error::Decode {
+            command: cmd.name(),
+            reason: "acknowledged without a reply".to_string(),
+        })?;
         info_from_attrs(&reply.attrs).map_err(|e| decode(cmd, e))
     }
 
     /// The connection timeouts.
     pub async fn timeouts(&self) -> Result<Timeouts, Error> {
         let cmd = IpvsCmd::GetConfig;
-        let answer = self.request(IpvsMessage::new(cmd, vec![]), false).await?;
-        let reply = answer
-            .replies
-            .first()
-            .ok_or_else(|| no_answer(cmd, "no reply"))?;
+        let replies = self
+            .request(IpvsMessage::new(cmd, vec![]), false)
+            .await?
+            .strict(cmd)?;
+        let reply = replies.first().ok_or_else(|| Error::Decode {
+            command: cmd.name(),
+            reason: "acknowledged without a reply".to_string(),
+        })?;
         Ok(timeouts_from_attrs(&reply.attrs))
     }
 
@@ -642,9 +814,12 @@ impl Client {
     /// The running sync daemons.
     pub async fn daemons(&self) -> Result<Vec<SyncDaemon>, Error> {
         let cmd = IpvsCmd::GetDaemon;
-        let answer = self.request(IpvsMessage::new(cmd, vec![]), true).await?;
+        let replies = self
+            .request(IpvsMessage::new(cmd, vec![]), true)
+            .await?
+            .strict(cmd)?;
         let mut out = Vec::new();
-        for m in &answer.replies {
+        for m in &replies {
             for a in &m.attrs {
                 if let CmdAttr::Daemon(attrs) = a {
                     out.push(daemon_from_attrs(attrs).map_err(|e| decode(cmd, e))?);
@@ -685,17 +860,10 @@ fn decode(cmd: IpvsCmd, e: netlink_packet_core::DecodeError) -> Error {
 }
 
 fn closed(cmd: IpvsCmd, e: impl std::fmt::Display) -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        format!("{}: netlink connection closed: {e}", cmd.name()),
-    ))
-}
-
-fn no_answer(cmd: IpvsCmd, why: &str) -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("{}: no answer from the kernel: {why}", cmd.name()),
-    ))
+    debug!(command = cmd.name(), error = %e, "netlink connection gone");
+    Error::ConnectionClosed {
+        command: cmd.name(),
+    }
 }
 
 /// Asks the generic-netlink controller for the id of the IPVS family.
@@ -731,7 +899,7 @@ async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, 
                         }
                     }
                 }
-                NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
+                NetlinkPayload::Error(e) => match e.code.map(|c| errno_of(c.get())) {
                     None => {}
                     Some(libc_errno::ENOENT) => return Err(Error::IpvsUnavailable),
                     Some(libc_errno::EPERM) => {
@@ -753,11 +921,9 @@ async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, 
     };
     tokio::time::timeout(ANSWER_TIMEOUT, gather)
         .await
-        .map_err(|_| {
-            Error::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "CTRL_CMD_GETFAMILY: no answer",
-            ))
+        .map_err(|_| Error::TimedOut {
+            command: "CTRL_CMD_GETFAMILY",
+            seconds: ANSWER_TIMEOUT.as_secs(),
         })??;
     family_id.ok_or(Error::IpvsUnavailable)
 }
@@ -797,5 +963,121 @@ mod tests {
                 vec![0; DATAGRAM_LEN],
             )));
         assert_eq!(batch_end(&[big.clone(), add_dest(2)], BATCH_LEN), 1);
+    }
+
+    #[test]
+    fn an_over_long_name_is_an_error_not_a_panic() {
+        // Before: encoding a scheduler name longer than a netlink attribute holds panicked in
+        // netlink-packet-core. Now such a request fails on its own, before it is encoded.
+        let key = ServiceKey::FwMark {
+            mark: 1,
+            family: crate::Family::Inet,
+        };
+        let huge = Request::AddService(crate::Service::new(key, "x".repeat(70_000)));
+        assert!(matches!(
+            huge.check(),
+            Err(Error::NameTooLong {
+                what: "scheduler",
+                len: 70_000,
+                max: 15,
+                ..
+            })
+        ));
+        let mut pe = crate::Service::new(key, "rr");
+        pe.persistence_engine = Some("sip-but-far-too-long".into());
+        assert!(matches!(
+            Request::UpdateService(pe).check(),
+            Err(Error::NameTooLong {
+                what: "persistence engine",
+                command: "IPVS_CMD_SET_SERVICE",
+                ..
+            })
+        ));
+        let daemon = crate::SyncDaemon {
+            state: crate::DaemonState::Master,
+            interface: "an-interface-name".into(),
+            sync_id: 0,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        };
+        assert!(matches!(
+            Request::AddDaemon(daemon).check(),
+            Err(Error::NameTooLong {
+                what: "interface",
+                ..
+            })
+        ));
+        // The longest names the kernel takes pass.
+        assert!(
+            Request::AddService(crate::Service::new(key, "x".repeat(15)))
+                .check()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_error_code_without_a_positive_errno_does_not_overflow() {
+        assert_eq!(errno_of(i32::MIN), i32::MAX);
+        assert_eq!(errno_of(-22), 22);
+        assert!(matches!(
+            kernel_error(IpvsCmd::NewService, i32::MIN),
+            Error::Kernel { .. }
+        ));
+    }
+
+    #[test]
+    fn lost_answers_send_failures_and_writer_failures_are_told_apart() {
+        let errors = [
+            Error::AnswerLost {
+                command: "IPVS_CMD_NEW_DEST",
+            },
+            Error::Send {
+                command: "IPVS_CMD_NEW_DEST",
+                source: io::Error::from_raw_os_error(105),
+            },
+            Error::WriterFailed {
+                command: "IPVS_CMD_NEW_DEST",
+                reason: "task panicked".into(),
+            },
+            Error::TimedOut {
+                command: "IPVS_CMD_GET_SERVICE",
+                seconds: 60,
+            },
+        ];
+        let texts: std::collections::BTreeSet<String> =
+            errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(texts.len(), errors.len(), "{texts:#?}");
+        assert!(texts.iter().filter(|t| t.contains("no answer")).count() <= 1);
+    }
+
+    #[test]
+    fn a_datagram_the_kernel_cannot_take_is_a_send_failure() {
+        // Netlink refuses a datagram larger than the socket's send buffer (EMSGSIZE) before the
+        // kernel sees any of it: that is a send failure, not a lost answer or a timeout.
+        let Ok(mut writer) = Writer::open() else {
+            eprintln!("no generic netlink here; skipped");
+            return;
+        };
+        let mut big = add_dest(1);
+        for _ in 0..8 {
+            big.attrs
+                .push(CmdAttr::Other(netlink_packet_core::DefaultNla::new(
+                    99,
+                    vec![0; 60_000],
+                )));
+        }
+        let results = writer.write_all(0xfffe, &[big]);
+        assert!(
+            matches!(
+                results.as_slice(),
+                [Err(Error::Send {
+                    command: "IPVS_CMD_NEW_DEST",
+                    ..
+                })]
+            ),
+            "{results:?}"
+        );
     }
 }

@@ -5,22 +5,26 @@ use std::net::IpAddr;
 use crate::{Family, Stats};
 
 /// How packets reach a destination (`IP_VS_CONN_F_FWD_MASK` bits of the connection flags).
+/// Tunnel settings belong to the tunnel variant: a destination has them exactly when it is
+/// tunnelled, so what is written reads back the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ForwardingMethod {
     /// NAT, `IP_VS_CONN_F_MASQ` (ipvsadm `-m`, shown as `Masq`).
     Masquerade,
     /// Local node, `IP_VS_CONN_F_LOCALNODE` (shown as `Local`).
     Local,
-    /// IP tunnelling, `IP_VS_CONN_F_TUNNEL` (ipvsadm `-i`, shown as `Tunnel`).
-    Tunnel,
+    /// IP tunnelling, `IP_VS_CONN_F_TUNNEL` (ipvsadm `-i`, shown as `Tunnel`), with its
+    /// encapsulation ([`Tunnel::default`] is the kernel's: IP in IP, no checksum).
+    Tunnel(Tunnel),
     /// Direct routing, `IP_VS_CONN_F_DROUTE` (ipvsadm `-g`, shown as `Route`).
     DirectRoute,
 }
 
 /// Encapsulation of a tunnelling destination, `IP_VS_CONN_F_TUNNEL_TYPE_*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum TunnelType {
     /// IP in IP (0).
+    #[default]
     IpIp,
     /// Generic UDP encapsulation (1).
     Gue,
@@ -31,7 +35,7 @@ pub enum TunnelType {
 }
 
 /// Tunnel checksum options, `IP_VS_TUNNEL_ENCAP_FLAG_*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TunnelFlags(pub u16);
 
 impl TunnelFlags {
@@ -43,8 +47,9 @@ impl TunnelFlags {
     pub const REMCSUM: TunnelFlags = TunnelFlags(0x0002);
 }
 
-/// Tunnel settings of a destination forwarded by [`ForwardingMethod::Tunnel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Tunnel settings of a destination forwarded by [`ForwardingMethod::Tunnel`]. The default
+/// is what the kernel gives a tunnel without settings: IP in IP, port 0, no checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Tunnel {
     /// Encapsulation.
     pub kind: TunnelType,
@@ -72,8 +77,6 @@ pub struct Destination {
     pub upper_threshold: u32,
     /// Lower connection threshold; 0 means none.
     pub lower_threshold: u32,
-    /// Tunnel settings when forwarding is [`ForwardingMethod::Tunnel`].
-    pub tunnel: Option<Tunnel>,
     /// Active connections (read only).
     pub active_connections: u32,
     /// Inactive connections (read only).
@@ -95,7 +98,6 @@ impl Destination {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
-            tunnel: None,
             active_connections: 0,
             inactive_connections: 0,
             persistent_connections: 0,

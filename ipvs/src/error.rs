@@ -51,6 +51,57 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+    /// A request could not be encoded: a name longer than the kernel takes.
+    #[error("{command}: {what} of {len} bytes is longer than the kernel's limit of {max}")]
+    NameTooLong {
+        /// The command that was not sent.
+        command: &'static str,
+        /// Which name (`scheduler`, `persistence engine`, `interface`).
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest the kernel takes, without the terminating NUL.
+        max: usize,
+    },
+    /// The request could not be sent: the kernel has not seen it.
+    #[error("{command}: sending the request failed: {source}")]
+    Send {
+        /// The command that was not sent.
+        command: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The request was sent but its answer never came (the kernel drops answers that do not
+    /// fit the socket's receive buffer): whether it was carried out is unknown.
+    #[error("{command}: the kernel's answer was lost")]
+    AnswerLost {
+        /// The command whose answer is missing.
+        command: &'static str,
+    },
+    /// No answer came within the client's time limit.
+    #[error("{command}: no answer from the kernel within {seconds} s")]
+    TimedOut {
+        /// The command that was not answered.
+        command: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The netlink connection ended before the answer was complete.
+    #[error("{command}: the netlink connection closed")]
+    ConnectionClosed {
+        /// The command that was not answered.
+        command: &'static str,
+    },
+    /// The task writing requests failed (it panicked or was cancelled): whether the request
+    /// was sent is unknown.
+    #[error("{command}: the writer task failed: {reason}")]
+    WriterFailed {
+        /// The command that was being written.
+        command: &'static str,
+        /// What the task's failure said.
+        reason: String,
+    },
     /// The netlink socket failed.
     #[error("netlink socket: {0}")]
     Io(#[from] io::Error),

@@ -47,6 +47,7 @@
 mod client;
 mod daemon;
 mod destination;
+mod dump;
 mod error;
 mod info;
 pub mod ipvsadm;
@@ -54,9 +55,10 @@ pub mod message;
 mod service;
 mod stats;
 
-pub use client::{Client, Request, BATCH_LEN};
+pub use client::{Client, Request, BATCH_LEN, NAME_MAX_LEN};
 pub use daemon::{DaemonState, SyncDaemon};
 pub use destination::{Destination, ForwardingMethod, Tunnel, TunnelFlags, TunnelType};
+pub use dump::{destinations_of_dump, services_of_dump, Dump, EntryKind, Undecodable};
 pub use error::Error;
 pub use info::{Info, Timeouts};
 pub use service::{Family, ParseFlagsError, Protocol, Service, ServiceFlags, ServiceKey};

@@ -73,13 +73,16 @@ fn route(address: &str, port: u16, weight: u32) -> Destination {
 }
 
 fn tunnel(address: &str, port: u16, kind: TunnelType, tun_port: u16, flags: u16) -> Destination {
-    let mut dest = mk_dest(address, port, ForwardingMethod::Tunnel, 1);
-    dest.tunnel = Some(Tunnel {
-        kind,
-        port: tun_port,
-        flags: TunnelFlags(flags),
-    });
-    dest
+    mk_dest(
+        address,
+        port,
+        ForwardingMethod::Tunnel(Tunnel {
+            kind,
+            port: tun_port,
+            flags: TunnelFlags(flags),
+        }),
+        1,
+    )
 }
 
 fn thresholds(mut dest: Destination, upper: u32, lower: u32) -> Destination {
@@ -883,8 +886,7 @@ fn local_forwarding_and_unknown_tunnel_types() {
     local.active_connections = 12;
     local.inactive_connections = 4_000_000_000;
     let future = tunnel("10.0.0.10", 80, TunnelType::Other(7), 0, 0);
-    let mut old_kernel = tunnel("10.0.0.11", 80, TunnelType::IpIp, 0, 0);
-    old_kernel.tunnel = None;
+    let old_kernel = tunnel("10.0.0.11", 80, TunnelType::IpIp, 0, 0);
     let table = vec![(
         mk_tcp("10.0.0.1", 80, "wrr"),
         vec![local, future, old_kernel],

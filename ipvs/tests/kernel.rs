@@ -205,8 +205,7 @@ fn destinations_match_ipvsadm() {
         route.upper_threshold = 100;
         route.lower_threshold = 10;
         let mut tunnel = Destination::new(ip("10.244.0.9"), 80);
-        tunnel.forwarding = ForwardingMethod::Tunnel;
-        tunnel.tunnel = Some(Tunnel {
+        tunnel.forwarding = ForwardingMethod::Tunnel(Tunnel {
             kind: TunnelType::Gue,
             port: 6080,
             flags: TunnelFlags::CSUM,
@@ -283,11 +282,21 @@ fn kernel_errors_are_typed() {
             client.delete_service(&tcp("10.96.0.51", 80)).await,
             Err(Error::NotFound { .. })
         ));
-        let bad = Service::new(tcp("10.96.0.52", 80), "no-such-scheduler");
+        let bad = Service::new(tcp("10.96.0.52", 80), "nosuchsched");
         assert!(matches!(
             client.add_service(&bad).await,
             Err(Error::InvalidArgument {
                 command: "IPVS_CMD_NEW_SERVICE"
+            })
+        ));
+        // A name longer than the kernel takes never reaches it.
+        let too_long = Service::new(tcp("10.96.0.52", 80), "no-such-scheduler");
+        assert!(matches!(
+            client.add_service(&too_long).await,
+            Err(Error::NameTooLong {
+                command: "IPVS_CMD_NEW_SERVICE",
+                what: "scheduler",
+                ..
             })
         ));
         assert!(matches!(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use ipvs::{Client, Request, ServiceKey};
 
+use super::IpvsContents;
 use crate::plan::{ActualService, Operation};
 
 /// The kernel's IPVS table, through one netlink socket.
@@ -27,24 +28,31 @@ impl IpvsTable {
     }
 
     /// Reads every virtual server with its destinations: one service dump, then one destination
-    /// dump per service.
-    pub async fn read(&self) -> Result<BTreeMap<ServiceKey, ActualService>, ipvs::Error> {
-        let services = self.client.services().await?;
-        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
-        let destinations = self.read_destinations(&keys).await?;
-        Ok(services
-            .into_iter()
-            .zip(destinations)
-            .map(|(service, (_, destinations))| {
-                (
-                    service.key,
-                    ActualService {
-                        service,
-                        destinations,
-                    },
-                )
-            })
-            .collect())
+    /// dump per service. Each entry is read on its own: one that cannot be read (another
+    /// program's, with a value the `ipvs` crate has no name for) is listed apart, not an error.
+    pub async fn read(&self) -> Result<IpvsContents, ipvs::Error> {
+        let dump = self.client.service_dump().await?;
+        let mut undecodable = dump.undecodable;
+        let mut services = BTreeMap::new();
+        for service in dump.entries {
+            let destinations = match self.client.destination_dump(&service.key).await {
+                Ok(d) => d,
+                Err(ipvs::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            undecodable.extend(destinations.undecodable);
+            services.insert(
+                service.key,
+                ActualService {
+                    service,
+                    destinations: destinations.entries,
+                },
+            );
+        }
+        Ok(IpvsContents {
+            services,
+            undecodable,
+        })
     }
 
     /// Reads the destinations of the given virtual servers, one dump after the other: netlink
@@ -56,8 +64,9 @@ impl IpvsTable {
     ) -> Result<Vec<(ServiceKey, Vec<ipvs::Destination>)>, ipvs::Error> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            match self.client.destinations(key).await {
-                Ok(destinations) => out.push((*key, destinations)),
+            // Entries that cannot be read were reported by the last full read.
+            match self.client.destination_dump(key).await {
+                Ok(destinations) => out.push((*key, destinations.entries)),
                 Err(ipvs::Error::NotFound { .. }) => out.push((*key, Vec::new())),
                 Err(e) => return Err(e),
             }

@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Cursor};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex as StdMutex;
 
 use neli::consts::nl::{NlmF, Nlmsg, NlmsgerrAttr};
@@ -27,7 +28,7 @@ use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
 use neli::{FromBytesWithInput, Size, ToBytes};
 use tokio::sync::Mutex;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Requests sent before their acks are read: the acks of a window (and an error each, at worst)
 /// must fit the socket's receive buffer.
@@ -242,6 +243,8 @@ pub(crate) struct LinkRecord {
     pub(crate) index: u32,
     /// IFLA_INFO_KIND ("dummy", "veth", ...); physical devices have none.
     pub(crate) kind: Option<String>,
+    /// IFLA_ADDRESS, the hardware address.
+    pub(crate) hardware_address: Option<Vec<u8>>,
 }
 
 impl LinkRecord {
@@ -256,10 +259,16 @@ impl LinkRecord {
                     .ok()
             })
             .map(|kind| kind.trim_end_matches('\0').to_owned());
+        let hardware_address = msg
+            .rtattrs()
+            .iter()
+            .find(|attr| *attr.rta_type() == Ifla::Address)
+            .map(|attr| attr.rta_payload().as_ref().to_vec());
         LinkRecord {
             // Interface indexes are positive ints in the kernel.
             index: u32::try_from(*msg.ifi_index()).unwrap_or_default(),
             kind,
+            hardware_address,
         }
     }
 }
@@ -573,7 +582,9 @@ where
 /// thousand addresses is a thousand request/ack pairs on one socket.
 pub struct DummyLink {
     name: String,
-    index: u32,
+    /// The interface's index; it changes when the interface is deleted behind ipvsd's back and
+    /// recreated (see [`DummyLink::ensure_present`]).
+    index: AtomicU32,
     socket: Mutex<RouteSocket>,
     /// Prefix lengths seen by the last [`DummyLink::addresses`]: IPv6 deletion must name the
     /// prefix length an address was added with, and addresses added by someone else may not
@@ -585,7 +596,7 @@ impl std::fmt::Debug for DummyLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DummyLink")
             .field("name", &self.name)
-            .field("index", &self.index)
+            .field("index", &self.index())
             .finish_non_exhaustive()
     }
 }
@@ -620,7 +631,7 @@ impl DummyLink {
     fn from_parts(name: &str, index: u32, socket: RouteSocket) -> DummyLink {
         DummyLink {
             name: name.to_owned(),
-            index,
+            index: AtomicU32::new(index),
             socket: Mutex::new(socket),
             prefix_lens: StdMutex::new(HashMap::new()),
         }
@@ -667,19 +678,63 @@ impl DummyLink {
         &self.name
     }
 
+    /// The interface's hardware address (random, chosen by the kernel when it was created).
+    pub async fn hardware_address(&self) -> Result<Option<Vec<u8>>, LinkError> {
+        let mut socket = self.socket.lock().await;
+        Ok(Self::lookup(&mut socket, &self.name)
+            .await?
+            .and_then(|link| link.hardware_address))
+    }
+
     /// The interface index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.index.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure the interface still exists, creating it again if it was deleted behind
+    /// ipvsd's back (by hand, or by `kube-proxy --cleanup`): its addresses went with it, and the
+    /// caller binds them again. Returns whether it had to be found or created anew.
+    pub async fn ensure_present(&self) -> Result<bool, LinkError> {
+        let mut socket = self.socket.lock().await;
+        let found = Self::lookup(&mut socket, &self.name).await?;
+        let index = match found {
+            Some(link) if link.index == self.index() => return Ok(false),
+            Some(link) => {
+                warn!(interface = %self.name, old_index = self.index(), index = link.index, "the dummy interface was replaced; using the new one");
+                link.index
+            }
+            None => {
+                warn!(interface = %self.name, "the dummy interface is gone; creating it again");
+                Self::create(&mut socket, &self.name).await?;
+                match Self::lookup(&mut socket, &self.name).await? {
+                    Some(link) => link.index,
+                    None => {
+                        return Err(LinkError::Vanished {
+                            name: self.name.clone(),
+                        })
+                    }
+                }
+            }
+        };
+        self.index.store(index, Ordering::Relaxed);
+        self.prefix_lens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(true)
     }
 
     /// Addresses bound to the interface. ipvsd binds host addresses (/32, /128); any other
-    /// address found here is listed too, so the caller can remove what it did not bind.
+    /// address found here is listed too, so the caller can remove what it did not bind. An
+    /// interface deleted since is created again first, and reads as holding nothing.
     pub async fn addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
+        self.ensure_present().await?;
+        let index = self.index();
         let records = self
             .socket
             .lock()
             .await
-            .addresses(Some(self.index))
+            .addresses(Some(index))
             .await
             .map_err(LinkError::netlink_action(format!(
                 "list addresses of {}",
@@ -703,6 +758,9 @@ impl DummyLink {
         &self,
         addrs: &[IpAddr],
     ) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        // An interface deleted meanwhile makes each bind fail with ENODEV: the sync counts the
+        // failures and reads again, and that read creates the interface anew.
+        let index = self.index();
         let action =
             |addr: IpAddr| format!("bind {addr}/{} to {}", host_prefix_len(addr), self.name);
         let messages = addrs.iter().map(|&addr| {
@@ -712,7 +770,7 @@ impl DummyLink {
                 IpAddr::V4(_) => IfaF::empty(),
                 IpAddr::V6(_) => IfaF::NODAD,
             };
-            address_message(self.index, addr, host_prefix_len(addr), flags, true)
+            address_message(index, addr, host_prefix_len(addr), flags, true)
         });
         let outcomes = self
             .change_addresses(addrs, messages, Rtm::Newaddr, NlmF::CREATE | NlmF::EXCL)
@@ -743,6 +801,7 @@ impl DummyLink {
         &self,
         addrs: &[IpAddr],
     ) -> Result<Vec<Result<(), LinkError>>, LinkError> {
+        let index = self.index();
         let prefix_lens: Vec<u8> = {
             let known = self.prefix_lens.lock().unwrap_or_else(|e| e.into_inner());
             addrs
@@ -752,7 +811,7 @@ impl DummyLink {
         };
         let messages = addrs.iter().zip(&prefix_lens).map(|(&addr, &prefix_len)| {
             // IPv4 deletion without IFA_ADDRESS matches the address whatever its prefix length.
-            address_message(self.index, addr, prefix_len, IfaF::empty(), addr.is_ipv6())
+            address_message(index, addr, prefix_len, IfaF::empty(), addr.is_ipv6())
         });
         let outcomes = self
             .change_addresses(addrs, messages, Rtm::Deladdr, NlmF::empty())
@@ -907,7 +966,7 @@ impl DummyLink {
         let action = || format!("delete interface {}", self.name);
         let msg = IfinfomsgBuilder::default()
             .ifi_family(RtAddrFamily::Unspecified)
-            .ifi_index(i32::try_from(self.index).unwrap_or(i32::MAX))
+            .ifi_index(i32::try_from(self.index()).unwrap_or(i32::MAX))
             .build()
             .map_err(|e| LinkError::netlink_action(action())(encode_err(e)))?;
         let result = self

@@ -11,6 +11,7 @@ mod ipvs;
 pub mod link;
 pub mod nftables;
 pub mod node_addresses;
+pub mod owned;
 pub mod sysctl;
 
 use self::conntrack::ConntrackError;
@@ -24,10 +25,8 @@ use crate::plan::{ActualService, Operation};
 /// What the controller asks of the kernel. [`Kernel`] is the real one; the controller's tests
 /// drive it with an in-memory table.
 pub trait Dataplane: Send + Sync {
-    /// Every virtual server with its destinations.
-    fn read_services(
-        &self,
-    ) -> impl Future<Output = Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error>> + Send;
+    /// Every virtual server with its destinations, and the entries that could not be read.
+    fn read_services(&self) -> impl Future<Output = Result<IpvsContents, ::ipvs::Error>> + Send;
 
     /// The destinations of some virtual servers; one that is gone reads as having none.
     fn read_destinations(
@@ -84,12 +83,34 @@ pub trait Dataplane: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<Vec<Entry>, ConntrackError>> + Send;
 
+    /// The virtual servers an earlier run in this network namespace recorded as its own (see
+    /// [`owned`]); none when there is no record.
+    fn load_owned(&self) -> impl Future<Output = BTreeSet<::ipvs::ServiceKey>> + Send {
+        async { BTreeSet::new() }
+    }
+
+    /// Records the virtual servers ipvsd owns, for the next run. A failure is logged: the
+    /// record is a safety net, not a reason to stop syncing.
+    fn save_owned(&self, keys: &BTreeSet<::ipvs::ServiceKey>) -> impl Future<Output = ()> + Send {
+        let _ = keys;
+        async {}
+    }
+
     /// Deletes conntrack entries by their original tuple; returns how many were deleted (one
     /// that is already gone is not counted, and not an error).
     fn delete_conntrack_entries(
         &self,
         entries: &[Entry],
     ) -> impl Future<Output = Result<usize, ConntrackError>> + Send;
+}
+
+/// The kernel's IPVS table as read: what could be read, and what could not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpvsContents {
+    /// Every virtual server that could be read, with the destinations that could.
+    pub services: BTreeMap<::ipvs::ServiceKey, ActualService>,
+    /// Services and destinations that could not be read.
+    pub undecodable: Vec<::ipvs::Undecodable>,
 }
 
 /// ipvsd's nftables table: the tool that writes it and the flags that shape its rules.
@@ -108,12 +129,27 @@ pub struct Kernel {
     pub dummy: DummyLink,
     /// The masquerading rules beside IPVS.
     pub netfilter: Netfilter,
+    /// Where the record of the virtual servers ipvsd owns is kept (see [`owned`]); `None`:
+    /// nowhere.
+    pub owned_record: Option<std::path::PathBuf>,
+}
+
+impl Kernel {
+    /// The dummy interface's hardware address as the record's anchor.
+    async fn owned_anchor(&self) -> Option<String> {
+        match self.dummy.hardware_address().await {
+            Ok(Some(address)) => Some(owned::anchor_of(&address)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the dummy interface's hardware address");
+                None
+            }
+        }
+    }
 }
 
 impl Dataplane for Kernel {
-    async fn read_services(
-        &self,
-    ) -> Result<BTreeMap<::ipvs::ServiceKey, ActualService>, ::ipvs::Error> {
+    async fn read_services(&self) -> Result<IpvsContents, ::ipvs::Error> {
         self.ipvs.read().await
     }
 
@@ -175,5 +211,46 @@ impl Dataplane for Kernel {
 
     async fn delete_conntrack_entries(&self, entries: &[Entry]) -> Result<usize, ConntrackError> {
         conntrack::delete(entries).await
+    }
+
+    async fn load_owned(&self) -> BTreeSet<::ipvs::ServiceKey> {
+        let Some(path) = &self.owned_record else {
+            return BTreeSet::new();
+        };
+        let text = match tokio::fs::read_to_string(path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "reading the record of ipvsd's virtual servers");
+                return BTreeSet::new();
+            }
+        };
+        let Some(anchor) = self.owned_anchor().await else {
+            return BTreeSet::new();
+        };
+        owned::parse(&text, &anchor)
+    }
+
+    async fn save_owned(&self, keys: &BTreeSet<::ipvs::ServiceKey>) {
+        let Some(path) = &self.owned_record else {
+            return;
+        };
+        let Some(anchor) = self.owned_anchor().await else {
+            return;
+        };
+        let text = owned::render(&anchor, keys);
+        let result = async {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            // Written whole, then renamed over the old one: a crash leaves one or the other.
+            let tmp = path.with_extension("tmp");
+            tokio::fs::write(&tmp, text).await?;
+            tokio::fs::rename(&tmp, path).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "writing the record of ipvsd's virtual servers");
+        }
     }
 }

@@ -32,18 +32,19 @@ const NOTIFICATION_BUFFER_BYTES: usize = 1 << 20;
 /// listings while changes keep streaming in.
 const MAX_DRAINED_BATCHES: usize = 4096;
 
-/// Interfaces whose addresses are not node addresses, by index, as found at listing time.
+/// Interfaces whose addresses are not node addresses, by index, as found at listing time. `lo`
+/// is not one: as for kube-proxy, an address that is not a loopback one but is held on `lo` (a
+/// routing-to-host setup, an anycast address) is a node address; the loopback addresses
+/// themselves are left out by address and scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ExcludedInterfaces {
     /// ipvsd's dummy interface, if it exists.
     dummy: Option<u32>,
-    /// The loopback interface `lo`.
-    loopback: Option<u32>,
 }
 
 impl ExcludedInterfaces {
     fn contains(&self, index: u32) -> bool {
-        self.dummy == Some(index) || self.loopback == Some(index)
+        self.dummy == Some(index)
     }
 }
 
@@ -69,8 +70,8 @@ fn is_ipv6_link_local(addr: IpAddr) -> bool {
     matches!(addr, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
-/// Lists addresses of all interfaces except `exclude_interface` (ipvsd's dummy), loopback
-/// (scope host, or on `lo`) and IPv6 link-local.
+/// Lists addresses of all interfaces except `exclude_interface` (ipvsd's dummy), without
+/// loopback (by address or host scope) and IPv6 link-local ones.
 pub async fn node_addresses(exclude_interface: &str) -> Result<NodeAddresses, LinkError> {
     validate_interface_name(exclude_interface)?;
     let mut socket = RouteSocket::open().map_err(LinkError::Open)?;
@@ -90,12 +91,7 @@ async fn list(
         .map_err(LinkError::netlink_action(format!(
             "look up interface {exclude_interface}"
         )))?;
-    let loopback = socket
-        .link_by_name("lo")
-        .await
-        .map(|link| link.map(|l| l.index))
-        .map_err(LinkError::netlink_action("look up interface lo".to_owned()))?;
-    let excluded = ExcludedInterfaces { dummy, loopback };
+    let excluded = ExcludedInterfaces { dummy };
     let records = socket
         .addresses(None)
         .await
@@ -234,10 +230,7 @@ mod tests {
     }
 
     fn excluded() -> ExcludedInterfaces {
-        ExcludedInterfaces {
-            dummy: Some(DUMMY),
-            loopback: Some(LO),
-        }
+        ExcludedInterfaces { dummy: Some(DUMMY) }
     }
 
     #[test]
@@ -259,8 +252,6 @@ mod tests {
         let records = [
             mk_record(LO, "127.0.0.1", 8, RT_SCOPE_HOST),
             mk_record(LO, "::1", 128, RT_SCOPE_HOST),
-            // A global address on lo is still only reachable from the node.
-            mk_record(LO, "10.255.0.1", 32, 0),
             mk_record(ETH0, "fe80::1c2:3ff:fe04:506", 64, 253),
             mk_record(ETH0, "febf::1", 64, 0),
             mk_record(DUMMY, "10.96.0.1", 32, 0),
@@ -282,16 +273,26 @@ mod tests {
     }
 
     #[test]
-    fn without_a_dummy_only_loopback_is_excluded() {
-        let none = ExcludedInterfaces {
-            dummy: None,
-            loopback: Some(LO),
-        };
-        assert!(none.contains(LO));
+    fn without_a_dummy_nothing_is_excluded() {
+        let none = ExcludedInterfaces { dummy: None };
+        assert!(!none.contains(LO));
         assert!(!none.contains(DUMMY));
         let records = [mk_record(DUMMY, "10.96.0.1", 32, 0)];
         let got = select_node_addresses(&records, |i| none.contains(i));
         assert_eq!(got, mk_node_addresses(&["10.96.0.1"]));
+    }
+
+    #[test]
+    fn non_loopback_addresses_on_lo_are_node_addresses() {
+        // Routing-to-host setups put the node's service address on lo; kube-proxy keeps it.
+        let records = [
+            mk_record(LO, "127.0.0.1", 8, RT_SCOPE_HOST),
+            mk_record(LO, "::1", 128, RT_SCOPE_HOST),
+            mk_record(LO, "10.255.0.1", 32, 0),
+            mk_record(LO, "2001:db8:ff::1", 128, 0),
+        ];
+        let got = select_node_addresses(&records, |i| excluded().contains(i));
+        assert_eq!(got, mk_node_addresses(&["10.255.0.1", "2001:db8:ff::1"]));
     }
 
     #[test]

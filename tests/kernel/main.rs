@@ -11,6 +11,7 @@ mod list;
 mod matrix;
 mod nftables;
 mod pods;
+mod robust;
 mod rtnl;
 mod testbed;
 mod traffic;

@@ -31,7 +31,7 @@ use std::net::IpAddr;
 
 use crate::{
     DaemonState, Destination, Family, ForwardingMethod, Info, Service, ServiceFlags, ServiceKey,
-    SyncDaemon, Timeouts, Tunnel, TunnelFlags, TunnelType,
+    SyncDaemon, Timeouts, TunnelType,
 };
 
 use text::{
@@ -166,8 +166,7 @@ pub fn destination_options(destination: &Destination) -> String {
         forwarding_option(destination.forwarding),
         destination.weight as i32
     );
-    if destination.forwarding == ForwardingMethod::Tunnel {
-        let tunnel = tunnel_settings(destination);
+    if let ForwardingMethod::Tunnel(tunnel) = destination.forwarding {
         match tunnel.kind {
             TunnelType::Gre => {
                 let _ = write!(
@@ -432,23 +431,12 @@ fn push_service_line(out: &mut String, service: &Service, view: View) {
     out.push('\n');
 }
 
-/// The tunnel settings ipvsadm works with: what the kernel sent, or libipvs's defaults (IP in
-/// IP, port 0, no checksum) from a kernel too old to send them.
-fn tunnel_settings(destination: &Destination) -> Tunnel {
-    destination.tunnel.unwrap_or(Tunnel {
-        kind: TunnelType::IpIp,
-        port: 0,
-        flags: TunnelFlags::NOCSUM,
-    })
-}
-
 /// fwd_tun_info(): the TunnelInfo column, `n/a` unless the destination is a tunnel of a known
 /// type.
 fn tunnel_info(destination: &Destination) -> String {
-    if destination.forwarding != ForwardingMethod::Tunnel {
+    let ForwardingMethod::Tunnel(tunnel) = destination.forwarding else {
         return "n/a".to_string();
-    }
-    let tunnel = tunnel_settings(destination);
+    };
     let Some(kind) = tunnel_type_name(tunnel.kind) else {
         return "n/a".to_string();
     };

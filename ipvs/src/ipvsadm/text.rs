@@ -47,7 +47,7 @@ pub(crate) fn forwarding_name(method: ForwardingMethod) -> &'static str {
     match method {
         ForwardingMethod::Masquerade => "Masq",
         ForwardingMethod::Local => "Local",
-        ForwardingMethod::Tunnel => "Tunnel",
+        ForwardingMethod::Tunnel(_) => "Tunnel",
         ForwardingMethod::DirectRoute => "Route",
     }
 }
@@ -57,7 +57,7 @@ pub(crate) fn forwarding_name(method: ForwardingMethod) -> &'static str {
 pub(crate) fn forwarding_option(method: ForwardingMethod) -> &'static str {
     match method {
         ForwardingMethod::Masquerade => "-m",
-        ForwardingMethod::Tunnel => "-i",
+        ForwardingMethod::Tunnel(_) => "-i",
         ForwardingMethod::Local | ForwardingMethod::DirectRoute => "-g",
     }
 }

@@ -171,6 +171,59 @@ fn missing(what: &str, attr: &str) -> DecodeError {
     DecodeError::from(format!("{what} without {attr}"))
 }
 
+/// The key of a service whose other attributes may not read: what identifies it, when the
+/// family is known and the identifying attributes are there.
+pub fn service_key_from_attrs(attrs: &[SvcAttr]) -> Option<ServiceKey> {
+    let mut af = None;
+    let mut protocol = None;
+    let mut addr = None;
+    let mut port = None;
+    let mut fwmark = None;
+    for attr in attrs {
+        match attr {
+            SvcAttr::Af(v) => af = Some(*v),
+            SvcAttr::Protocol(v) => protocol = Some(*v),
+            SvcAttr::Addr(v) => addr = Some(*v),
+            SvcAttr::Port(v) => port = Some(*v),
+            SvcAttr::Fwmark(v) => fwmark = Some(*v),
+            _ => {}
+        }
+    }
+    let family = Family::from_af(af?)?;
+    Some(match fwmark.filter(|m| *m != 0) {
+        Some(mark) => ServiceKey::FwMark { mark, family },
+        None => ServiceKey::Addr {
+            address: addr?.to_ip(family == Family::Inet6),
+            protocol: Protocol::from_number(protocol?),
+            port: port?,
+        },
+    })
+}
+
+/// The address and port of a destination whose other attributes may not read, when its family
+/// is known (its own, else `service_family`).
+pub fn dest_address_from_attrs(
+    attrs: &[DestAttr],
+    service_family: Family,
+) -> Option<(IpAddr, u16)> {
+    let mut af = None;
+    let mut addr = None;
+    let mut port = None;
+    for attr in attrs {
+        match attr {
+            DestAttr::AddrFamily(v) => af = Some(*v),
+            DestAttr::Addr(v) => addr = Some(*v),
+            DestAttr::Port(v) => port = Some(*v),
+            _ => {}
+        }
+    }
+    let family = match af {
+        Some(af) => Family::from_af(af)?,
+        None => service_family,
+    };
+    Some((addr?.to_ip(family == Family::Inet6), port?))
+}
+
 /// Reads a service from the attributes of a `NEW_SERVICE` dump message.
 pub fn service_from_attrs(attrs: &[SvcAttr]) -> Result<Service, DecodeError> {
     let mut af = None;
@@ -302,7 +355,7 @@ fn fwd_to_wire(f: ForwardingMethod) -> u32 {
     match f {
         ForwardingMethod::Masquerade => IP_VS_CONN_F_MASQ,
         ForwardingMethod::Local => IP_VS_CONN_F_LOCALNODE,
-        ForwardingMethod::Tunnel => IP_VS_CONN_F_TUNNEL,
+        ForwardingMethod::Tunnel(_) => IP_VS_CONN_F_TUNNEL,
         ForwardingMethod::DirectRoute => IP_VS_CONN_F_DROUTE,
     }
 }
@@ -342,7 +395,7 @@ pub fn dest_attrs(dest: &Destination) -> Vec<DestAttr> {
     attrs.push(DestAttr::Weight(dest.weight));
     attrs.push(DestAttr::UThresh(dest.upper_threshold));
     attrs.push(DestAttr::LThresh(dest.lower_threshold));
-    if let Some(t) = &dest.tunnel {
+    if let ForwardingMethod::Tunnel(t) = &dest.forwarding {
         attrs.push(DestAttr::TunType(tunnel_type_to_wire(t.kind)));
         attrs.push(DestAttr::TunPort(t.port));
         attrs.push(DestAttr::TunFlags(t.flags.0));
@@ -399,7 +452,12 @@ pub fn dest_from_attrs(
     d.forwarding = match fwd & IP_VS_CONN_F_FWD_MASK {
         IP_VS_CONN_F_MASQ => ForwardingMethod::Masquerade,
         IP_VS_CONN_F_LOCALNODE => ForwardingMethod::Local,
-        IP_VS_CONN_F_TUNNEL => ForwardingMethod::Tunnel,
+        // A kernel too old to send the settings has only IP in IP tunnels.
+        IP_VS_CONN_F_TUNNEL => ForwardingMethod::Tunnel(Tunnel {
+            kind: tunnel_type_from_wire(tun_type.unwrap_or(IP_VS_CONN_F_TUNNEL_TYPE_IPIP)),
+            port: tun_port,
+            flags: TunnelFlags(tun_flags),
+        }),
         IP_VS_CONN_F_DROUTE => ForwardingMethod::DirectRoute,
         other => {
             return Err(DecodeError::from(format!(
@@ -407,13 +465,6 @@ pub fn dest_from_attrs(
             )))
         }
     };
-    if d.forwarding == ForwardingMethod::Tunnel {
-        d.tunnel = Some(Tunnel {
-            kind: tunnel_type_from_wire(tun_type.unwrap_or(IP_VS_CONN_F_TUNNEL_TYPE_IPIP)),
-            port: tun_port,
-            flags: TunnelFlags(tun_flags),
-        });
-    }
     d.stats = match (stats64, stats32) {
         (Some(s), _) => stats_from_attrs64(s),
         (None, Some(s)) => stats_from_attrs32(s),

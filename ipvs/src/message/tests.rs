@@ -374,15 +374,14 @@ fn service_reply_with_both_stats_and_unknown_attribute() {
 
 fn gue_destination() -> Destination {
     let mut d = Destination::new(v4([10, 244, 0, 9]), 80);
-    d.forwarding = ForwardingMethod::Tunnel;
-    d.weight = 2;
-    d.upper_threshold = 100;
-    d.lower_threshold = 10;
-    d.tunnel = Some(Tunnel {
+    d.forwarding = ForwardingMethod::Tunnel(Tunnel {
         kind: TunnelType::Gue,
         port: 6080,
         flags: TunnelFlags::CSUM,
     });
+    d.weight = 2;
+    d.upper_threshold = 100;
+    d.lower_threshold = 10;
     d
 }
 
@@ -891,4 +890,36 @@ fn netmask_wire_forms() {
         );
     }
     assert!(netmask_from_wire(Family::Inet6, 129).is_err());
+}
+
+#[test]
+fn a_tunnel_reads_back_as_written() {
+    // Before, a tunnel written without settings read back with the kernel's defaults, so a
+    // caller comparing the two rewrote it every time. The settings are now part of the method.
+    for tunnel in [Tunnel::default(), gue_tunnel()] {
+        let mut d = Destination::new(v4([10, 244, 0, 9]), 80);
+        d.forwarding = ForwardingMethod::Tunnel(tunnel);
+        assert_eq!(dest_from_attrs(&dest_attrs(&d), Family::Inet).unwrap(), d);
+    }
+    // A kernel too old to send tunnel settings has only IP in IP tunnels: the default.
+    let mut d = Destination::new(v4([10, 244, 0, 9]), 80);
+    d.forwarding = ForwardingMethod::Tunnel(Tunnel::default());
+    let without: Vec<DestAttr> = dest_attrs(&d)
+        .into_iter()
+        .filter(|a| {
+            !matches!(
+                a,
+                DestAttr::TunType(_) | DestAttr::TunPort(_) | DestAttr::TunFlags(_)
+            )
+        })
+        .collect();
+    assert_eq!(dest_from_attrs(&without, Family::Inet).unwrap(), d);
+}
+
+fn gue_tunnel() -> Tunnel {
+    Tunnel {
+        kind: TunnelType::Gue,
+        port: 6080,
+        flags: TunnelFlags::CSUM,
+    }
 }
