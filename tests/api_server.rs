@@ -279,20 +279,35 @@ async fn lists_then_follows_creates_changes_and_deletes() {
         ),
     )
     .await;
-    assert!(*changed_rx.borrow() >= before + 4);
-    let snapshot = source.snapshot().unwrap();
-    let web = snapshot
-        .services
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(&ns)
-                && s.metadata.name.as_deref() == Some("web")
-        })
-        .unwrap();
-    assert_eq!(
-        web.metadata.annotations.as_ref().unwrap()["ipvsd.io/scheduler"],
-        "wlc"
-    );
+    // The annotation change is not part of what `converges` compares: wait for it too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let snapshot = source.snapshot().unwrap();
+        let scheduler = snapshot
+            .services
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(&ns)
+                    && s.metadata.name.as_deref() == Some("web")
+            })
+            .and_then(|web| {
+                web.metadata
+                    .annotations
+                    .as_ref()?
+                    .get("ipvsd.io/scheduler")
+                    .cloned()
+            });
+        if scheduler.as_deref() == Some("wlc") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the annotation change did not arrive: {scheduler:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Each event bumps the generation; a watch that restarts relists and bumps once.
+    assert!(*changed_rx.borrow() > before);
 
     // Deletions.
     delete(&services, "cart").await;
