@@ -42,7 +42,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use ipvs::{Protocol, ServiceKey};
+use ipvs::{Family, Protocol, ServiceKey};
 
 use crate::model::{AddressKind, Desired};
 
@@ -157,7 +157,7 @@ pub fn elements(desired: &Desired) -> Elements {
             out.firewall_allow.extend(
                 ranges
                     .iter()
-                    .filter(|net| Fam::of(&net.addr()) == Fam::of(&address))
+                    .filter(|net| Family::of(&net.addr()) == Family::of(&address))
                     .map(|net| (target, *net)),
             );
         }
@@ -195,7 +195,7 @@ impl SetContents {
         self.0.get(name).cloned().unwrap_or_default()
     }
 
-    fn insert(&mut self, set: SetKind, fam: Fam, element: String) {
+    fn insert(&mut self, set: SetKind, fam: Family, element: String) {
         self.0.entry(set.name(fam)).or_default().insert(element);
     }
 }
@@ -212,33 +212,33 @@ impl Elements {
             (SetKind::Firewall, &self.firewall),
         ] {
             for t in set {
-                out.insert(kind, Fam::of(&t.0), target(t));
+                out.insert(kind, Family::of(&t.0), target(t));
             }
         }
         for t in &self.hairpin {
             out.insert(
                 SetKind::Hairpin,
-                Fam::of(&t.0),
+                Family::of(&t.0),
                 format!("{} . {}", target(t), t.0),
             );
         }
         for a in &self.bound_addresses {
-            out.insert(SetKind::BoundAddresses, Fam::of(a), a.to_string());
+            out.insert(SetKind::BoundAddresses, Family::of(a), a.to_string());
         }
         for (t, net) in &self.firewall_allow {
             out.insert(
                 SetKind::FirewallAllow,
-                Fam::of(&t.0),
+                Family::of(&t.0),
                 format!("{} . {net}", target(t)),
             );
         }
         for (t, (ip, port)) in &self.local_policy {
-            if Fam::of(ip) == Fam::of(&t.0) {
+            if Family::of(ip) == Family::of(&t.0) {
                 // A map cannot be looked up as a set on every kernel: its keys again, as a set.
-                out.insert(SetKind::LocalPolicyServices, Fam::of(&t.0), target(t));
+                out.insert(SetKind::LocalPolicyServices, Family::of(&t.0), target(t));
                 out.insert(
                     SetKind::LocalPolicy,
-                    Fam::of(&t.0),
+                    Family::of(&t.0),
                     format!("{} : {ip} . {port}", target(t)),
                 );
             }
@@ -389,7 +389,7 @@ impl SetKind {
         }
     }
 
-    fn name(self, fam: Fam) -> String {
+    fn name(self, fam: Family) -> String {
         format!("{}-{}", self.base(), fam.suffix())
     }
 
@@ -398,7 +398,7 @@ impl SetKind {
     }
 
     /// The `type` line, and `flags` if any.
-    fn declaration(self, fam: Fam) -> (String, Option<&'static str>) {
+    fn declaration(self, fam: Family) -> (String, Option<&'static str>) {
         let a = fam.addr_type();
         let target = format!("{a} . inet_proto . inet_service");
         match self {
@@ -437,41 +437,38 @@ impl SetKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fam {
-    V4,
-    V6,
+/// Both families, in the order their sets and rules are written.
+const FAMILIES: [Family; 2] = [Family::Inet, Family::Inet6];
+
+/// How nftables names what differs between the two families.
+trait NftFamily {
+    /// The suffix of a set's name: `v4` or `v6`.
+    fn suffix(self) -> &'static str;
+    /// The payload expression prefix: `ip` or `ip6`.
+    fn ip(self) -> &'static str;
+    /// The address type of a set: `ipv4_addr` or `ipv6_addr`.
+    fn addr_type(self) -> &'static str;
 }
 
-impl Fam {
-    const BOTH: [Fam; 2] = [Fam::V4, Fam::V6];
-
-    fn of(address: &IpAddr) -> Fam {
-        match address {
-            IpAddr::V4(_) => Fam::V4,
-            IpAddr::V6(_) => Fam::V6,
-        }
-    }
-
+impl NftFamily for Family {
     fn suffix(self) -> &'static str {
         match self {
-            Fam::V4 => "v4",
-            Fam::V6 => "v6",
+            Family::Inet => "v4",
+            Family::Inet6 => "v6",
         }
     }
 
-    /// The payload expression prefix: `ip` or `ip6`.
     fn ip(self) -> &'static str {
         match self {
-            Fam::V4 => "ip",
-            Fam::V6 => "ip6",
+            Family::Inet => "ip",
+            Family::Inet6 => "ip6",
         }
     }
 
     fn addr_type(self) -> &'static str {
         match self {
-            Fam::V4 => "ipv4_addr",
-            Fam::V6 => "ipv6_addr",
+            Family::Inet => "ipv4_addr",
+            Family::Inet6 => "ipv6_addr",
         }
     }
 }
@@ -538,7 +535,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
         "\tcomment \"Kubernetes Services beside IPVS: masquerading and filters; owned and replaced by ipvsd\""
     );
     for kind in SetKind::ALL {
-        for fam in Fam::BOTH {
+        for fam in FAMILIES {
             let name = kind.name(fam);
             let (ty, flags) = kind.declaration(fam);
             let word = if kind.is_map() { "map" } else { "set" };
@@ -558,28 +555,35 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     for counter in COUNTERS {
         let _ = writeln!(out, "\tcounter {counter} {{\n\t}}");
     }
-    let cidrs = |fam: Fam| -> Option<String> {
+    let cidrs = |fam: Family| -> Option<String> {
         let list: Vec<String> = config
             .cluster_cidrs
             .iter()
-            .filter(|net| Fam::of(&net.addr()) == fam)
+            .filter(|net| Family::of(&net.addr()) == fam)
             .map(|net| net.trunc().to_string())
             .collect();
         (!list.is_empty()).then(|| format!("{{ {} }}", list.join(", ")))
     };
-    let key = |fam: Fam| format!("{} daddr . meta l4proto . th dport", fam.ip());
+    let key = |fam: Family| format!("{} daddr . meta l4proto . th dport", fam.ip());
 
     // Source ranges first (before any address translation, so in-cluster clients are held to
     // them too); the node's own addresses are always admitted.
     out.push_str("\tchain filter-prerouting {\n\t\ttype filter hook prerouting priority -110; policy accept;\n");
-    for fam in Fam::BOTH {
-        let _ = writeln!(
-            out,
-            "\t\t{k} @{} {k} . {ip} saddr != @{} fib saddr type != local counter name \"{SOURCE_RANGE_DROPPED}\" drop",
+    // A packet to a load-balancer IP with source ranges, from outside them.
+    let outside_ranges = |fam: Family| {
+        format!(
+            "{k} @{} {k} . {} saddr != @{}",
             SetKind::Firewall.name(fam),
+            fam.ip(),
             SetKind::FirewallAllow.name(fam),
             k = key(fam),
-            ip = fam.ip(),
+        )
+    };
+    for fam in FAMILIES {
+        let _ = writeln!(
+            out,
+            "\t\t{} fib saddr type != local counter name \"{SOURCE_RANGE_DROPPED}\" drop",
+            outside_ranges(fam)
         );
     }
     out.push_str("\t}\n");
@@ -588,20 +592,17 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     out.push_str(
         "\tchain filter-output {\n\t\ttype filter hook output priority -110; policy accept;\n",
     );
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         let _ = writeln!(
             out,
-            "\t\t{k} @{} {k} . {ip} saddr != @{} counter name \"{SOURCE_RANGE_REFUSED}\" reject",
-            SetKind::Firewall.name(fam),
-            SetKind::FirewallAllow.name(fam),
-            k = key(fam),
-            ip = fam.ip(),
+            "\t\t{} counter name \"{SOURCE_RANGE_REFUSED}\" reject",
+            outside_ranges(fam)
         );
     }
     out.push_str("\t}\n");
     // The port filter: before IPVS (at 98 on this hook), which only takes Service ports anyway.
     out.push_str("\tchain filter-input {\n\t\ttype filter hook input priority 0; policy accept;\n");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         let ip = fam.ip();
         let _ = writeln!(
             out,
@@ -616,7 +617,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     // Marking happens before IPVS (dstnat priority, ahead of IPVS's own hooks) while the
     // destination is still the Service address; masquerading after it, on the way out.
     out.push_str("\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         if let Some(cidrs) = cidrs(fam) {
             let _ = writeln!(
                 out,
@@ -629,7 +630,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     }
     out.push_str("\t}\n");
     out.push_str("\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         // The node's own traffic to a cluster IP: its source address is the cluster IP itself
         // (local on the dummy interface), or a node address; either way the reply must come
         // back here. The same for the Local-policy addresses it is sent on from.
@@ -643,7 +644,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
         }
     }
     out.push_str("\t\tjump services\n");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         let _ = writeln!(
             out,
             "\t\tdnat {} to {k} map @{}",
@@ -655,7 +656,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
     out.push_str("\t}\n");
 
     out.push_str("\tchain services {\n");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         let ip = fam.ip();
         let cluster_ips = SetKind::ClusterIps.name(fam);
         if config.masquerade_all {
@@ -690,7 +691,7 @@ fn render_table(config: &MasqueradeConfig, contents: &SetContents) -> String {
         "\tchain nat-postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
     );
     let _ = writeln!(out, "\t\tmeta mark & {mark} == {mark} jump masquerading");
-    for fam in Fam::BOTH {
+    for fam in FAMILIES {
         let ip = fam.ip();
         let _ = writeln!(
             out,
