@@ -285,11 +285,10 @@ impl<D: Dataplane> Controller<D> {
     /// One sync: model, plan against the cached table (read afresh when `full`), apply.
     pub async fn sync(&mut self, full: bool) -> Result<SyncReport, ControllerError> {
         let started = std::time::Instant::now();
-        let Some(desired) = self.desired().await? else {
+        let Some((desired, nodes)) = self.desired().await? else {
             debug!("source not complete yet; the kernel is left as it is");
             return Ok(SyncReport::default());
         };
-        let nodes = self.inputs.node_addresses.borrow().clone();
 
         let read_now = full || self.actual.is_none();
         if !self.owned_loaded {
@@ -410,15 +409,16 @@ impl<D: Dataplane> Controller<D> {
 
     /// The desired rules: computed from the source's content and the node's addresses, or the
     /// last ones when neither changed since (a sync for draining real servers or the periodic
-    /// repair does not rebuild the model). `None` while the source is incomplete.
-    async fn desired(&mut self) -> Result<Option<Arc<Desired>>, ControllerError> {
+    /// repair does not rebuild the model), with the node addresses they were computed for.
+    /// `None` while the source is incomplete.
+    async fn desired(&mut self) -> Result<Option<(Arc<Desired>, NodeAddresses)>, ControllerError> {
         // The generation is read before the content: content newer than its generation only
         // costs one more computation later, never a missed change.
         let generation = *self.inputs.changes.borrow();
         let nodes = self.inputs.node_addresses.borrow().clone();
         if let Some(model) = &self.model {
             if model.generation == generation && model.nodes == nodes {
-                return Ok(Some(model.desired.clone()));
+                return Ok(Some((model.desired.clone(), nodes)));
             }
         }
         let Some(snapshot) = self.inputs.source.snapshot() else {
@@ -430,11 +430,11 @@ impl<D: Dataplane> Controller<D> {
         self.log_new_warnings(&desired);
         self.model = Some(ModelState {
             generation,
-            nodes,
+            nodes: nodes.clone(),
             services: snapshot.services.len(),
             desired: desired.clone(),
         });
-        Ok(Some(desired))
+        Ok(Some((desired, nodes)))
     }
 
     /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or

@@ -436,15 +436,15 @@ async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
     kernel.with(|t| assert!(t.full_reads >= 2));
 }
 
-#[tokio::test]
-async fn a_removed_endpoint_with_connections_drains_then_goes() {
-    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+/// Removes the sticky Service's endpoint 10.244.0.12 while the kernel counts a connection on
+/// it that the controller has not read; returns once it is at weight 0 (draining), with the
+/// virtual server's key.
+async fn drain_with_a_connection(h: &Harness) -> ServiceKey {
     let sticky = ServiceKey::Addr {
         address: "10.96.0.20".parse().unwrap(),
         protocol: ipvs::Protocol::Tcp,
         port: 443,
     };
-    // The kernel counts a connection on 10.244.0.12 that the controller has not read.
     h.kernel.set_active_connections(&sticky, "10.244.0.12", 1);
     h.change(|s| {
         endpoints_of(s, "sticky").retain(|e| e.addresses != ["10.244.0.12"]);
@@ -454,6 +454,13 @@ async fn a_removed_endpoint_with_connections_drains_then_goes() {
             .contains(&"-e -t 10.96.0.20:443 -r 10.244.0.12:8443 -m -w 0".to_owned())
     })
     .await;
+    sticky
+}
+
+#[tokio::test]
+async fn a_removed_endpoint_with_connections_drains_then_goes() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    let sticky = drain_with_a_connection(&h).await;
     // The connection ends; the next check of draining real servers deletes it.
     h.kernel.set_active_connections(&sticky, "10.244.0.12", 0);
     h.wait_until("the deletion", |t| {
@@ -767,20 +774,7 @@ fn model_computations(metrics: &Metrics) -> u64 {
 async fn draining_checks_and_repairs_do_not_rebuild_the_model() {
     // Draining: the connection counts are read every second, the model is not computed again.
     let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
-    let sticky = ServiceKey::Addr {
-        address: "10.96.0.20".parse().unwrap(),
-        protocol: ipvs::Protocol::Tcp,
-        port: 443,
-    };
-    h.kernel.set_active_connections(&sticky, "10.244.0.12", 1);
-    h.change(|s| {
-        endpoints_of(s, "sticky").retain(|e| e.addresses != ["10.244.0.12"]);
-    });
-    h.wait_until("weight 0", |t| {
-        t.applied
-            .contains(&"-e -t 10.96.0.20:443 -r 10.244.0.12:8443 -m -w 0".to_owned())
-    })
-    .await;
+    drain_with_a_connection(&h).await;
     let before = model_computations(&h.metrics);
     let reads = h.kernel.with(|t| t.destination_reads);
     tokio::time::sleep(Duration::from_millis(2500)).await;
