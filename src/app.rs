@@ -241,11 +241,31 @@ pub async fn list(args: ListArgs) -> Result<()> {
 pub async fn cleanup(args: CleanupArgs) -> Result<()> {
     let ipvs = connect_ipvs().await?;
     let (actual, dummy) = read_actual(&ipvs, &args.dummy_interface).await?;
+    // The virtual servers a run recorded as its own (a load-balancer IP that is also a node
+    // address, say) go too; the record is only believed for the dummy interface it names.
+    let record = crate::dataplane::owned::default_path(&args.dummy_interface);
+    let managed = match (&dummy, tokio::fs::read_to_string(&record).await) {
+        (Some(dummy), Ok(text)) => match dummy.hardware_address().await {
+            Ok(Some(address)) => {
+                crate::dataplane::owned::parse(&text, &crate::dataplane::owned::anchor_of(&address))
+            }
+            Ok(None) => Default::default(),
+            Err(e) => {
+                warn!(error = %e, "reading the dummy interface's hardware address; recorded virtual servers are not deleted");
+                Default::default()
+            }
+        },
+        (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(path = %record.display(), error = %e, "reading the record of ipvsd's virtual servers");
+            Default::default()
+        }
+        _ => Default::default(),
+    };
     let ownership = Ownership {
         node_addresses: node_addresses(&args.dummy_interface).await?,
         nodeport_range: args.nodeport_range.clone(),
         exclude_cidrs: args.exclude_cidrs.clone(),
-        managed: Default::default(),
+        managed,
     };
     // Planning for no Services at all deletes exactly what ipvsd owns.
     let ops = plan::plan(
@@ -290,6 +310,13 @@ pub async fn cleanup(args: CleanupArgs) -> Result<()> {
     }
     if failed > 0 {
         bail!("{failed} of {} operations failed", ops.len());
+    }
+    match tokio::fs::remove_file(&record).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(path = %record.display(), error = %e, "removing the record of ipvsd's virtual servers")
+        }
     }
     info!(operations = ops.len(), "cleaned up");
     Ok(())

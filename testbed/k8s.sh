@@ -191,7 +191,7 @@ start_api_server() {
         --service-account-key-file "$dir/sa.key" --service-account-signing-key-file "$dir/sa.key" \
         --service-account-issuer https://kubernetes.default.svc \
         --service-cluster-ip-range "$K8S_SERVICE_CIDRS" \
-        --service-node-port-range 30000-32767 \
+        --service-node-port-range "${K8S_NODEPORT_RANGE:-30000-32767}" \
         --enable-priority-and-fairness=false \
         --v 1 >>"$dir/kube-apiserver.log" 2>&1 &
     echo $! >"$dir/kube-apiserver.pid"
