@@ -62,6 +62,7 @@ TESTBED_PACKAGES=(
     openssl:openssl
     curl:curl
     python3:python3
+    setpriv:util-linux
 )
 
 # Installs the missing host packages with apt-get; runs `apt-get update` only when an install
@@ -156,14 +157,21 @@ fetch_kernel() {
 # `kernel`), the binaries and the examples, all with the `kernel-tests` feature so that one set
 # of library builds serves them all. Sets KERNEL_TEST_BINS ("<crate>-kernel=<path>" entries),
 # EXAMPLE_BINS ("<name>=<path>") and IPVSD_BIN.
+#
+# With $2 = release: the binaries and examples only, in the release profile, without the
+# kernel-tests feature (what the benchmarks that stand for users' builds run); no test binaries.
 build_workspace() {
-    local workspace=$1 json
+    local workspace=$1 profile=${2:-dev} json
     json=$(mktemp "${TMPDIR:-/tmp}/testbed-cargo.XXXXXX")
-    log "building in $workspace"
+    log "building in $workspace ($profile)"
     (
         cd "$workspace"
-        cargo build --workspace --bins --examples --features kernel-tests --message-format=json-render-diagnostics
-        cargo test --workspace --features kernel-tests --no-run --message-format=json-render-diagnostics
+        if [ "$profile" = release ]; then
+            cargo build --release --workspace --bins --examples --message-format=json-render-diagnostics
+        else
+            cargo build --workspace --bins --examples --features kernel-tests --message-format=json-render-diagnostics
+            cargo test --workspace --features kernel-tests --no-run --message-format=json-render-diagnostics
+        fi
     ) >"$json" || {
         rm -f "$json"
         die "cargo build in $workspace failed"
@@ -182,7 +190,8 @@ build_workspace() {
         | [(if .profile.test then "test-" else "" end) + .target.kind[0], .target.name, (.package_id | capture("(?<n>[A-Za-z0-9_-]+)[@#][^@#]*$").n // .package_id), .executable]
         | @tsv' "$json" | sort -u)
     rm -f "$json"
-    [ ${#KERNEL_TEST_BINS[@]} -gt 0 ] || die "cargo built no test target named 'kernel' in $workspace"
+    [ "$profile" = release ] || [ ${#KERNEL_TEST_BINS[@]} -gt 0 ] ||
+        die "cargo built no test target named 'kernel' in $workspace"
     [ -n "$IPVSD_BIN" ] || die "cargo built no ipvsd binary in $workspace"
 }
 
@@ -284,6 +293,8 @@ stage_initramfs() {
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v kmod)" /sbin/modprobe
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v ipvsadm)" /sbin/ipvsadm
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v nft)" /usr/sbin/nft
+    # setpriv runs ipvsd with only CAP_NET_ADMIN in the privileges test.
+    install_host_program "$root" "$(command -v setpriv)" /usr/bin/setpriv
     if [ "${TESTBED_KUBE_PROXY:-0}" = 1 ]; then
         # kube-proxy runs iptables, ip6tables (their -save and -restore) and ipset.
         install_host_program "$root" /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-legacy-multi
