@@ -1,0 +1,63 @@
+//! What the byte fixtures of every nest share: the family id they pretend the kernel gave, and
+//! the checks both ways (parse gives the value, emit gives the bytes).
+//!
+//! Requests are what this crate sends: nested attributes carry `NLA_F_NESTED` (0x8000). Replies
+//! are what the kernel sends: its nests (`nla_nest_start_noflag`) do not; [`check_reply`] says
+//! where the flag differs when the parsed value is emitted again. Integers are little-endian
+//! (the test machines' host order) except ports, which are big-endian on the wire.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use netlink_packet_core::{Emitable, ParseableParametrized};
+use netlink_packet_generic::GenlMessage;
+
+use super::IpvsMessage;
+use crate::{Protocol, ServiceKey};
+
+/// The family id the fixtures pretend the kernel assigned.
+pub(crate) const FAMILY_ID: u16 = 0x24;
+
+pub(crate) fn emit_genl(msg: &IpvsMessage) -> Vec<u8> {
+    let genl = GenlMessage::from_payload(msg.clone());
+    let mut buf = vec![0u8; Emitable::buffer_len(&genl)];
+    Emitable::emit(&genl, &mut buf);
+    buf
+}
+
+pub(crate) fn parse_genl(raw: &[u8]) -> IpvsMessage {
+    GenlMessage::<IpvsMessage>::parse_with_param(raw, FAMILY_ID)
+        .expect("fixture parses")
+        .payload
+}
+
+/// A request: parse and emit are exact inverses.
+pub(crate) fn check_request(msg: IpvsMessage, raw: &[u8]) {
+    assert_eq!(parse_genl(raw), msg, "parse");
+    assert_eq!(emit_genl(&msg), raw, "emit");
+}
+
+/// A kernel reply: parses to `msg`; emitting `msg` gives the same bytes except `NLA_F_NESTED`
+/// on the nests whose type field starts at the offsets `nested_at`.
+pub(crate) fn check_reply(msg: IpvsMessage, raw: &[u8], nested_at: &[usize]) {
+    assert_eq!(parse_genl(raw), msg, "parse");
+    let mut flagged = raw.to_vec();
+    for &at in nested_at {
+        // The type field follows the two length bytes; the flag is its top bit.
+        assert_eq!(flagged[at + 3] & 0x80, 0, "offset {at} already nested");
+        flagged[at + 3] |= 0x80;
+    }
+    assert_eq!(emit_genl(&msg), flagged, "emit");
+}
+
+pub(crate) fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+/// The service most fixtures use: TCP 10.96.0.20:443.
+pub(crate) fn tcp_443() -> ServiceKey {
+    ServiceKey::Addr {
+        address: v4([10, 96, 0, 20]),
+        protocol: Protocol::Tcp,
+        port: 443,
+    }
+}
