@@ -19,7 +19,7 @@ use neli::types::{Buffer, RtBuffer};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use super::rtnetlink::{encode_err, LinkRecord, NetlinkFailure, RouteSocket};
+use super::rtnetlink::{encode_err, name_attr, LinkRecord, NetlinkFailure, RouteSocket};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ minus the terminating NUL).
 const MAX_INTERFACE_NAME_LEN: usize = 15;
@@ -426,13 +426,7 @@ fn new_dummy_message(name: &str) -> Result<Ifinfomsg, NetlinkFailure> {
             .map_err(encode_err)?,
     );
     let mut attrs = RtBuffer::new();
-    attrs.push(
-        RtattrBuilder::default()
-            .rta_type(Ifla::Ifname)
-            .rta_payload(name)
-            .build()
-            .map_err(encode_err)?,
-    );
+    attrs.push(name_attr(name)?);
     attrs.push(
         RtattrBuilder::default()
             .rta_type(Ifla::Linkinfo)

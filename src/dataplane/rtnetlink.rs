@@ -18,7 +18,7 @@ use neli::consts::rtnl::{Ifa, Ifla, IflaInfo, RtAddrFamily, RtScope, Rtm};
 use neli::consts::socket::NlFamily;
 use neli::err::{BuilderError, DeError, Nlmsgerr, SocketError};
 use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
-use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, RtattrBuilder};
+use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder};
 use neli::socket::asynchronous::NlSocketHandle;
 use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
@@ -255,9 +255,8 @@ impl RouteSocket {
     /// Reads and discards the rest of a dump whose reader went away.
     async fn finish_abandoned_dump(&mut self) -> Result<(), NetlinkFailure> {
         while let Some(seq) = self.unfinished_dump {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
+            for msg in self.receive().await? {
+                let msg = msg?;
                 if *msg.nl_seq() == seq && ends_dump(&msg) {
                     debug!(seq, "finished reading an abandoned rtnetlink dump");
                     self.unfinished_dump = None;
@@ -296,9 +295,8 @@ impl RouteSocket {
         let seq = self.send(ty, flags | NlmF::ACK, payload).await?;
         let mut replies = Vec::new();
         loop {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
+            for msg in self.receive().await? {
+                let msg = msg?;
                 if *msg.nl_seq() != seq {
                     continue;
                 }
@@ -338,9 +336,8 @@ impl RouteSocket {
                 break;
             }
             while !pending.is_empty() {
-                let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-                for msg in messages {
-                    let msg: Nlmsghdr<u16, Buffer> = msg?;
+                for msg in self.receive().await? {
+                    let msg = msg?;
                     let Some(&index) = pending.get(msg.nl_seq()) else {
                         continue;
                     };
@@ -389,9 +386,8 @@ impl RouteSocket {
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
+            for msg in self.receive().await? {
+                let msg = msg?;
                 if *msg.nl_seq() != seq {
                     continue;
                 }
@@ -420,12 +416,20 @@ impl RouteSocket {
     pub(crate) async fn notifications(
         &mut self,
     ) -> Result<Vec<Nlmsghdr<u16, Buffer>>, NetlinkFailure> {
+        Ok(self
+            .receive()
+            .await?
+            .into_iter()
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The messages of the next datagram, whichever exchange they belong to, each decoded on
+    /// its own: an exchange acts on those before a malformed one.
+    async fn receive(
+        &mut self,
+    ) -> Result<Vec<Result<Nlmsghdr<u16, Buffer>, SocketError>>, NetlinkFailure> {
         let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-        let mut out = Vec::new();
-        for msg in messages {
-            out.push(msg?);
-        }
-        Ok(out)
+        Ok(messages.into_iter().collect())
     }
 
     /// Looks an interface up by name; `None` if there is none.
@@ -434,13 +438,7 @@ impl RouteSocket {
         name: &str,
     ) -> Result<Option<LinkRecord>, NetlinkFailure> {
         let mut attrs = RtBuffer::new();
-        attrs.push(
-            RtattrBuilder::default()
-                .rta_type(Ifla::Ifname)
-                .rta_payload(name)
-                .build()
-                .map_err(encode_err)?,
-        );
+        attrs.push(name_attr(name)?);
         let msg = IfinfomsgBuilder::default()
             .ifi_family(RtAddrFamily::Unspecified)
             .rtattrs(attrs)
@@ -475,6 +473,15 @@ impl RouteSocket {
             .filter(|record| interface_index.is_none_or(|index| record.interface_index == index))
             .collect())
     }
+}
+
+/// The IFLA_IFNAME attribute naming interface `name`.
+pub(crate) fn name_attr(name: &str) -> Result<Rtattr<Ifla, Buffer>, NetlinkFailure> {
+    RtattrBuilder::default()
+        .rta_type(Ifla::Ifname)
+        .rta_payload(name)
+        .build()
+        .map_err(encode_err)
 }
 
 /// Whether `msg` is the last message of a dump: NLMSG_DONE, or an error instead of the dump.

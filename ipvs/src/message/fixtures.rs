@@ -61,3 +61,16 @@ pub(crate) fn tcp_443() -> ServiceKey {
         port: 443,
     }
 }
+
+/// The service nest naming IPv4 firewall-mark service 7, as every command about it carries it.
+#[rustfmt::skip]
+pub(crate) const FWMARK_7_NEST: [u8; 20] = [
+    0x14, 0x00, 0x01, 0x80, // IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, len 20
+    0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET
+    0x08, 0x00, 0x05, 0x00, 0x07, 0x00, 0x00, 0x00, //   IPVS_SVC_ATTR_FWMARK = 7
+];
+
+/// A request of command number `cmd`, version 1, with `attrs` after the genl header.
+pub(crate) fn genl(cmd: u8, attrs: &[u8]) -> Vec<u8> {
+    [&[cmd, 0x01, 0x00, 0x00][..], attrs].concat()
+}

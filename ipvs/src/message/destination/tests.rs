@@ -125,13 +125,7 @@ fn set_and_del_dest_of_ipv6_fwmark_service() {
 
 #[test]
 fn get_dest_dump_names_the_service() {
-    #[rustfmt::skip]
-    let raw = [
-        0x08, 0x01, 0x00, 0x00, // cmd = IPVS_CMD_GET_DEST
-        0x14, 0x00, 0x01, 0x80, // IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, len 20
-        0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, //   AF = AF_INET
-        0x08, 0x00, 0x05, 0x00, 0x07, 0x00, 0x00, 0x00, //   IPVS_SVC_ATTR_FWMARK = 7
-    ];
+    let raw = genl(0x08, &FWMARK_7_NEST); // cmd = IPVS_CMD_GET_DEST
     let key = ServiceKey::FwMark {
         mark: 7,
         family: Family::Inet,

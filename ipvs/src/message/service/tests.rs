@@ -136,14 +136,6 @@ fn set_service_ipv6_with_pe_and_prefix_netmask() {
     assert_eq!(Service::try_from(&attrs[..]).unwrap(), svc);
 }
 
-#[rustfmt::skip]
-const DEL_SERVICE_FWMARK: &[u8] = &[
-    0x03, 0x01, 0x00, 0x00, // cmd = IPVS_CMD_DEL_SERVICE
-    0x14, 0x00, 0x01, 0x80, // IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED, len 20
-    0x06, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, // AF = AF_INET
-    0x08, 0x00, 0x05, 0x00, 0x07, 0x00, 0x00, 0x00, // IPVS_SVC_ATTR_FWMARK = 7
-];
-
 #[test]
 fn del_service_by_fwmark() {
     let key = ServiceKey::FwMark {
@@ -155,7 +147,7 @@ fn del_service_by_fwmark() {
             IpvsCmd::DelService,
             vec![CmdAttr::Service(Vec::<SvcAttr>::from(&key))],
         ),
-        DEL_SERVICE_FWMARK,
+        &genl(0x03, &FWMARK_7_NEST), // cmd = IPVS_CMD_DEL_SERVICE
     );
 }
 
