@@ -1,4 +1,4 @@
-//! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's pipelined
+//! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's batched
 //! [`ipvs::Client::execute`] — and prints both times and their ratio.
 //!
 //! Each contender writes into a network namespace of its own, made fresh for it (IPVS keeps

@@ -1,5 +1,5 @@
 //! The IPVS side of the dataplane: reads the kernel's virtual servers and applies planned
-//! operations, many requests in flight at once.
+//! operations, many requests packed into each datagram.
 
 use std::collections::BTreeMap;
 
@@ -109,7 +109,7 @@ impl IpvsTable {
         Ok(out)
     }
 
-    /// Applies the IPVS operations among `ops`, in order, pipelined on one socket. Returns one
+    /// Applies the IPVS operations among `ops`, in order, packed into datagrams on one socket. Returns one
     /// result per operation given (address operations are not IPVS's and are returned as
     /// `None`).
     pub async fn apply(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {

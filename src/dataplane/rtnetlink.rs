@@ -188,8 +188,8 @@ impl LinkRecord {
     }
 }
 
-/// An rtnetlink socket with its own sequence numbers. One request is in flight at a time
-/// (`&mut self`); replies carrying another sequence number belong to an exchange whose future
+/// An rtnetlink socket with its own sequence numbers. One exchange runs at a time (`&mut self`:
+/// one request, one dump, or one window of [`RouteSocket::requests`]); replies carrying another sequence number belong to an exchange whose future
 /// was dropped and are skipped.
 pub(crate) struct RouteSocket {
     socket: NlSocketHandle,
