@@ -675,6 +675,13 @@ fn a_client_opened_in_another_network_namespace_writes_that_table() {
         .status()
         .expect("running ip netns add");
     assert!(made.success(), "ip netns add {name} failed");
+    // With lo down the kernel has no route to classify a destination's address by, and
+    // refuses destinations (EINVAL).
+    let up = Command::new("ip")
+        .args(["-n", name, "link", "set", "lo", "up"])
+        .status()
+        .expect("running ip link set lo up");
+    assert!(up.success(), "ip -n {name} link set lo up failed");
     rt().block_on(async {
         let client = Client::builder()
             .network_namespace(format!("/run/netns/{name}"))
