@@ -37,11 +37,11 @@
 //!
 //! The layers, bottom up: [`message`] is the wire (every `IPVS_CMD_*` and attribute of
 //! `linux/ip_vs.h` as netlink-packet types, with conversions to the typed objects);
-//! [`Client`] owns one generic-netlink socket, resolves the family and turns kernel errnos
-//! into [`Error`]s. Writes never wait one round trip each: [`Client::execute`] packs up to
+//! [`Client`] owns two generic-netlink sockets (an async connection for reads, a non-blocking
+//! socket for batched writes), resolves the family and turns kernel errnos into [`Error`]s. Writes never wait one round trip each: [`Client::execute`] packs up to
 //! [`BATCH_LEN`] of them into one datagram, which the kernel handles inside `sendmsg`, and asks
 //! for one ack per datagram; that is what makes loading a large table fast.
-//! [`ipvsadm`] (default feature `ipvsadm`) prints a table as ipvsadm does.
+//! The `ipvsadm` module (default feature `ipvsadm`) prints a table as ipvsadm 1.31 does.
 //!
 //! [`Client::connect`] needs a tokio runtime (it spawns the connection task on the current one);
 //! [`Client::builder`] sets the read timeout and can open the client in another network
