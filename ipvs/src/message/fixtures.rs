@@ -12,7 +12,7 @@ use netlink_packet_core::{Emitable, ParseableParametrized};
 use netlink_packet_generic::GenlMessage;
 
 use super::IpvsMessage;
-use crate::{Protocol, ServiceKey};
+use crate::{Protocol, ServiceKey, Stats};
 
 /// The family id the fixtures pretend the kernel assigned.
 pub(crate) const FAMILY_ID: u16 = 0x24;
@@ -73,4 +73,20 @@ pub(crate) const FWMARK_7_NEST: [u8; 20] = [
 /// A request of command number `cmd`, version 1, with `attrs` after the genl header.
 pub(crate) fn genl(cmd: u8, attrs: &[u8]) -> Vec<u8> {
     [&[cmd, 0x01, 0x00, 0x00][..], attrs].concat()
+}
+
+/// Counters of 2 to 10 in the order of `IPVS_STATS_ATTR_*`, and `connections` first.
+pub(crate) fn counters(connections: u64) -> Stats {
+    Stats {
+        connections,
+        packets_in: 2,
+        packets_out: 3,
+        bytes_in: 4,
+        bytes_out: 5,
+        cps: 6,
+        packets_in_rate: 7,
+        packets_out_rate: 8,
+        bytes_in_rate: 9,
+        bytes_out_rate: 10,
+    }
 }

@@ -4,6 +4,7 @@
 use netlink_packet_core::{Emitable, NlaBuffer, Parseable};
 
 use super::*;
+use crate::message::fixtures::counters;
 use crate::Stats;
 
 /// Emits one attribute and parses it back: the bytes and the value both ways.
@@ -72,18 +73,7 @@ fn a_counter_of_the_wrong_width_is_an_error_naming_it() {
 
 #[test]
 fn the_64_bit_counters_win_and_read_back_as_written() {
-    let stats = Stats {
-        connections: 1 << 33,
-        packets_in: 2,
-        packets_out: 3,
-        bytes_in: 4,
-        bytes_out: 5,
-        cps: 6,
-        packets_in_rate: 7,
-        packets_out_rate: 8,
-        bytes_in_rate: 9,
-        bytes_out_rate: 10,
-    };
+    let stats = counters(1 << 33);
     let wide: Vec<Stats64Attr> = (&stats).into();
     assert_eq!(Stats::from(wide.as_slice()), stats);
     let narrow = [StatsAttr::Conns(1), StatsAttr::InBytes(1 << 40)];
