@@ -36,6 +36,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+#[path = "../ipvs/examples/support/mod.rs"]
+mod support;
+
+use support::env_usize;
+
 /// Node ports from here on, one per Service, beyond the default range for the 10,000: `plan` is
 /// told the wider range.
 const FIRST_NODE_PORT: usize = 30000;
@@ -46,15 +51,6 @@ struct Config {
     runs: usize,
     ipvsd: PathBuf,
     time: Option<PathBuf>,
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a count")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {

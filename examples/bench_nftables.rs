@@ -22,21 +22,17 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use ipvs::Protocol;
 use ipvsd::netfilter::{self, Elements, MasqueradeConfig, Transaction};
 
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a count")),
-        Err(_) => Ok(default),
-    }
-}
+#[path = "../ipvs/examples/support/mod.rs"]
+mod support;
+
+use support::{env_usize, Namespace};
 
 fn cluster_ip(i: usize) -> IpAddr {
     let i = i as u32 + 1;
@@ -73,25 +69,13 @@ fn add_service(out: &mut Elements, i: usize, endpoints: usize) {
     }
 }
 
-/// A network namespace of its own for one contender, deleted on drop.
-struct Namespace(String);
-
 impl Namespace {
-    fn new(name: &str) -> Result<Namespace> {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", name])
-            .stderr(Stdio::null())
-            .status();
-        let status = Command::new("ip").args(["netns", "add", name]).status()?;
-        ensure!(status.success(), "ip netns add {name} failed");
-        Ok(Namespace(name.to_owned()))
-    }
-
     /// Runs `nft -f -` with `script` in the namespace; returns the time it took.
     fn nft(&self, script: &str) -> Result<Duration> {
         let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft", "-f", "-"])
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -107,7 +91,7 @@ impl Namespace {
         if !output.status.success() {
             bail!(
                 "nft failed in {}: {}",
-                self.0,
+                self.name(),
                 String::from_utf8_lossy(&output.stderr)
             );
         }
@@ -115,21 +99,12 @@ impl Namespace {
     }
 
     fn list_count(&self, set: &str, needle: &str) -> Result<usize> {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.0, "nft", "list", "set", "inet", "ipvsd", set,
-            ])
+        let out = self
+            .command("nft")
+            .args(["list", "set", "inet", "ipvsd", set])
             .output()?;
         ensure!(out.status.success(), "nft list set {set} failed");
         Ok(String::from_utf8_lossy(&out.stdout).matches(needle).count())
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
     }
 }
 

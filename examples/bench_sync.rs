@@ -33,6 +33,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
+#[path = "../ipvs/examples/support/mod.rs"]
+mod support;
+
+use support::{env_usize, run, Namespace};
+
 /// The port of every benchmark Service, and of every endpoint.
 const SERVICE_PORT: u16 = 80;
 const ENDPOINT_PORT: u16 = 8080;
@@ -52,15 +57,6 @@ struct Config {
     changes: usize,
     ipvsd: PathBuf,
     ipvsadm: String,
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a count")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {
@@ -202,29 +198,7 @@ fn write_manifests(dir: &Path, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// A network namespace made for one measurement and deleted after it.
-struct Namespace(String);
-
 impl Namespace {
-    fn new(name: &str) -> Result<Namespace> {
-        // A namespace left by an interrupted run would not be fresh.
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", name]))?;
-        // With lo down the kernel takes no address for a unicast one and refuses destinations.
-        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
-        Ok(Namespace(name.to_string()))
-    }
-
-    /// `ip netns exec NAME program`: iproute2 execs the program, so its pid is the child's.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0]).arg(program);
-        cmd
-    }
-
     /// How many lines `ipvsadm -Sn` prints here: one per virtual and real server.
     fn saved_rules(&self, ipvsadm: &str) -> Result<usize> {
         Ok(run(self.command(ipvsadm).arg("-Sn"))?.lines().count())
@@ -232,32 +206,18 @@ impl Namespace {
 
     /// How many IPv4 addresses the dummy interface holds here.
     fn bound_addresses(&self) -> Result<usize> {
-        let out = run(
-            Command::new("ip").args(["-n", &self.0, "-o", "-4", "addr", "show", "dev", DUMMY])
-        )?;
+        let out = run(Command::new("ip").args([
+            "-n",
+            self.name(),
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            DUMMY,
+        ]))?;
         Ok(out.lines().count())
     }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs `cmd` with `input` on its standard input; returns how long it took.
@@ -468,7 +428,7 @@ fn reference_full_sync(config: &Config, dir: &Path) -> Result<(Duration, Duratio
         batch.push_str(&format!("address add {}/32 dev {DUMMY}\n", cluster_ip(i)));
     }
     let ip_batch = run_with_input(
-        Command::new("ip").args(["-n", &ns.0, "-batch", "-"]),
+        Command::new("ip").args(["-n", ns.name(), "-batch", "-"]),
         &batch,
     )?;
     let restore = run_with_input(ns.command(&config.ipvsadm).arg("-R"), &rules)?;

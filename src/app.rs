@@ -210,7 +210,7 @@ pub async fn list(args: ListArgs) -> Result<()> {
     let mut undecodable = services.undecodable;
     let mut table = Vec::with_capacity(services.entries.len());
     for s in services.entries {
-        let destinations = client
+        let destinations = ipvs
             .destination_dump(&s.key)
             .await
             .with_context(|| format!("listing destinations of {}", s.key))?;

@@ -412,12 +412,7 @@ fn virtual_server_labels(key: &ipvs::ServiceKey, service: &str) -> VirtualServer
             protocol,
             port,
         } => VirtualServerLabels {
-            protocol: match protocol {
-                ipvs::Protocol::Tcp => "tcp".to_string(),
-                ipvs::Protocol::Udp => "udp".to_string(),
-                ipvs::Protocol::Sctp => "sctp".to_string(),
-                ipvs::Protocol::Other(n) => format!("proto-{n}"),
-            },
+            protocol: protocol.to_string(),
             address: address.to_string(),
             port: port.to_string(),
             service: service.to_string(),

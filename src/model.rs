@@ -759,7 +759,7 @@ impl<'a> ServiceRules<'a> {
         let persistent = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");
         let mut timeout = 0;
         if persistent {
-            flags = flags | ServiceFlags::PERSISTENT;
+            flags |= ServiceFlags::PERSISTENT;
             timeout = DEFAULT_AFFINITY_TIMEOUT_SECONDS;
             let configured = spec
                 .and_then(|s| s.session_affinity_config.as_ref())

@@ -479,6 +479,7 @@ fn protocol_name(p: Protocol) -> String {
         Protocol::Udp => "udp".into(),
         Protocol::Sctp => "sctp".into(),
         Protocol::Other(n) => n.to_string(),
+        _ => p.number().to_string(),
     }
 }
 

@@ -62,6 +62,10 @@ impl Opaque {
                         opaque.destinations.insert((key, address, port));
                     }
                 }
+                // A kind a later ipvs crate adds: leave the whole service alone.
+                _ => {
+                    opaque.services.insert(key);
+                }
             }
         }
         opaque

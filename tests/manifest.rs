@@ -297,7 +297,7 @@ fn the_demo_manifests_load_cleanly_and_give_the_demo_rules() {
                 "{} {} flags={:#x} timeout={} -> {}",
                 vs.service.key,
                 vs.service.scheduler,
-                vs.service.flags.0,
+                vs.service.flags.bits(),
                 vs.service.timeout,
                 dests.join(" ")
             )

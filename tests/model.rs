@@ -167,7 +167,7 @@ fn summary(d: &Desired) -> Vec<String> {
             let mut line = format!("{} {}", s.key, s.scheduler);
             let sched = s.flags.difference(ServiceFlags::PERSISTENT);
             if sched != ServiceFlags::empty() {
-                line += &format!(" flags={:#x}", sched.0);
+                line += &format!(" flags={:#x}", sched.bits());
             }
             if s.flags.contains(ServiceFlags::PERSISTENT) {
                 line += &format!(" persistent {} mask {}", s.timeout, s.netmask);

@@ -1,4 +1,4 @@
-//! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's pipelined
+//! Writes a large IPVS table twice — with `ipvsadm -R` and with the client's batched
 //! [`ipvs::Client::execute`] — and prints both times and their ratio.
 //!
 //! Each contender writes into a network namespace of its own, made fresh for it (IPVS keeps
@@ -14,20 +14,16 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use ipvs::{Client, Destination, Protocol, Request, Service, ServiceKey};
 
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a count")),
-        Err(_) => Ok(default),
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{env_usize, run, Namespace};
 
 /// Service `i` listens on 10.(i / 65536 + 100).(i / 256 % 256).(i % 256):80, so the table can
 /// grow past 65,536 services without clashing.
@@ -73,48 +69,6 @@ async fn count(client: &Client) -> Result<(usize, usize)> {
         dests += client.destinations(&s.key).await?.len();
     }
     Ok((services.len(), dests))
-}
-
-/// A network namespace made for one measurement and deleted after it.
-struct Namespace(String);
-
-impl Namespace {
-    fn new(name: &str) -> Result<Namespace> {
-        // A namespace left by an interrupted run would not be fresh.
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", name]))?;
-        // With lo down the kernel takes no address for a unicast one and refuses destinations.
-        run(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]))?;
-        Ok(Namespace(name.to_string()))
-    }
-
-    /// `ip netns exec NAME program`.
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0, program]);
-        cmd
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn ipvsadm_restore(netns: &Namespace, ipvsadm: &str, script: &str) -> Result<Duration> {

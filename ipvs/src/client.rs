@@ -7,11 +7,17 @@
 //! family inside the `sendmsg` call itself, message after message, and queues an error message
 //! for each one that fails. So only the last request of a batch asks for an ack (`NLM_F_ACK`):
 //! when that ack has been read, every answer of the batch has been; a request without an error
-//! answer succeeded. Errors carry the sequence number of their request, which maps them back. The
-//! batch is also the window: the answers it can queue must fit the socket's receive buffer (the
-//! kernel drops what does not fit), so the batch size comes from the buffer size actually granted.
+//! answer succeeded. Errors carry the sequence number of their request, which maps them back.
+//! Batches go one at a time, one datagram each, never several in flight: when `sendmsg` returns
+//! the kernel has handled the batch and queued its answers, which must all fit the socket's
+//! receive buffer (the kernel drops what does not fit), so the batch size comes from the buffer
+//! size actually granted.
+//!
+//! Reads (gets and dumps) go through an async netlink-proto connection whose task runs on the
+//! caller's tokio runtime; each waits for its answer at most the client's timeout.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,16 +31,12 @@ use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlHeader, GenlMessage};
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, AsyncSocket, SocketAddr};
-use netlink_proto::ConnectionHandle;
+use netlink_proto::{Connection, ConnectionHandle};
 use netlink_sys::Socket;
 use tracing::{debug, warn};
 
 use crate::dump::{destinations_of_dump, services_of_dump, Dump};
-use crate::message::convert::{
-    daemon_attrs, daemon_from_attrs, daemon_state_attrs, dest_attrs, dest_from_attrs,
-    dest_key_attrs, info_from_attrs, service_attrs, service_from_attrs, service_key_attrs,
-    timeouts_attrs, timeouts_from_attrs,
-};
+use crate::message::destination::dest_key_attrs;
 use crate::message::{
     CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME, IPVS_GENL_VERSION,
 };
@@ -64,12 +66,14 @@ const DATAGRAM_LEN: usize = 3584;
 /// could not hold an error answer for each, or when they would not fit in a page.
 pub const BATCH_LEN: usize = 256;
 
-/// How long a request may wait for its answer before it is failed rather than left hanging (an
-/// answer dropped by the kernel for lack of buffer space never comes).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a read (get or dump) waits for its answer by default before it is failed rather than
+/// left hanging (an answer dropped by the kernel for lack of buffer space never comes). See
+/// [`ClientBuilder::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A write the kernel acks, for [`Client::execute`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request {
     /// Add a service (`IPVS_CMD_NEW_SERVICE`).
     AddService(Service),
@@ -98,22 +102,20 @@ pub enum Request {
 impl Request {
     /// The message that carries the request.
     pub fn to_message(&self) -> IpvsMessage {
-        let svc = |key: &ServiceKey| CmdAttr::Service(service_key_attrs(key));
+        let svc = |key: &ServiceKey| CmdAttr::Service(key.into());
         match self {
-            Request::AddService(s) => IpvsMessage::new(
-                IpvsCmd::NewService,
-                vec![CmdAttr::Service(service_attrs(s))],
-            ),
-            Request::UpdateService(s) => IpvsMessage::new(
-                IpvsCmd::SetService,
-                vec![CmdAttr::Service(service_attrs(s))],
-            ),
+            Request::AddService(s) => {
+                IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::Service(s.into())])
+            }
+            Request::UpdateService(s) => {
+                IpvsMessage::new(IpvsCmd::SetService, vec![CmdAttr::Service(s.into())])
+            }
             Request::DeleteService(k) => IpvsMessage::new(IpvsCmd::DelService, vec![svc(k)]),
             Request::AddDestination(k, d) => {
-                IpvsMessage::new(IpvsCmd::NewDest, vec![svc(k), CmdAttr::Dest(dest_attrs(d))])
+                IpvsMessage::new(IpvsCmd::NewDest, vec![svc(k), CmdAttr::Dest(d.into())])
             }
             Request::UpdateDestination(k, d) => {
-                IpvsMessage::new(IpvsCmd::SetDest, vec![svc(k), CmdAttr::Dest(dest_attrs(d))])
+                IpvsMessage::new(IpvsCmd::SetDest, vec![svc(k), CmdAttr::Dest(d.into())])
             }
             Request::DeleteDestination(k, d) => IpvsMessage::new(
                 IpvsCmd::DelDest,
@@ -121,14 +123,13 @@ impl Request {
             ),
             Request::Zero(k) => IpvsMessage::new(IpvsCmd::Zero, k.iter().map(svc).collect()),
             Request::Flush => IpvsMessage::new(IpvsCmd::Flush, vec![]),
-            Request::SetTimeouts(t) => IpvsMessage::new(IpvsCmd::SetConfig, timeouts_attrs(t)),
+            Request::SetTimeouts(t) => IpvsMessage::new(IpvsCmd::SetConfig, t.into()),
             Request::AddDaemon(d) => {
-                IpvsMessage::new(IpvsCmd::NewDaemon, vec![CmdAttr::Daemon(daemon_attrs(d))])
+                IpvsMessage::new(IpvsCmd::NewDaemon, vec![CmdAttr::Daemon(d.into())])
             }
-            Request::DeleteDaemon(s) => IpvsMessage::new(
-                IpvsCmd::DelDaemon,
-                vec![CmdAttr::Daemon(daemon_state_attrs(*s))],
-            ),
+            Request::DeleteDaemon(s) => {
+                IpvsMessage::new(IpvsCmd::DelDaemon, vec![CmdAttr::Daemon((*s).into())])
+            }
         }
     }
 }
@@ -268,8 +269,12 @@ struct Inner {
     /// Held for the length of a dump: the kernel runs one dump at a time per netlink socket and
     /// answers a second one with EBUSY.
     dumping: tokio::sync::Mutex<()>,
-    /// Writes: a blocking socket used from the blocking thread pool, one batch at a time.
+    /// Writes: a non-blocking socket driven from tokio's blocking thread pool, one batch (one
+    /// datagram) at a time. Its answers are queued by the time `sendmsg` returns, so reading
+    /// them never waits.
     writer: Mutex<Writer>,
+    /// How long a read waits for its answer.
+    timeout: Duration,
 }
 
 /// The socket of [`Client::execute`] and what it needs between batches.
@@ -481,13 +486,17 @@ impl Answer {
     }
 }
 
-impl Client {
-    /// Opens a generic-netlink socket, spawns its connection task on the current tokio runtime
-    /// and resolves the IPVS family.
-    ///
-    /// Fails with [`Error::IpvsUnavailable`] when the kernel has no IPVS family (module not
-    /// loaded, or IPVS not built).
-    pub async fn connect() -> Result<Client, Error> {
+/// The sockets of a client, opened in the namespace the client is for.
+struct Sockets {
+    connection: Connection<RawGenlFrame>,
+    handle: ConnectionHandle<RawGenlFrame>,
+    writer: Writer,
+}
+
+impl Sockets {
+    /// Opens both sockets in the calling thread's network namespace. The connection's socket is
+    /// registered with the tokio runtime entered by the calling thread.
+    fn open() -> Result<Sockets, Error> {
         let (mut connection, handle, _unsolicited) =
             netlink_proto::new_connection::<RawGenlFrame>(NETLINK_GENERIC)?;
         // Acks and ends of dumps are how a request's result is known: have them forwarded
@@ -498,9 +507,110 @@ impl Client {
         if let Err(e) = socket.set_rx_buf_sz(RECEIVE_BUFFER) {
             warn!(error = %e, "could not enlarge the netlink receive buffer");
         }
-        tokio::spawn(connection);
-        let family_id = resolve_family(&handle).await?;
         let writer = Writer::open()?;
+        Ok(Sockets {
+            connection,
+            handle,
+            writer,
+        })
+    }
+
+    /// Opens both sockets in the network namespace of `path` (`/proc/PID/ns/net`, or a file
+    /// `ip netns add` bind-mounted under `/run/netns`): on a thread of its own that enters the
+    /// namespace, opens them and ends, since a socket stays in the namespace it was created in.
+    /// Neither the calling thread nor tokio's threads change namespace.
+    async fn open_in(path: PathBuf) -> Result<Sockets, Error> {
+        let runtime = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread_path = path.clone();
+        std::thread::Builder::new()
+            .name("ipvs-netns".to_string())
+            .spawn(move || {
+                let path = thread_path;
+                let namespace_error = |source: io::Error| Error::Namespace {
+                    path: path.clone(),
+                    source,
+                };
+                let opened = std::fs::File::open(&path)
+                    .map_err(namespace_error)
+                    .and_then(|ns| {
+                        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| namespace_error(io::Error::from(e)))
+                    })
+                    .and_then(|()| {
+                        let _entered = runtime.enter();
+                        Sockets::open()
+                    });
+                // The receiver only goes away with the caller's future: nothing to tell then.
+                let _ = tx.send(opened);
+            })?;
+        rx.await.map_err(|_| Error::Namespace {
+            path,
+            source: io::Error::other("the thread opening the sockets ended without an answer"),
+        })?
+    }
+}
+
+/// How to connect: the request timeout and the network namespace. Made by [`Client::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), ipvs::Error> {
+/// // The IPVS table of the network namespace `ip netns add blue` made.
+/// let client = ipvs::Client::builder()
+///     .network_namespace("/run/netns/blue")
+///     .timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// # let _ = client; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    timeout: Duration,
+    namespace: Option<PathBuf>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> ClientBuilder {
+        ClientBuilder {
+            timeout: DEFAULT_TIMEOUT,
+            namespace: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// How long a read (get or dump) waits for its answer before failing with
+    /// [`Error::TimedOut`]; [`DEFAULT_TIMEOUT`] unless set. Writes need no timeout: the kernel
+    /// has answered a batch by the time it is sent.
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Talks to the IPVS table of another network namespace (IPVS keeps one per namespace): the
+    /// namespace file at `path`, such as `/proc/PID/ns/net` or `/run/netns/NAME`. Entering it
+    /// needs CAP_SYS_ADMIN; a failure to is [`Error::Namespace`]. Unless set, the client uses the
+    /// namespace of the thread that connects.
+    pub fn network_namespace(mut self, path: impl Into<PathBuf>) -> ClientBuilder {
+        self.namespace = Some(path.into());
+        self
+    }
+
+    /// Opens the sockets, spawns the connection task and resolves the IPVS family; see
+    /// [`Client::connect`], which is this with the defaults.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let Sockets {
+            connection,
+            handle,
+            writer,
+        } = match self.namespace {
+            Some(path) => Sockets::open_in(path).await?,
+            None => Sockets::open()?,
+        };
+        tokio::spawn(connection);
+        let family_id = resolve_family(&handle, self.timeout).await?;
         debug!(family_id, batch_len = writer.batch_len, "connected to IPVS");
         Ok(Client {
             inner: Arc::new(Inner {
@@ -508,8 +618,31 @@ impl Client {
                 family_id,
                 writer: Mutex::new(writer),
                 dumping: tokio::sync::Mutex::new(()),
+                timeout: self.timeout,
             }),
         })
+    }
+}
+
+impl Client {
+    /// Opens a generic-netlink socket in the current network namespace, spawns its connection
+    /// task and resolves the IPVS family, waiting at most [`DEFAULT_TIMEOUT`] for any read.
+    /// [`Client::builder`] sets another timeout or namespace.
+    ///
+    /// Needs a tokio runtime with its IO and time drivers (`#[tokio::main]`, or a runtime built
+    /// with `enable_all`): the connection task is spawned on the current runtime, so calling this
+    /// outside one panics, and the client's reads run as long as that runtime does. Writes run
+    /// on the runtime's blocking thread pool.
+    ///
+    /// Fails with [`Error::IpvsUnavailable`] when the kernel has no IPVS family (module not
+    /// loaded, or IPVS not built).
+    pub async fn connect() -> Result<Client, Error> {
+        Client::builder().connect().await
+    }
+
+    /// Options for connecting: the request timeout and the network namespace.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
     }
 
     /// The generic-netlink id the kernel gave the IPVS family.
@@ -565,10 +698,13 @@ impl Client {
                 }
             }
         };
-        if tokio::time::timeout(ANSWER_TIMEOUT, gather).await.is_err() {
+        if tokio::time::timeout(self.inner.timeout, gather)
+            .await
+            .is_err()
+        {
             return Err(Error::TimedOut {
                 command: cmd.name(),
-                seconds: ANSWER_TIMEOUT.as_secs(),
+                seconds: self.inner.timeout.as_secs(),
             });
         }
         if let Some(e) = failure {
@@ -677,10 +813,7 @@ impl Client {
     pub async fn destination_dump(&self, key: &ServiceKey) -> Result<Dump<Destination>, Error> {
         let answer = self
             .request(
-                IpvsMessage::new(
-                    IpvsCmd::GetDest,
-                    vec![CmdAttr::Service(service_key_attrs(key))],
-                ),
+                IpvsMessage::new(IpvsCmd::GetDest, vec![CmdAttr::Service(key.into())]),
                 true,
             )
             .await?;
@@ -691,10 +824,7 @@ impl Client {
     pub async fn service(&self, key: &ServiceKey) -> Result<Service, Error> {
         let answer = self
             .request(
-                IpvsMessage::new(
-                    IpvsCmd::GetService,
-                    vec![CmdAttr::Service(service_key_attrs(key))],
-                ),
+                IpvsMessage::new(IpvsCmd::GetService, vec![CmdAttr::Service(key.into())]),
                 false,
             )
             .await?;
@@ -725,7 +855,7 @@ impl Client {
         let cmd = IpvsCmd::GetDest;
         let answer = self
             .request(
-                IpvsMessage::new(cmd, vec![CmdAttr::Service(service_key_attrs(key))]),
+                IpvsMessage::new(cmd, vec![CmdAttr::Service(key.into())]),
                 true,
             )
             .await?;
@@ -735,7 +865,10 @@ impl Client {
         for m in &replies {
             for a in &m.attrs {
                 if let CmdAttr::Dest(attrs) = a {
-                    out.push(dest_from_attrs(attrs, family).map_err(|e| decode(cmd, e))?);
+                    out.push(
+                        Destination::try_from((attrs.as_slice(), family))
+                            .map_err(|e| decode(cmd, e))?,
+                    );
                 }
             }
         }
@@ -771,29 +904,26 @@ impl Client {
     /// The IPVS version and connection table size.
     pub async fn info(&self) -> Result<Info, Error> {
         let cmd = IpvsCmd::GetInfo;
-        let replies = self
-            .request(IpvsMessage::new(cmd, vec![]), false)
-            .await?
-            .strict(cmd)?;
-        let reply = replies.first().ok_or_else(|| Error::Decode {
-            command: cmd.name(),
-            reason: "acknowledged without a reply".to_string(),
-        })?;
-        info_from_attrs(&reply.attrs).map_err(|e| decode(cmd, e))
+        let reply = self.single_reply(cmd).await?;
+        Info::try_from(reply.attrs.as_slice()).map_err(|e| decode(cmd, e))
     }
 
     /// The connection timeouts.
     pub async fn timeouts(&self) -> Result<Timeouts, Error> {
-        let cmd = IpvsCmd::GetConfig;
+        let reply = self.single_reply(IpvsCmd::GetConfig).await?;
+        Ok(Timeouts::from(reply.attrs.as_slice()))
+    }
+
+    /// Sends a get without attributes and returns its one reply.
+    async fn single_reply(&self, cmd: IpvsCmd) -> Result<IpvsMessage, Error> {
         let replies = self
             .request(IpvsMessage::new(cmd, vec![]), false)
             .await?
             .strict(cmd)?;
-        let reply = replies.first().ok_or_else(|| Error::Decode {
+        replies.into_iter().next().ok_or_else(|| Error::Decode {
             command: cmd.name(),
             reason: "acknowledged without a reply".to_string(),
-        })?;
-        Ok(timeouts_from_attrs(&reply.attrs))
+        })
     }
 
     /// Sets the connection timeouts given; `None` or 0 leaves one as it is.
@@ -822,7 +952,7 @@ impl Client {
         for m in &replies {
             for a in &m.attrs {
                 if let CmdAttr::Daemon(attrs) = a {
-                    out.push(daemon_from_attrs(attrs).map_err(|e| decode(cmd, e))?);
+                    out.push(SyncDaemon::try_from(attrs.as_slice()).map_err(|e| decode(cmd, e))?);
                 }
             }
         }
@@ -843,7 +973,7 @@ impl Client {
 fn service_of(cmd: IpvsCmd, m: &IpvsMessage) -> Result<Service, Error> {
     for a in &m.attrs {
         if let CmdAttr::Service(attrs) = a {
-            return service_from_attrs(attrs).map_err(|e| decode(cmd, e));
+            return Service::try_from(attrs.as_slice()).map_err(|e| decode(cmd, e));
         }
     }
     Err(Error::Decode {
@@ -867,7 +997,10 @@ fn closed(cmd: IpvsCmd, e: impl std::fmt::Display) -> Error {
 }
 
 /// Asks the generic-netlink controller for the id of the IPVS family.
-async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, Error> {
+async fn resolve_family(
+    handle: &ConnectionHandle<RawGenlFrame>,
+    timeout: Duration,
+) -> Result<u16, Error> {
     let ctrl = GenlMessage::from_payload(GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
         nlas: vec![GenlCtrlAttrs::FamilyName(IPVS_GENL_NAME.to_string())],
@@ -919,11 +1052,11 @@ async fn resolve_family(handle: &ConnectionHandle<RawGenlFrame>) -> Result<u16, 
         }
         Ok(())
     };
-    tokio::time::timeout(ANSWER_TIMEOUT, gather)
+    tokio::time::timeout(timeout, gather)
         .await
         .map_err(|_| Error::TimedOut {
             command: "CTRL_CMD_GETFAMILY",
-            seconds: ANSWER_TIMEOUT.as_secs(),
+            seconds: timeout.as_secs(),
         })??;
     family_id.ok_or(Error::IpvsUnavailable)
 }

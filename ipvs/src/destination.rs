@@ -1,13 +1,16 @@
 //! Destinations (real servers): where IPVS sends the connections of a service.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::{Family, Stats};
 
 /// How packets reach a destination (`IP_VS_CONN_F_FWD_MASK` bits of the connection flags).
 /// Tunnel settings belong to the tunnel variant: a destination has them exactly when it is
-/// tunnelled, so what is written reads back the same.
+/// tunnelled, so what is written reads back the same. Displayed with ipvsadm's names (`Masq`,
+/// `Local`, `Tunnel`, `Route`), then `Bypass` and `Unknown(N)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ForwardingMethod {
     /// NAT, `IP_VS_CONN_F_MASQ` (ipvsadm `-m`, shown as `Masq`).
     Masquerade,
@@ -18,10 +21,31 @@ pub enum ForwardingMethod {
     Tunnel(Tunnel),
     /// Direct routing, `IP_VS_CONN_F_DROUTE` (ipvsadm `-g`, shown as `Route`).
     DirectRoute,
+    /// `IP_VS_CONN_F_BYPASS` (4): the kernel's value for traffic bypassing IPVS. It masks it
+    /// into a destination's method without refusing it, so another program may have set it;
+    /// ipvsadm has no name for it.
+    Bypass,
+    /// Another value of the 3-bit field (5 to 7), which the kernel takes without a meaning,
+    /// kept as read.
+    Other(u32),
+}
+
+impl fmt::Display for ForwardingMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardingMethod::Masquerade => f.write_str("Masq"),
+            ForwardingMethod::Local => f.write_str("Local"),
+            ForwardingMethod::Tunnel(_) => f.write_str("Tunnel"),
+            ForwardingMethod::DirectRoute => f.write_str("Route"),
+            ForwardingMethod::Bypass => f.write_str("Bypass"),
+            ForwardingMethod::Other(n) => write!(f, "Unknown({n})"),
+        }
+    }
 }
 
 /// Encapsulation of a tunnelling destination, `IP_VS_CONN_F_TUNNEL_TYPE_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
 pub enum TunnelType {
     /// IP in IP (0).
     #[default]
@@ -34,17 +58,34 @@ pub enum TunnelType {
     Other(u8),
 }
 
-/// Tunnel checksum options, `IP_VS_TUNNEL_ENCAP_FLAG_*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct TunnelFlags(pub u16);
+bitflags::bitflags! {
+    /// Tunnel checksum options, `IP_VS_TUNNEL_ENCAP_FLAG_*`. No bit set is
+    /// [`TunnelFlags::NOCSUM`]; bits without a name are kept as read
+    /// ([`TunnelFlags::from_bits_retain`]). Displayed as `CSUM | REMCSUM` (bitflags' text
+    /// format), `NOCSUM` when empty.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+    pub struct TunnelFlags: u16 {
+        /// `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`: checksum.
+        const CSUM = 0x0001;
+        /// `IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM`: remote checksum offload.
+        const REMCSUM = 0x0002;
+        // The kernel owns the other bits: keep them.
+        const _ = !0;
+    }
+}
 
 impl TunnelFlags {
-    /// `IP_VS_TUNNEL_ENCAP_FLAG_NOCSUM`: no checksum.
-    pub const NOCSUM: TunnelFlags = TunnelFlags(0x0000);
-    /// `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`: checksum.
-    pub const CSUM: TunnelFlags = TunnelFlags(0x0001);
-    /// `IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM`: remote checksum offload.
-    pub const REMCSUM: TunnelFlags = TunnelFlags(0x0002);
+    /// `IP_VS_TUNNEL_ENCAP_FLAG_NOCSUM`: no checksum (no bit set).
+    pub const NOCSUM: TunnelFlags = TunnelFlags::empty();
+}
+
+impl fmt::Display for TunnelFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("NOCSUM");
+        }
+        bitflags::parser::to_writer(self, f)
+    }
 }
 
 /// Tunnel settings of a destination forwarded by [`ForwardingMethod::Tunnel`]. The default
@@ -60,6 +101,11 @@ pub struct Tunnel {
 }
 
 /// A destination of a service, as sent to and read from the kernel.
+///
+/// Address, port and family identify it within its service; forwarding, weight and thresholds
+/// are its settings; the connection counts and [`Destination::stats`] are only observed (read
+/// from the kernel, never sent). Comparing what is wanted with what the kernel has is
+/// [`Destination::settings_eq`]; `==` compares everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Real server address.
@@ -77,13 +123,13 @@ pub struct Destination {
     pub upper_threshold: u32,
     /// Lower connection threshold; 0 means none.
     pub lower_threshold: u32,
-    /// Active connections (read only).
+    /// Active connections (observed, never sent).
     pub active_connections: u32,
-    /// Inactive connections (read only).
+    /// Inactive connections (observed, never sent).
     pub inactive_connections: u32,
-    /// Persistent connection templates (read only).
+    /// Persistent connection templates (observed, never sent).
     pub persistent_connections: u32,
-    /// Counters (read only).
+    /// Counters (observed, never sent).
     pub stats: Stats,
 }
 
@@ -103,5 +149,48 @@ impl Destination {
             persistent_connections: 0,
             stats: Stats::default(),
         }
+    }
+}
+
+impl Destination {
+    /// Whether both destinations have the same settings: forwarding method (with a tunnel's
+    /// settings), weight and thresholds. Address, port and family are the identity, compared
+    /// apart; connection counts and counters are observed, never compared.
+    pub fn settings_eq(&self, other: &Destination) -> bool {
+        self.forwarding == other.forwarding
+            && self.weight == other.weight
+            && self.upper_threshold == other.upper_threshold
+            && self.lower_threshold == other.lower_threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_leave_what_is_observed_out() {
+        let wanted = Destination::new("10.244.0.1".parse().unwrap(), 80);
+        let mut read = wanted.clone();
+        read.active_connections = 3;
+        read.inactive_connections = 4;
+        read.persistent_connections = 5;
+        read.stats.connections = 6;
+        assert!(read.settings_eq(&wanted));
+        read.forwarding = ForwardingMethod::Tunnel(Tunnel::default());
+        assert!(!read.settings_eq(&wanted));
+    }
+
+    #[test]
+    fn methods_and_flags_display() {
+        assert_eq!(ForwardingMethod::Masquerade.to_string(), "Masq");
+        assert_eq!(ForwardingMethod::Bypass.to_string(), "Bypass");
+        assert_eq!(ForwardingMethod::Other(5).to_string(), "Unknown(5)");
+        assert_eq!(TunnelFlags::NOCSUM.to_string(), "NOCSUM");
+        assert_eq!(
+            (TunnelFlags::CSUM | TunnelFlags::REMCSUM).to_string(),
+            "CSUM | REMCSUM"
+        );
+        assert_eq!(TunnelFlags::from_bits_retain(0x10).bits(), 0x10);
     }
 }

@@ -1,8 +1,10 @@
 //! Dumps read entry by entry: one entry this crate cannot read does not hide the others.
 //!
-//! The kernel's table is shared with other programs, and the kernel takes values this crate has
-//! no name for (a forwarding method of 4 to 7: it masks the field but does not check it). A
-//! caller that must keep working whatever else is in the table reads with
+//! The kernel's table is shared with other programs, and what another program wrote may not read
+//! (a destination family other than IPv4 and IPv6, an IPv6 persistence mask over 128 bits from
+//! a kernel that did not check it, an attribute of the wrong length). Forwarding methods the
+//! kernel masks in without checking (4 to 7) do read, as [`crate::ForwardingMethod::Bypass`] and
+//! [`crate::ForwardingMethod::Other`]. A caller that must keep working whatever else is in the table reads with
 //! [`crate::Client::service_dump`] and [`crate::Client::destination_dump`]: each entry is decoded
 //! on its own, and those that do not decode are kept as [`Undecodable`], with as much of their
 //! identity as could be read, so the caller can leave them alone.
@@ -10,14 +12,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::message::convert::{
-    dest_address_from_attrs, dest_from_attrs, service_from_attrs, service_key_from_attrs,
-};
+use crate::message::destination::dest_address_from_attrs;
 use crate::message::{CmdAttr, IpvsMessage};
 use crate::{Destination, Family, Service, ServiceKey};
 
 /// What kind of entry could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum EntryKind {
     /// A virtual service of a service dump.
     Service,
@@ -95,11 +96,12 @@ pub fn services_of_dump(messages: &[Result<IpvsMessage, String>]) -> Dump<Servic
             reason,
         };
         match attrs {
-            Ok(Some(attrs)) => match service_from_attrs(attrs) {
+            Ok(Some(attrs)) => match Service::try_from(attrs.as_slice()) {
                 Ok(service) => dump.entries.push(service),
-                Err(e) => dump
-                    .undecodable
-                    .push(undecodable(service_key_from_attrs(attrs), e.to_string())),
+                Err(e) => dump.undecodable.push(undecodable(
+                    ServiceKey::try_from(attrs.as_slice()).ok(),
+                    e.to_string(),
+                )),
             },
             Ok(None) => dump.undecodable.push(undecodable(
                 None,
@@ -130,7 +132,7 @@ pub fn destinations_of_dump(
             Ok(m) => {
                 for a in &m.attrs {
                     if let CmdAttr::Dest(attrs) = a {
-                        match dest_from_attrs(attrs, family) {
+                        match Destination::try_from((attrs.as_slice(), family)) {
                             Ok(d) => dump.entries.push(d),
                             Err(e) => dump.undecodable.push(undecodable(
                                 dest_address_from_attrs(attrs, family),
@@ -149,9 +151,16 @@ pub fn destinations_of_dump(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::convert::{dest_attrs, service_attrs};
     use crate::message::{DestAttr, IpvsCmd, SvcAttr};
     use crate::{Protocol, ServiceFlags};
+
+    fn service_attrs(service: &Service) -> Vec<SvcAttr> {
+        service.into()
+    }
+
+    fn dest_attrs(dest: &Destination) -> Vec<DestAttr> {
+        dest.into()
+    }
 
     fn service_reply(attrs: Vec<SvcAttr>) -> Result<IpvsMessage, String> {
         Ok(IpvsMessage::new(
@@ -210,13 +219,15 @@ mod tests {
     }
 
     #[test]
-    fn destinations_of_unknown_forwarding_methods_are_kept_apart() {
+    fn destinations_that_do_not_read_are_kept_apart_and_bypass_reads() {
         let service = key("10.96.0.1", 80);
         let good = Destination::new("10.244.0.1".parse().unwrap(), 8080);
-        let mut bypass = dest_attrs(&Destination::new("10.244.0.2".parse().unwrap(), 8080));
-        for a in &mut bypass {
-            if let DestAttr::FwdMethod(m) = a {
-                *m = 4;
+        let mut bypass = Destination::new("10.244.0.3".parse().unwrap(), 8080);
+        bypass.forwarding = crate::ForwardingMethod::Bypass;
+        let mut other = dest_attrs(&Destination::new("10.244.0.2".parse().unwrap(), 8080));
+        for a in &mut other {
+            if let DestAttr::AddrFamily(af) = a {
+                *af = 7;
             }
         }
         let reply = |attrs| {
@@ -225,21 +236,27 @@ mod tests {
                 vec![CmdAttr::Dest(attrs)],
             ))
         };
-        let dump = destinations_of_dump(&service, &[reply(bypass), reply(dest_attrs(&good))]);
-        assert_eq!(dump.entries, vec![good]);
+        let dump = destinations_of_dump(
+            &service,
+            &[
+                reply(other),
+                reply(dest_attrs(&good)),
+                reply(dest_attrs(&bypass)),
+            ],
+        );
+        assert_eq!(dump.entries, vec![good, bypass]);
         assert_eq!(
             dump.undecodable,
             vec![Undecodable {
                 kind: EntryKind::Destination,
                 service: Some(service),
-                destination: Some(("10.244.0.2".parse().unwrap(), 8080)),
-                reason: "IPVS_DEST_ATTR_FWD_METHOD: unknown forwarding method 4".to_string(),
+                destination: None,
+                reason: "destination of unknown family 7".to_string(),
             }]
         );
         assert_eq!(
             dump.undecodable[0].to_string(),
-            "destination 10.244.0.2:8080 of service tcp 10.96.0.1:80: \
-             IPVS_DEST_ATTR_FWD_METHOD: unknown forwarding method 4"
+            "a destination of service tcp 10.96.0.1:80: destination of unknown family 7"
         );
     }
 }

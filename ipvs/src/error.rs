@@ -4,6 +4,7 @@ use std::io;
 
 /// What went wrong talking to IPVS.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The generic-netlink family "IPVS" is not registered: the kernel lacks IPVS or the `ip_vs`
     /// module is not loaded.
@@ -105,4 +106,13 @@ pub enum Error {
     /// The netlink socket failed.
     #[error("netlink socket: {0}")]
     Io(#[from] io::Error),
+    /// The network namespace asked for with [`crate::ClientBuilder::network_namespace`] could not
+    /// be entered (no such file, not a network namespace, or no CAP_SYS_ADMIN).
+    #[error("cannot enter the network namespace {}: {source}", path.display())]
+    Namespace {
+        /// The namespace file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }

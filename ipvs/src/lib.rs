@@ -20,7 +20,7 @@
 //! service.timeout = 600;
 //! client.add_service(&service).await?;
 //!
-//! // Many writes at once: pipelined on one socket, one result per request.
+//! // Many writes at once: packed into datagrams on one socket, one result per request.
 //! let requests = ["10.244.0.7", "10.244.0.8"].into_iter().map(|a| {
 //!     Request::AddDestination(key, Destination::new(a.parse().unwrap(), 8443))
 //! });
@@ -37,9 +37,15 @@
 //!
 //! The layers, bottom up: [`message`] is the wire (every `IPVS_CMD_*` and attribute of
 //! `linux/ip_vs.h` as netlink-packet types, with conversions to the typed objects);
-//! [`Client`] owns one generic-netlink socket, resolves the family and turns kernel errnos
-//! into [`Error`]s. Writes never wait one round trip each: [`Client::execute`] packs them into
-//! datagrams and keeps several in flight, which is what makes loading a large table fast.
+//! [`Client`] owns two generic-netlink sockets (an async connection for reads, a non-blocking
+//! socket for batched writes), resolves the family and turns kernel errnos into [`Error`]s. Writes never wait one round trip each: [`Client::execute`] packs up to
+//! [`BATCH_LEN`] of them into one datagram, which the kernel handles inside `sendmsg`, and asks
+//! for one ack per datagram; that is what makes loading a large table fast.
+//! The `ipvsadm` module (default feature `ipvsadm`) prints a table as ipvsadm 1.31 does.
+//!
+//! [`Client::connect`] needs a tokio runtime (it spawns the connection task on the current one);
+//! [`Client::builder`] sets the read timeout and can open the client in another network
+//! namespace.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -50,12 +56,13 @@ mod destination;
 mod dump;
 mod error;
 mod info;
+#[cfg(feature = "ipvsadm")]
 pub mod ipvsadm;
 pub mod message;
 mod service;
 mod stats;
 
-pub use client::{Client, Request, BATCH_LEN, NAME_MAX_LEN};
+pub use client::{Client, ClientBuilder, Request, BATCH_LEN, DEFAULT_TIMEOUT, NAME_MAX_LEN};
 pub use daemon::{DaemonState, SyncDaemon};
 pub use destination::{Destination, ForwardingMethod, Tunnel, TunnelFlags, TunnelType};
 pub use dump::{destinations_of_dump, services_of_dump, Dump, EntryKind, Undecodable};

@@ -24,8 +24,10 @@ impl Family {
     }
 }
 
-/// Transport protocol of a service, as an IP protocol number on the wire.
+/// Transport protocol of a service, as an IP protocol number on the wire. Displayed as `tcp`,
+/// `udp`, `sctp` or `proto-N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Protocol {
     /// TCP (6).
     Tcp,
@@ -35,6 +37,17 @@ pub enum Protocol {
     Sctp,
     /// Any other IP protocol number, kept as the kernel sent it.
     Other(u16),
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Sctp => f.write_str("sctp"),
+            Protocol::Other(n) => write!(f, "proto-{n}"),
+        }
+    }
 }
 
 /// What identifies a virtual service in the kernel.
@@ -75,18 +88,10 @@ impl fmt::Display for ServiceKey {
                 address,
                 protocol,
                 port,
-            } => {
-                let proto = match protocol {
-                    Protocol::Tcp => "tcp".to_string(),
-                    Protocol::Udp => "udp".to_string(),
-                    Protocol::Sctp => "sctp".to_string(),
-                    Protocol::Other(n) => format!("proto-{n}"),
-                };
-                match address {
-                    IpAddr::V4(a) => write!(f, "{proto} {a}:{port}"),
-                    IpAddr::V6(a) => write!(f, "{proto} [{a}]:{port}"),
-                }
-            }
+            } => match address {
+                IpAddr::V4(a) => write!(f, "{protocol} {a}:{port}"),
+                IpAddr::V6(a) => write!(f, "{protocol} [{a}]:{port}"),
+            },
             ServiceKey::FwMark { mark, family } => match family {
                 Family::Inet => write!(f, "fwmark {mark}"),
                 Family::Inet6 => write!(f, "fwmark {mark} (ipv6)"),
@@ -95,39 +100,36 @@ impl fmt::Display for ServiceKey {
     }
 }
 
-/// Service flags, `IP_VS_SVC_F_*`. The kernel takes them as a `{flags, mask}` pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ServiceFlags(pub u32);
+bitflags::bitflags! {
+    /// Service flags, `IP_VS_SVC_F_*`. The kernel takes them as a `{flags, mask}` pair. Bits
+    /// without a name here are kept as the kernel sent them ([`ServiceFlags::from_bits_retain`]),
+    /// so a flag of a newer kernel is written back unchanged. Displayed as `PERSISTENT | SCHED1`
+    /// (bitflags' text format, unknown bits in hex).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct ServiceFlags: u32 {
+        /// `IP_VS_SVC_F_PERSISTENT`: persistent port.
+        const PERSISTENT = 0x0001;
+        /// `IP_VS_SVC_F_HASHED`: set by the kernel on every service in its table.
+        const HASHED = 0x0002;
+        /// `IP_VS_SVC_F_ONEPACKET`: one-packet scheduling (ipvsadm's `ops`).
+        const ONEPACKET = 0x0004;
+        /// `IP_VS_SVC_F_SCHED1`: scheduler flag 1 (`flag-1`, `sh-fallback`, `mh-fallback`).
+        const SCHED1 = 0x0008;
+        /// `IP_VS_SVC_F_SCHED2`: scheduler flag 2 (`flag-2`, `sh-port`, `mh-port`).
+        const SCHED2 = 0x0010;
+        /// `IP_VS_SVC_F_SCHED3`: scheduler flag 3 (`flag-3`).
+        const SCHED3 = 0x0020;
+        // The kernel owns the other bits: keep them.
+        const _ = !0;
+    }
+}
 
-impl ServiceFlags {
-    /// `IP_VS_SVC_F_PERSISTENT`: persistent port.
-    pub const PERSISTENT: ServiceFlags = ServiceFlags(0x0001);
-    /// `IP_VS_SVC_F_HASHED`: set by the kernel on every service in its table.
-    pub const HASHED: ServiceFlags = ServiceFlags(0x0002);
-    /// `IP_VS_SVC_F_ONEPACKET`: one-packet scheduling (ipvsadm's `ops`).
-    pub const ONEPACKET: ServiceFlags = ServiceFlags(0x0004);
-    /// `IP_VS_SVC_F_SCHED1`: scheduler flag 1 (`flag-1`, `sh-fallback`, `mh-fallback`).
-    pub const SCHED1: ServiceFlags = ServiceFlags(0x0008);
-    /// `IP_VS_SVC_F_SCHED2`: scheduler flag 2 (`flag-2`, `sh-port`, `mh-port`).
-    pub const SCHED2: ServiceFlags = ServiceFlags(0x0010);
-    /// `IP_VS_SVC_F_SCHED3`: scheduler flag 3 (`flag-3`).
-    pub const SCHED3: ServiceFlags = ServiceFlags(0x0020);
-
-    /// No flag set.
-    pub const fn empty() -> ServiceFlags {
-        ServiceFlags(0)
-    }
-    /// Whether every bit of `other` is set.
-    pub const fn contains(self, other: ServiceFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-    /// The union of both sets.
-    pub const fn union(self, other: ServiceFlags) -> ServiceFlags {
-        ServiceFlags(self.0 | other.0)
-    }
-    /// The bits of `self` not in `other`.
-    pub const fn difference(self, other: ServiceFlags) -> ServiceFlags {
-        ServiceFlags(self.0 & !other.0)
+impl fmt::Display for ServiceFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        bitflags::parser::to_writer(self, f)
     }
 }
 
@@ -146,7 +148,9 @@ pub struct ParseFlagsError {
 
 impl ServiceFlags {
     /// The scheduler flag bits (`IP_VS_SVC_F_SCHED1..3`).
-    pub const SCHED_MASK: ServiceFlags = ServiceFlags(0x0038);
+    pub const SCHED_MASK: ServiceFlags = ServiceFlags::SCHED1
+        .union(ServiceFlags::SCHED2)
+        .union(ServiceFlags::SCHED3);
 
     /// Reads a comma list of scheduler flags under ipvsadm's names (its `-b` option):
     /// `sh-fallback`/`mh-fallback`/`flag-1`, `sh-port`/`mh-port`/`flag-2`, `flag-3`. The names
@@ -169,7 +173,7 @@ impl ServiceFlags {
                     })
                 }
             };
-            flags = flags | bit;
+            flags |= bit;
         }
         Ok(flags)
     }
@@ -196,14 +200,12 @@ impl ServiceFlags {
     }
 }
 
-impl std::ops::BitOr for ServiceFlags {
-    type Output = ServiceFlags;
-    fn bitor(self, rhs: ServiceFlags) -> ServiceFlags {
-        self.union(rhs)
-    }
-}
-
 /// A virtual service and its settings, as sent to and read from the kernel.
+///
+/// The key and the settings are what a caller sets; [`Service::stats`] is only observed (the
+/// kernel's counters, never sent). Comparing what is wanted with what the kernel has is
+/// [`Service::settings_eq`], which leaves the counters and the kernel's `HASHED` bookkeeping
+/// out; `==` compares everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// What identifies the service.
@@ -219,8 +221,8 @@ pub struct Service {
     pub netmask: u8,
     /// Persistence engine name (`sip`), if any.
     pub persistence_engine: Option<String>,
-    /// Counters; zero when the service is built by the caller. 64-bit counters are used when the
-    /// kernel sends them, else the 32-bit ones widened.
+    /// Counters (observed, never sent); zero when the service is built by the caller. 64-bit
+    /// counters are used when the kernel sends them, else the 32-bit ones widened.
     pub stats: Stats,
 }
 
@@ -243,6 +245,20 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Whether both services have the same settings: scheduler, flags (but `HASHED`, the
+    /// kernel's own bookkeeping), persistence timeout and netmask, persistence engine. The key
+    /// and the counters are not settings: compare keys apart, and counters never.
+    pub fn settings_eq(&self, other: &Service) -> bool {
+        self.scheduler == other.scheduler
+            && self.flags.difference(ServiceFlags::HASHED)
+                == other.flags.difference(ServiceFlags::HASHED)
+            && self.timeout == other.timeout
+            && self.netmask == other.netmask
+            && self.persistence_engine == other.persistence_engine
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,9 +275,12 @@ mod tests {
         );
         assert_eq!(
             ServiceFlags::parse_sched_flags("flag-1, flag-3"),
-            Ok(ServiceFlags(0x28))
+            Ok(ServiceFlags::from_bits_retain(0x28))
         );
-        assert_eq!(ServiceFlags::parse_sched_flags(""), Ok(ServiceFlags(0)));
+        assert_eq!(
+            ServiceFlags::parse_sched_flags(""),
+            Ok(ServiceFlags::empty())
+        );
         let err = ServiceFlags::parse_sched_flags("sh-port,bogus").unwrap_err();
         assert_eq!(err.flag, "bogus");
         assert!(err.to_string().contains("\"bogus\""), "{err}");
@@ -269,11 +288,39 @@ mod tests {
 
     #[test]
     fn sched_flags_are_named_per_scheduler() {
-        let all = ServiceFlags(0x38) | ServiceFlags::PERSISTENT;
+        let all = ServiceFlags::from_bits_retain(0x38) | ServiceFlags::PERSISTENT;
         assert_eq!(all.sched_flag_names("sh"), ["sh-fallback", "sh-port"]);
         assert_eq!(all.sched_flag_names("mh"), ["mh-fallback", "mh-port"]);
         assert_eq!(all.sched_flag_names("rr"), ["flag-1", "flag-2", "flag-3"]);
         assert_eq!(ServiceFlags::SCHED2.sched_flag_names("mh"), ["mh-port"]);
         assert!(ServiceFlags::PERSISTENT.sched_flag_names("rr").is_empty());
+    }
+
+    #[test]
+    fn unknown_flag_bits_are_kept_and_shown() {
+        let flags = ServiceFlags::from_bits_retain(0x1 | 0x40);
+        assert_eq!(flags.bits(), 0x41);
+        assert_eq!(flags.to_string(), "PERSISTENT | 0x40");
+        assert_eq!(ServiceFlags::empty().to_string(), "none");
+        assert_eq!(ServiceFlags::SCHED_MASK.bits(), 0x38);
+    }
+
+    #[test]
+    fn settings_leave_counters_and_hashed_out() {
+        let key = ServiceKey::Addr {
+            address: "10.96.0.1".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        let wanted = Service::new(key, "rr");
+        let mut read = wanted.clone();
+        read.flags = ServiceFlags::HASHED;
+        read.stats.connections = 7;
+        assert!(read.settings_eq(&wanted));
+        assert_ne!(read, wanted);
+        read.timeout = 1;
+        assert!(!read.settings_eq(&wanted));
+        assert_eq!(Protocol::Other(47).to_string(), "proto-47");
+        assert_eq!(key.to_string(), "tcp 10.96.0.1:80");
     }
 }

@@ -45,7 +45,7 @@ fn mk_fwmark(mark: u32, family: Family, scheduler: &str) -> Service {
 
 /// Adds flags as ipvsadm's `-p`, `-o` and `-b` would.
 fn with_flags(mut service: Service, flags: ServiceFlags) -> Service {
-    service.flags = service.flags | flags;
+    service.flags |= flags;
     service
 }
 
@@ -79,7 +79,7 @@ fn tunnel(address: &str, port: u16, kind: TunnelType, tun_port: u16, flags: u16)
         ForwardingMethod::Tunnel(Tunnel {
             kind,
             port: tun_port,
-            flags: TunnelFlags(flags),
+            flags: TunnelFlags::from_bits_retain(flags),
         }),
         1,
     )

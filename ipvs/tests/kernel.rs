@@ -665,3 +665,68 @@ fn the_benchmark_writes_and_checks_both_tables() {
     );
     assert!(stdout.contains("ratio (ipvsadm/client):"), "{stdout}");
 }
+
+#[test]
+fn a_client_opened_in_another_network_namespace_writes_that_table() {
+    let name = "ipvs-kernel-ns";
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    let made = Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .expect("running ip netns add");
+    assert!(made.success(), "ip netns add {name} failed");
+    // With lo down the kernel has no route to classify a destination's address by, and
+    // refuses destinations (EINVAL).
+    let up = Command::new("ip")
+        .args(["-n", name, "link", "set", "lo", "up"])
+        .status()
+        .expect("running ip link set lo up");
+    assert!(up.success(), "ip -n {name} link set lo up failed");
+    rt().block_on(async {
+        let client = Client::builder()
+            .network_namespace(format!("/run/netns/{name}"))
+            .timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("connect in the other namespace");
+        let key = tcp("10.96.7.7", 80);
+        client
+            .add_service(&Service::new(key, "rr"))
+            .await
+            .expect("add a service there");
+        let mut bypass = Destination::new(ip("10.244.7.7"), 80);
+        bypass.forwarding = ForwardingMethod::Bypass;
+        client
+            .add_destination(&key, &bypass)
+            .await
+            .expect("the kernel takes a bypass destination");
+        let read = client.destinations(&key).await.expect("destinations there");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].forwarding, ForwardingMethod::Bypass);
+
+        // Not here: this namespace's table is another one.
+        assert!(
+            !saved_rules().iter().any(|l| l.contains("10.96.7.7")),
+            "{:?}",
+            saved_rules()
+        );
+        let there = Command::new("ip")
+            .args(["netns", "exec", name])
+            .arg(std::env::var("IPVSADM").unwrap_or_else(|_| "ipvsadm".to_string()))
+            .arg("-Sn")
+            .output()
+            .expect("ipvsadm in the other namespace");
+        let there = String::from_utf8_lossy(&there.stdout);
+        assert!(there.contains("-A -t 10.96.7.7:80 -s rr"), "{there}");
+
+        match Client::builder()
+            .network_namespace("/run/netns/no-such-namespace")
+            .connect()
+            .await
+        {
+            Err(Error::Namespace { .. }) => {}
+            other => panic!("expected a namespace error, got {other:?}"),
+        }
+    });
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+}

@@ -1,9 +1,11 @@
 //! The IPVS side of the dataplane: reads the kernel's virtual servers and applies planned
-//! operations, many requests in flight at once.
+//! operations, many requests packed into each datagram.
 
 use std::collections::BTreeMap;
 
-use ipvs::{Client, Request, ServiceKey};
+use ipvs::{
+    Client, Destination, Dump, EntryKind, ForwardingMethod, Request, ServiceKey, Undecodable,
+};
 
 use super::IpvsContents;
 use crate::plan::{ActualService, Operation};
@@ -27,6 +29,39 @@ impl IpvsTable {
         &self.client
     }
 
+    /// The destinations of a virtual server, each read on its own. A destination of a
+    /// forwarding method ipvsd never programs (bypass, or a value without a name that another
+    /// program set) is set apart with those that do not read, so that the plan leaves it alone.
+    pub async fn destination_dump(
+        &self,
+        key: &ServiceKey,
+    ) -> Result<Dump<Destination>, ipvs::Error> {
+        let mut dump = self.client.destination_dump(key).await?;
+        let (managed, apart): (Vec<_>, Vec<_>) = std::mem::take(&mut dump.entries)
+            .into_iter()
+            .partition(|d| {
+                matches!(
+                    d.forwarding,
+                    ForwardingMethod::Masquerade
+                        | ForwardingMethod::Local
+                        | ForwardingMethod::Tunnel(_)
+                        | ForwardingMethod::DirectRoute
+                )
+            });
+        dump.entries = managed;
+        dump.undecodable
+            .extend(apart.into_iter().map(|d| Undecodable {
+                kind: EntryKind::Destination,
+                service: Some(*key),
+                destination: Some((d.address, d.port)),
+                reason: format!(
+                    "IPVS_DEST_ATTR_FWD_METHOD: unknown forwarding method {}",
+                    u32::from(d.forwarding)
+                ),
+            }));
+        Ok(dump)
+    }
+
     /// Reads every virtual server with its destinations: one service dump, then one destination
     /// dump per service. Each entry is read on its own: one that cannot be read (another
     /// program's, with a value the `ipvs` crate has no name for) is listed apart, not an error.
@@ -35,7 +70,7 @@ impl IpvsTable {
         let mut undecodable = dump.undecodable;
         let mut services = BTreeMap::new();
         for service in dump.entries {
-            let destinations = match self.client.destination_dump(&service.key).await {
+            let destinations = match self.destination_dump(&service.key).await {
                 Ok(d) => d,
                 Err(ipvs::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
@@ -65,7 +100,7 @@ impl IpvsTable {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // Entries that cannot be read were reported by the last full read.
-            match self.client.destination_dump(key).await {
+            match self.destination_dump(key).await {
                 Ok(destinations) => out.push((*key, destinations.entries)),
                 Err(ipvs::Error::NotFound { .. }) => out.push((*key, Vec::new())),
                 Err(e) => return Err(e),
@@ -74,7 +109,7 @@ impl IpvsTable {
         Ok(out)
     }
 
-    /// Applies the IPVS operations among `ops`, in order, pipelined on one socket. Returns one
+    /// Applies the IPVS operations among `ops`, in order, packed into datagrams on one socket. Returns one
     /// result per operation given (address operations are not IPVS's and are returned as
     /// `None`).
     pub async fn apply(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {

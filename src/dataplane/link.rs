@@ -1,110 +1,28 @@
-//! The dummy interface that holds service addresses (`kube-ipvs0`), and the rtnetlink exchange
-//! that it and the node address listing share.
+//! The dummy interface that holds service addresses (`kube-ipvs0`): ipvsd's policy for it
+//! (create it if missing, refuse a non-dummy of that name, bind and unbind host addresses). The
+//! rtnetlink exchange itself is [`super::rtnetlink`].
 //!
 //! IPVS only sees packets addressed to the node itself, so every cluster IP, external IP and
 //! load-balancer IP must be a local address. Binding them to a dummy interface that stays DOWN
 //! makes them local without answering ARP/ND for them on any real link and without a route
 //! pointing anywhere.
-//!
-//! The exchange is written directly on neli's tokio socket rather than on its router: a
-//! request/reply pair must be cancellable (a dropped future leaves only replies with an old
-//! sequence number, which the next exchange skips), and the address watcher must see the
-//! kernel's ENOBUFS overrun report, which the router does not pass on to multicast listeners.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{self, Cursor};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex as StdMutex;
 
-use neli::consts::nl::{NlmF, Nlmsg, NlmsgerrAttr};
+use neli::consts::nl::NlmF;
 use neli::consts::rtnl::{Ifa, IfaF, Ifla, IflaInfo, RtAddrFamily, RtScope, Rtm};
-use neli::consts::socket::NlFamily;
-use neli::err::{BuilderError, DeError, Nlmsgerr, SocketError};
-use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
 use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, RtattrBuilder};
-use neli::socket::asynchronous::NlSocketHandle;
 use neli::types::{Buffer, RtBuffer};
-use neli::utils::Groups;
-use neli::{FromBytesWithInput, Size, ToBytes};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-/// Requests sent before their acks are read: the acks of a window (and an error each, at worst)
-/// must fit the socket's receive buffer.
-const REQUEST_WINDOW: usize = 128;
+use super::rtnetlink::{encode_err, name_attr, LinkRecord, NetlinkFailure, RouteSocket};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ minus the terminating NUL).
 const MAX_INTERFACE_NAME_LEN: usize = 15;
-
-/// How often a dump that the kernel marks as interrupted (NLM_F_DUMP_INTR: the table changed
-/// while it was being read) is retried before giving up.
-const DUMP_ATTEMPTS: usize = 5;
-
-/// Why one rtnetlink exchange failed; [`LinkError`] says what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkFailure {
-    /// The kernel answered with an error code; `detail` carries its extended-ack message, if any.
-    #[error("the kernel refused the request{detail}")]
-    Refused {
-        detail: String,
-        #[source]
-        source: io::Error,
-    },
-    /// Sending to or receiving from the netlink socket failed.
-    #[error("netlink socket error")]
-    Socket(#[source] SocketError),
-    /// A reply could not be decoded.
-    #[error("malformed netlink reply")]
-    Malformed(#[source] DeError),
-    /// The request could not be encoded.
-    #[error("cannot encode the netlink request")]
-    Encode(#[source] BuilderError),
-    /// The table kept changing while it was dumped.
-    #[error("dump interrupted by concurrent changes {DUMP_ATTEMPTS} times in a row")]
-    DumpInterrupted,
-}
-
-impl NetlinkFailure {
-    /// The errno the kernel answered with, if this is a refusal.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            NetlinkFailure::Refused { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    fn refused<M>(err: &Nlmsgerr<M>) -> Self {
-        let message = err
-            .ext_ack()
-            .get_attr_handle()
-            .get_attr_payload_as_with_len::<String>(NlmsgerrAttr::Msg)
-            .ok();
-        NetlinkFailure::Refused {
-            detail: message.map(|m| format!(" ({m})")).unwrap_or_default(),
-            source: io::Error::from_raw_os_error(-*err.error()),
-        }
-    }
-}
-
-impl From<SocketError> for NetlinkFailure {
-    fn from(err: SocketError) -> Self {
-        NetlinkFailure::Socket(err)
-    }
-}
-
-impl From<DeError> for NetlinkFailure {
-    fn from(err: DeError) -> Self {
-        NetlinkFailure::Malformed(err)
-    }
-}
-
-fn encode_err<E>(err: E) -> NetlinkFailure
-where
-    BuilderError: From<E>,
-{
-    NetlinkFailure::Encode(BuilderError::from(err))
-}
 
 /// Errors of the dummy interface and node address code; each names the interface or address.
 #[derive(Debug, thiserror::Error)]
@@ -168,54 +86,6 @@ pub(crate) fn validate_interface_name(name: &str) -> Result<(), LinkError> {
     }
 }
 
-/// One address as the kernel reports it in RTM_NEWADDR.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressRecord {
-    /// Index of the interface holding the address.
-    pub interface_index: u32,
-    pub address: IpAddr,
-    pub prefix_len: u8,
-    /// `ifa_scope`: RT_SCOPE_HOST (254) marks loopback-only addresses.
-    pub scope: u8,
-}
-
-impl AddressRecord {
-    /// Reads an address message. For IPv4 the local address is IFA_LOCAL (IFA_ADDRESS is the
-    /// peer on point-to-point links); IPv6 sends IFA_LOCAL only when there is a peer.
-    /// Returns `None` for families other than IPv4/IPv6 or a message without an address.
-    pub(crate) fn from_message(msg: &Ifaddrmsg) -> Option<AddressRecord> {
-        let mut local = None;
-        let mut address = None;
-        for attr in msg.rtattrs().iter() {
-            let slot = match attr.rta_type() {
-                Ifa::Local => &mut local,
-                Ifa::Address => &mut address,
-                _ => continue,
-            };
-            *slot = ip_from_bytes(attr.rta_payload().as_ref());
-        }
-        let address = local.or(address)?;
-        let family_matches = matches!(
-            (msg.ifa_family(), &address),
-            (RtAddrFamily::Inet, IpAddr::V4(_)) | (RtAddrFamily::Inet6, IpAddr::V6(_))
-        );
-        family_matches.then(|| AddressRecord {
-            interface_index: *msg.ifa_index(),
-            address,
-            prefix_len: *msg.ifa_prefixlen(),
-            scope: u8::from(*msg.ifa_scope()),
-        })
-    }
-}
-
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
-        _ => None,
-    }
-}
-
 fn ip_octets(addr: IpAddr) -> Buffer {
     match addr {
         IpAddr::V4(a) => Buffer::from(&a.octets()[..]),
@@ -236,348 +106,6 @@ fn family_of(addr: IpAddr) -> RtAddrFamily {
         IpAddr::V6(_) => RtAddrFamily::Inet6,
     }
 }
-
-/// What a link lookup returns: enough to tell whether it is the dummy we expect.
-#[derive(Debug, Clone)]
-pub(crate) struct LinkRecord {
-    pub(crate) index: u32,
-    /// IFLA_INFO_KIND ("dummy", "veth", ...); physical devices have none.
-    pub(crate) kind: Option<String>,
-    /// IFLA_ADDRESS, the hardware address.
-    pub(crate) hardware_address: Option<Vec<u8>>,
-}
-
-impl LinkRecord {
-    fn from_message(msg: &Ifinfomsg) -> LinkRecord {
-        let kind = msg
-            .rtattrs()
-            .iter()
-            .find(|attr| *attr.rta_type() == Ifla::Linkinfo)
-            .and_then(|info| info.get_attr_handle::<IflaInfo>().ok())
-            .and_then(|info| {
-                info.get_attr_payload_as_with_len::<String>(IflaInfo::Kind)
-                    .ok()
-            })
-            .map(|kind| kind.trim_end_matches('\0').to_owned());
-        let hardware_address = msg
-            .rtattrs()
-            .iter()
-            .find(|attr| *attr.rta_type() == Ifla::Address)
-            .map(|attr| attr.rta_payload().as_ref().to_vec());
-        LinkRecord {
-            // Interface indexes are positive ints in the kernel.
-            index: u32::try_from(*msg.ifi_index()).unwrap_or_default(),
-            kind,
-            hardware_address,
-        }
-    }
-}
-
-/// An rtnetlink socket with its own sequence numbers. One request is in flight at a time
-/// (`&mut self`); replies carrying another sequence number belong to an exchange whose future
-/// was dropped and are skipped.
-pub(crate) struct RouteSocket {
-    socket: NlSocketHandle,
-    next_seq: u32,
-    /// Sequence number of a dump whose end has not been read yet. The kernel runs one dump
-    /// per socket at a time and refuses another with EBUSY, so a dump abandoned by a dropped
-    /// future is read to its end before the next request.
-    unfinished_dump: Option<u32>,
-}
-
-impl RouteSocket {
-    /// Opens a socket for requests.
-    pub(crate) fn open() -> Result<RouteSocket, NetlinkFailure> {
-        Self::with_groups(Groups::empty())
-    }
-
-    /// Opens a socket that also receives the given rtnetlink multicast groups (RTNLGRP_*).
-    pub(crate) fn subscribed(groups: &[u32]) -> Result<RouteSocket, NetlinkFailure> {
-        Self::with_groups(Groups::new_groups(groups))
-    }
-
-    fn with_groups(groups: Groups) -> Result<RouteSocket, NetlinkFailure> {
-        let socket = NlSocketHandle::connect(NlFamily::Route, None, groups)?;
-        // Extended acks give the kernel's own words for a refusal; strict checking makes the
-        // kernel filter address dumps by interface. Both are optional: replies are still
-        // filtered here and refusals still carry their errno.
-        if let Err(err) = socket.enable_ext_ack(true) {
-            debug!(error = %err, "extended netlink acks unavailable");
-        }
-        if let Err(err) = socket.enable_strict_checking(true) {
-            debug!(error = %err, "strict rtnetlink checking unavailable");
-        }
-        Ok(RouteSocket {
-            socket,
-            next_seq: 1,
-            unfinished_dump: None,
-        })
-    }
-
-    /// Asks the kernel for a larger receive buffer so bursts of notifications overrun less.
-    pub(crate) fn set_recv_buffer_size(&self, bytes: usize) -> Result<(), NetlinkFailure> {
-        Ok(self.socket.set_recv_buffer_size(bytes)?)
-    }
-
-    async fn send<P>(&mut self, ty: Rtm, flags: NlmF, payload: P) -> Result<u32, NetlinkFailure>
-    where
-        P: Size + ToBytes,
-    {
-        self.finish_abandoned_dump().await?;
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1).max(1);
-        let msg = NlmsghdrBuilder::default()
-            .nl_type(ty)
-            .nl_flags(flags | NlmF::REQUEST)
-            .nl_seq(seq)
-            .nl_payload(NlPayload::Payload(payload))
-            .build()
-            .map_err(encode_err)?;
-        self.socket.send(&msg).await?;
-        Ok(seq)
-    }
-
-    /// Reads and discards the rest of a dump whose reader went away.
-    async fn finish_abandoned_dump(&mut self) -> Result<(), NetlinkFailure> {
-        while let Some(seq) = self.unfinished_dump {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
-                if *msg.nl_seq() == seq && ends_dump(&msg) {
-                    debug!(seq, "finished reading an abandoned rtnetlink dump");
-                    self.unfinished_dump = None;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a request that changes something and waits for the kernel's ack.
-    pub(crate) async fn request<P>(
-        &mut self,
-        ty: Rtm,
-        flags: NlmF,
-        payload: P,
-    ) -> Result<(), NetlinkFailure>
-    where
-        P: Size + ToBytes,
-    {
-        self.request_replies::<P, Buffer>(ty, flags, payload)
-            .await
-            .map(drop)
-    }
-
-    /// Sends a non-dump request with NLM_F_ACK and returns the replies that came before the ack.
-    pub(crate) async fn request_replies<P, R>(
-        &mut self,
-        ty: Rtm,
-        flags: NlmF,
-        payload: P,
-    ) -> Result<Vec<R>, NetlinkFailure>
-    where
-        P: Size + ToBytes,
-        R: FromBytesWithInput<Input = usize>,
-    {
-        let seq = self.send(ty, flags | NlmF::ACK, payload).await?;
-        let mut replies = Vec::new();
-        loop {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
-                if *msg.nl_seq() != seq {
-                    continue;
-                }
-                match msg.nl_payload() {
-                    NlPayload::Ack(_) => return Ok(replies),
-                    NlPayload::Err(err) => return Err(NetlinkFailure::refused(err)),
-                    NlPayload::Payload(body) => replies.push(decode(body)?),
-                    NlPayload::DumpExtAck(_) | NlPayload::Empty => {}
-                }
-            }
-        }
-    }
-
-    /// Sends requests that change something, [`REQUEST_WINDOW`] at a time before their acks
-    /// are read, and returns each one's outcome in order: one round trip per window instead of
-    /// per request. A socket failure fails the whole batch.
-    pub(crate) async fn requests<P>(
-        &mut self,
-        ty: Rtm,
-        flags: NlmF,
-        payloads: Vec<P>,
-    ) -> Result<Vec<Result<(), NetlinkFailure>>, NetlinkFailure>
-    where
-        P: Size + ToBytes,
-    {
-        let mut outcomes: Vec<Option<Result<(), NetlinkFailure>>> =
-            Vec::with_capacity(payloads.len());
-        let mut payloads = payloads.into_iter();
-        loop {
-            let mut pending: HashMap<u32, usize> = HashMap::new();
-            for payload in payloads.by_ref().take(REQUEST_WINDOW) {
-                let seq = self.send(ty, flags | NlmF::ACK, payload).await?;
-                pending.insert(seq, outcomes.len());
-                outcomes.push(None);
-            }
-            if pending.is_empty() {
-                break;
-            }
-            while !pending.is_empty() {
-                let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-                for msg in messages {
-                    let msg: Nlmsghdr<u16, Buffer> = msg?;
-                    let Some(&index) = pending.get(msg.nl_seq()) else {
-                        continue;
-                    };
-                    let outcome = match msg.nl_payload() {
-                        NlPayload::Ack(_) => Ok(()),
-                        NlPayload::Err(err) => Err(NetlinkFailure::refused(err)),
-                        _ => continue,
-                    };
-                    pending.remove(msg.nl_seq());
-                    outcomes[index] = Some(outcome);
-                }
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every request of a window is answered before the next"))
-            .collect())
-    }
-
-    /// Dumps a table (NLM_F_DUMP), retrying when the kernel reports it changed mid-dump.
-    pub(crate) async fn dump<P, R>(&mut self, ty: Rtm, payload: P) -> Result<Vec<R>, NetlinkFailure>
-    where
-        P: Size + ToBytes + Clone,
-        R: FromBytesWithInput<Input = usize>,
-    {
-        for _ in 0..DUMP_ATTEMPTS {
-            if let Some(replies) = self.dump_once(ty, payload.clone()).await? {
-                return Ok(replies);
-            }
-            debug!(?ty, "rtnetlink dump interrupted; retrying");
-        }
-        Err(NetlinkFailure::DumpInterrupted)
-    }
-
-    async fn dump_once<P, R>(
-        &mut self,
-        ty: Rtm,
-        payload: P,
-    ) -> Result<Option<Vec<R>>, NetlinkFailure>
-    where
-        P: Size + ToBytes,
-        R: FromBytesWithInput<Input = usize>,
-    {
-        let seq = self.send(ty, NlmF::DUMP, payload).await?;
-        self.unfinished_dump = Some(seq);
-        let mut replies = Vec::new();
-        let mut interrupted = false;
-        loop {
-            let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-            for msg in messages {
-                let msg: Nlmsghdr<u16, Buffer> = msg?;
-                if *msg.nl_seq() != seq {
-                    continue;
-                }
-                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
-                let done = *msg.nl_type() == u16::from(Nlmsg::Done);
-                if ends_dump(&msg) {
-                    self.unfinished_dump = None;
-                }
-                match msg.nl_payload() {
-                    NlPayload::Err(err) => return Err(NetlinkFailure::refused(err)),
-                    NlPayload::DumpExtAck(err) if *err.error() != 0 => {
-                        return Err(NetlinkFailure::refused(err))
-                    }
-                    NlPayload::Payload(body) if !done => replies.push(decode(body)?),
-                    _ => {}
-                }
-                if done {
-                    return Ok((!interrupted).then_some(replies));
-                }
-            }
-        }
-    }
-
-    /// Waits for the next datagram of multicast notifications and returns its messages.
-    /// An overrun surfaces as [`NetlinkFailure::Socket`] carrying ENOBUFS.
-    pub(crate) async fn notifications(
-        &mut self,
-    ) -> Result<Vec<Nlmsghdr<u16, Buffer>>, NetlinkFailure> {
-        let (messages, _) = self.socket.recv::<u16, Buffer>().await?;
-        let mut out = Vec::new();
-        for msg in messages {
-            out.push(msg?);
-        }
-        Ok(out)
-    }
-
-    /// Looks an interface up by name; `None` if there is none.
-    pub(crate) async fn link_by_name(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<LinkRecord>, NetlinkFailure> {
-        let mut attrs = RtBuffer::new();
-        attrs.push(
-            RtattrBuilder::default()
-                .rta_type(Ifla::Ifname)
-                .rta_payload(name)
-                .build()
-                .map_err(encode_err)?,
-        );
-        let msg = IfinfomsgBuilder::default()
-            .ifi_family(RtAddrFamily::Unspecified)
-            .rtattrs(attrs)
-            .build()
-            .map_err(encode_err)?;
-        match self
-            .request_replies::<_, Ifinfomsg>(Rtm::Getlink, NlmF::empty(), msg)
-            .await
-        {
-            Ok(replies) => Ok(replies.first().map(LinkRecord::from_message)),
-            Err(err) if err.errno() == Some(libc::ENODEV) => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Dumps the addresses of one interface (`Some(index)`) or of all of them.
-    pub(crate) async fn addresses(
-        &mut self,
-        interface_index: Option<u32>,
-    ) -> Result<Vec<AddressRecord>, NetlinkFailure> {
-        let request = IfaddrmsgBuilder::default()
-            .ifa_family(RtAddrFamily::Unspecified)
-            .ifa_prefixlen(0)
-            .ifa_scope(RtScope::Universe)
-            .ifa_index(interface_index.unwrap_or(0))
-            .build()
-            .map_err(encode_err)?;
-        let messages: Vec<Ifaddrmsg> = self.dump(Rtm::Getaddr, request).await?;
-        Ok(messages
-            .iter()
-            .filter_map(AddressRecord::from_message)
-            .filter(|record| interface_index.is_none_or(|index| record.interface_index == index))
-            .collect())
-    }
-}
-
-/// Whether `msg` is the last message of a dump: NLMSG_DONE, or an error instead of the dump.
-fn ends_dump(msg: &Nlmsghdr<u16, Buffer>) -> bool {
-    *msg.nl_type() == u16::from(Nlmsg::Done) || matches!(msg.nl_payload(), NlPayload::Err(_))
-}
-
-fn decode<R>(body: &Buffer) -> Result<R, NetlinkFailure>
-where
-    R: FromBytesWithInput<Input = usize>,
-{
-    let bytes = body.as_ref();
-    Ok(R::from_bytes_with_input(
-        &mut Cursor::new(bytes),
-        bytes.len(),
-    )?)
-}
-
 /// ipvsd's dummy interface. It keeps one rtnetlink socket for all its requests, so binding a
 /// thousand addresses is a thousand request/ack pairs on one socket.
 pub struct DummyLink {
@@ -898,13 +426,7 @@ fn new_dummy_message(name: &str) -> Result<Ifinfomsg, NetlinkFailure> {
             .map_err(encode_err)?,
     );
     let mut attrs = RtBuffer::new();
-    attrs.push(
-        RtattrBuilder::default()
-            .rta_type(Ifla::Ifname)
-            .rta_payload(name)
-            .build()
-            .map_err(encode_err)?,
-    );
+    attrs.push(name_attr(name)?);
     attrs.push(
         RtattrBuilder::default()
             .rta_type(Ifla::Linkinfo)
@@ -989,7 +511,9 @@ impl DummyLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use neli::{FromBytesWithInput, ToBytes};
+    use std::io::{self, Cursor};
+    use std::net::Ipv4Addr;
 
     #[test]
     fn interface_names_are_checked_like_the_kernel_does() {
@@ -1013,23 +537,6 @@ mod tests {
             }
         }
     }
-
-    /// RTM_NEWADDR body for 192.0.2.1/24 on a point-to-point link: IFA_ADDRESS is the peer,
-    /// IFA_LOCAL is ours.
-    #[rustfmt::skip]
-    const PEER_V4: [u8; 24] = [
-        2, 24, 0x80, 0, 3, 0, 0, 0,      // AF_INET, /24, PERMANENT, scope universe, index 3
-        8, 0, 1, 0, 192, 0, 2, 99,        // IFA_ADDRESS 192.0.2.99
-        8, 0, 2, 0, 192, 0, 2, 1,         // IFA_LOCAL 192.0.2.1
-    ];
-
-    /// RTM_NEWADDR body for fe80::1/64 on interface 7: IFA_ADDRESS only, scope link.
-    #[rustfmt::skip]
-    const LINK_LOCAL_V6: [u8; 28] = [
-        10, 64, 0x80, 253, 7, 0, 0, 0,   // AF_INET6, /64, PERMANENT, scope link, index 7
-        20, 0, 1, 0,                      // IFA_ADDRESS
-        0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-    ];
 
     fn encode(msg: &impl ToBytes) -> Vec<u8> {
         let mut buf = Cursor::new(Vec::new());
@@ -1063,43 +570,6 @@ mod tests {
         assert_eq!(link.kind.as_deref(), Some("dummy"));
     }
 
-    fn parse(bytes: &[u8]) -> Ifaddrmsg {
-        Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(bytes), bytes.len()).unwrap()
-    }
-
-    #[test]
-    fn address_record_prefers_the_local_address() {
-        assert_eq!(
-            AddressRecord::from_message(&parse(&PEER_V4)),
-            Some(AddressRecord {
-                interface_index: 3,
-                address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                prefix_len: 24,
-                scope: 0,
-            })
-        );
-    }
-
-    #[test]
-    fn address_record_reads_ipv6_from_ifa_address() {
-        assert_eq!(
-            AddressRecord::from_message(&parse(&LINK_LOCAL_V6)),
-            Some(AddressRecord {
-                interface_index: 7,
-                address: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
-                prefix_len: 64,
-                scope: 253,
-            })
-        );
-    }
-
-    #[test]
-    fn address_record_rejects_a_family_mismatch() {
-        let mut bytes = PEER_V4;
-        bytes[0] = 10; // claims AF_INET6 but carries 4-byte addresses
-        assert_eq!(AddressRecord::from_message(&parse(&bytes)), None);
-    }
-
     #[test]
     fn bind_message_encodes_a_host_address_with_local_and_address() {
         let msg = address_message(
@@ -1117,48 +587,6 @@ mod tests {
             8, 0, 1, 0, 10, 96, 0, 10,   // IFA_ADDRESS
         ];
         assert_eq!(encode(&msg), expected);
-    }
-
-    /// Runs against the host's own namespace: rtnetlink address dumps need no IPVS or dummy.
-    #[tokio::test]
-    async fn a_walked_away_dump_is_read_to_its_end_before_the_next_request() {
-        let mut socket = RouteSocket::open().expect("rtnetlink socket");
-        let request = IfaddrmsgBuilder::default()
-            .ifa_family(RtAddrFamily::Unspecified)
-            .ifa_prefixlen(0)
-            .ifa_scope(RtScope::Universe)
-            .ifa_index(0)
-            .build()
-            .unwrap();
-        // What a dump future dropped right after sending leaves behind.
-        let abandoned = socket
-            .send(Rtm::Getaddr, NlmF::DUMP, request)
-            .await
-            .unwrap();
-        socket.unfinished_dump = Some(abandoned);
-
-        let records = socket
-            .addresses(None)
-            .await
-            .expect("dump after abandoned dump");
-        assert_eq!(socket.unfinished_dump, None);
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        assert!(
-            records
-                .iter()
-                .any(|r| r.address == loopback && r.scope == 254 && r.prefix_len == 8),
-            "no 127.0.0.1/8 scope host in {records:?}"
-        );
-        // Replies of the abandoned dump were not taken for this one's.
-        let unique: BTreeSet<_> = records
-            .iter()
-            .map(|r| (r.interface_index, r.address))
-            .collect();
-        assert_eq!(unique.len(), records.len(), "duplicates in {records:?}");
-
-        // A link lookup works on the same socket afterwards; a missing name is None.
-        assert!(socket.link_by_name("lo").await.unwrap().is_some());
-        assert!(socket.link_by_name("no-such-link").await.unwrap().is_none());
     }
 
     #[test]

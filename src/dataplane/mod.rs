@@ -12,6 +12,7 @@ pub mod link;
 pub mod nftables;
 pub mod node_addresses;
 pub mod owned;
+pub mod rtnetlink;
 pub mod sysctl;
 
 use self::conntrack::ConntrackError;

@@ -9,11 +9,11 @@ use neli::consts::rtnl::Rtm;
 use neli::nl::Nlmsghdr;
 use neli::rtnl::Ifaddrmsg;
 use neli::types::Buffer;
-use neli::FromBytesWithInput;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::link::{validate_interface_name, AddressRecord, LinkError, NetlinkFailure, RouteSocket};
+use super::link::{validate_interface_name, LinkError};
+use super::rtnetlink::{decode, AddressRecord, NetlinkFailure, RouteSocket};
 use crate::node_addresses::NodeAddresses;
 
 /// rtnetlink multicast groups carrying IPv4 and IPv6 address changes (RTNLGRP_IPV4_IFADDR,
@@ -160,7 +160,7 @@ fn needs_listing(
         Ok(messages) => Ok(!messages.iter().all(|msg| {
             notification_interface(msg).is_some_and(|index| Some(index) == excluded.dummy)
         })),
-        Err(NetlinkFailure::Socket(err)) if is_overrun(&err) => {
+        Err(err) if err.is_overrun() => {
             warn!("address notifications overran; listing addresses again");
             Ok(true)
         }
@@ -177,14 +177,8 @@ fn notification_interface(msg: &Nlmsghdr<u16, Buffer>) -> Option<u32> {
     if ty != u16::from(Rtm::Newaddr) && ty != u16::from(Rtm::Deladdr) {
         return None;
     }
-    let body = msg.get_payload()?.as_ref();
-    let header =
-        Ifaddrmsg::from_bytes_with_input(&mut std::io::Cursor::new(body), body.len()).ok()?;
+    let header: Ifaddrmsg = decode(msg.get_payload()?).ok()?;
     Some(*header.ifa_index())
-}
-
-fn is_overrun(err: &neli::err::SocketError) -> bool {
-    matches!(err, neli::err::SocketError::Io(io) if io.raw_os_error() == Some(libc::ENOBUFS))
 }
 
 fn publish(tx: &watch::Sender<NodeAddresses>, addresses: NodeAddresses) {

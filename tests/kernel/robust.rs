@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use ipvs::message::convert::service_key_attrs;
 use ipvs::message::{CmdAttr, DestAttr, InetAddr, IpvsCmd, IpvsMessage, SchedFlagsNla, SvcAttr};
 use ipvs::{Protocol, ServiceKey};
 use netlink_packet_core::Emitable;
@@ -76,7 +75,7 @@ fn add_destination_with_method(service: &ServiceKey, address: &str, port: u16, m
     let message = IpvsMessage::new(
         IpvsCmd::NewDest,
         vec![
-            CmdAttr::Service(service_key_attrs(service)),
+            CmdAttr::Service(service.into()),
             CmdAttr::Dest(vec![
                 DestAttr::AddrFamily(2),
                 DestAttr::Addr(InetAddr::from(address)),
@@ -99,7 +98,7 @@ fn add_destination_with_method(service: &ServiceKey, address: &str, port: u16, m
 /// answer.
 fn add_ipv6_service_with_mask(address: &str, prefix: u32) -> i32 {
     let key = tcp(address, 80);
-    let mut attrs = service_key_attrs(&key);
+    let mut attrs: Vec<SvcAttr> = (&key).into();
     attrs.extend([
         SvcAttr::SchedName("rr".into()),
         SvcAttr::Flags(SchedFlagsNla {

@@ -172,7 +172,7 @@ pub fn destination_options(destination: &Destination) -> String {
                 let _ = write!(
                     out,
                     " --tun-type gre {}",
-                    tunnel_flags_option(tunnel.flags.0)
+                    tunnel_flags_option(tunnel.flags.bits())
                 );
             }
             TunnelType::Gue => {
@@ -180,7 +180,7 @@ pub fn destination_options(destination: &Destination) -> String {
                     out,
                     " --tun-type gue --tun-port {} {}",
                     tunnel.port,
-                    tunnel_flags_option(tunnel.flags.0)
+                    tunnel_flags_option(tunnel.flags.bits())
                 );
             }
             TunnelType::IpIp => out.push_str(" --tun-type ipip"),
@@ -444,9 +444,9 @@ fn tunnel_info(destination: &Destination) -> String {
         TunnelType::Gue => format!(
             "{kind}:{}:{}",
             tunnel.port,
-            tunnel_flags_short(tunnel.flags.0)
+            tunnel_flags_short(tunnel.flags.bits())
         ),
-        TunnelType::Gre => format!("{kind}:{}", tunnel_flags_short(tunnel.flags.0)),
+        TunnelType::Gre => format!("{kind}:{}", tunnel_flags_short(tunnel.flags.bits())),
         TunnelType::IpIp | TunnelType::Other(_) => kind.to_string(),
     };
     // snprintf() into 16 bytes.

@@ -11,7 +11,6 @@
 
 use std::net::IpAddr;
 
-use crate::ipvsadm::text::protocol_number;
 use crate::{Destination, Family, Service, ServiceKey};
 
 /// `AF_INET` and `AF_INET6`, which ipvsadm subtracts from each other.
@@ -78,7 +77,7 @@ pub(crate) fn compare_services(a: &Service, b: &Service) -> i32 {
                 port: bpt,
             },
         ) => {
-            let r = i32::from(protocol_number(*ap)) - i32::from(protocol_number(*bp));
+            let r = i32::from(ap.number()) - i32::from(bp.number());
             if r != 0 {
                 return r;
             }

@@ -9,16 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{ForwardingMethod, Protocol, Service, ServiceFlags, TunnelType};
 
-/// IP protocol number of a protocol, as ipvsadm's tables hold it.
-pub(crate) fn protocol_number(protocol: Protocol) -> u16 {
-    match protocol {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
-        Protocol::Other(n) => n,
-    }
-}
-
 /// `protocol_name()`: the protocol column of the listings; ipvsadm knows no other protocol
 /// than these three and shows `?` for the rest.
 pub(crate) fn protocol_name(protocol: Protocol) -> &'static str {
@@ -42,13 +32,15 @@ pub(crate) fn protocol_option(protocol: Protocol) -> &'static str {
     }
 }
 
-/// `fwd_name()`: the Forward column.
+/// `fwd_name()`: the Forward column. For a method it has no name for, ipvsadm passes a null
+/// pointer to `printf`, which glibc prints as `(null)`.
 pub(crate) fn forwarding_name(method: ForwardingMethod) -> &'static str {
     match method {
         ForwardingMethod::Masquerade => "Masq",
         ForwardingMethod::Local => "Local",
         ForwardingMethod::Tunnel(_) => "Tunnel",
         ForwardingMethod::DirectRoute => "Route",
+        _ => "(null)",
     }
 }
 
@@ -59,6 +51,8 @@ pub(crate) fn forwarding_option(method: ForwardingMethod) -> &'static str {
         ForwardingMethod::Masquerade => "-m",
         ForwardingMethod::Tunnel(_) => "-i",
         ForwardingMethod::Local | ForwardingMethod::DirectRoute => "-g",
+        // As `fwd_name()`: a null pointer, printed by glibc as `(null)`.
+        _ => "(null)",
     }
 }
 
@@ -126,8 +120,7 @@ pub(crate) fn scheduler_flags(service: &Service) -> String {
 /// Whether any of the three scheduler flag bits is set: ipvsadm prints the flag group (even
 /// an empty one) exactly then.
 pub(crate) fn has_scheduler_flags(flags: ServiceFlags) -> bool {
-    let any = ServiceFlags::SCHED1 | ServiceFlags::SCHED2 | ServiceFlags::SCHED3;
-    flags.0 & any.0 != 0
+    flags.intersects(ServiceFlags::SCHED_MASK)
 }
 
 /// The IPv4 netmask of a prefix length, as ipvsadm prints it with `inet_ntoa()`. A length

@@ -2,27 +2,52 @@
 //!
 //! This layer is a faithful picture of the wire: every command and attribute of the uapi header
 //! has a variant named after its constant, integers keep their wire width, attributes this crate
-//! does not know are kept as `Other` so a newer kernel's replies still parse. The typed objects
-//! ([`crate::Service`], [`crate::Destination`], ...) are converted to and from these attributes in
-//! [`convert`]; the client only speaks through them.
+//! does not know are kept as `Other` so a newer kernel's replies still parse. There is one module
+//! per nest ([`command`], [`service`], [`destination`], [`daemon`], [`stats`]), each with its
+//! attribute constants, its attribute enum, the `From`/`TryFrom` conversions between those
+//! attributes and the typed objects ([`crate::Service`], [`crate::Destination`], ...), and byte
+//! fixtures of its own. The client only speaks through them:
+//!
+//! ```
+//! use ipvs::message::{CmdAttr, IpvsCmd, IpvsMessage, SvcAttr};
+//! use ipvs::{Protocol, Service, ServiceKey};
+//!
+//! let key = ServiceKey::Addr { address: "10.96.0.1".parse().unwrap(), protocol: Protocol::Tcp, port: 443 };
+//! let attrs: Vec<SvcAttr> = (&Service::new(key, "rr")).into();
+//! let message = IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::Service(attrs.clone())]);
+//! assert_eq!(Service::try_from(attrs.as_slice()).unwrap().key, key);
+//! # let _ = message;
+//! ```
 //!
 //! Parsing never panics: a reply the kernel (or a corrupt buffer) sends that does not fit the
-//! layout is a [`DecodeError`] naming the attribute that was wrong.
+//! layout is a [`DecodeError`] naming the attribute that was wrong (through netlink-packet-core's
+//! [`ErrorContext`]).
 
-mod attr;
-pub mod convert;
+pub mod command;
+pub mod daemon;
+pub mod destination;
+#[cfg(test)]
+mod fixtures;
 mod frame;
+mod nla;
 mod reply;
+pub mod service;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use attr::{
-    CmdAttr, DaemonAttr, DestAttr, InetAddr, SchedFlagsNla, Stats64Attr, StatsAttr, SvcAttr,
-};
+pub use command::CmdAttr;
+pub use daemon::DaemonAttr;
+pub use destination::DestAttr;
 pub use frame::RawGenlFrame;
+pub use nla::InetAddr;
 pub use reply::{decode_datagram, decode_message, Reply};
+pub use service::{SchedFlagsNla, SvcAttr};
+pub use stats::{Stats64Attr, StatsAttr};
 
-use netlink_packet_core::{DecodeError, Emitable, NlaBuffer, NlasIterator, Parseable};
+use netlink_packet_core::{
+    DecodeError, Emitable, ErrorContext, NlaBuffer, NlasIterator, Parseable,
+};
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 /// `IPVS_GENL_NAME`: the name the family registers with the generic-netlink controller.
@@ -67,6 +92,7 @@ pub const IPVS_CMD_FLUSH: u8 = 17;
 
 /// The commands of the family, `IPVS_CMD_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum IpvsCmd {
     /// `IPVS_CMD_NEW_SERVICE`: add a service; also the command of each service in a dump.
     NewService,
@@ -240,7 +266,7 @@ impl netlink_packet_core::ParseableParametrized<[u8], GenlHeader> for IpvsMessag
                 CmdAttr::parse(nla)
             }
         })
-        .map_err(|e| DecodeError::from(format!("{}: {e}", cmd.name())))?;
+        .context(cmd.name())?;
         Ok(IpvsMessage { cmd, attrs })
     }
 }
@@ -253,8 +279,7 @@ pub(crate) fn parse_nlas<T>(
 ) -> Result<Vec<T>, DecodeError> {
     let mut out = Vec::new();
     for nla in NlasIterator::new(buf) {
-        let nla = nla.map_err(|e| DecodeError::from(format!("{what}: {e}")))?;
-        out.push(parse_one(&nla).map_err(|e| DecodeError::from(format!("{what}: {e}")))?);
+        out.push(parse_one(&nla.context(what)?).context(what)?);
     }
     Ok(out)
 }

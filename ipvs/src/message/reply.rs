@@ -5,14 +5,12 @@
 
 use netlink_packet_core::{DecodeError, NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 
-use super::convert::{
-    daemon_from_attrs, dest_from_attrs, info_from_attrs, service_from_attrs, timeouts_from_attrs,
-};
 use super::{CmdAttr, IpvsCmd, RawGenlFrame};
 use crate::{Destination, Family, Info, Service, SyncDaemon, Timeouts};
 
 /// One decoded netlink message of a kernel answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// A service of a `GET_SERVICE` answer.
     Service(Service),
@@ -76,7 +74,7 @@ pub fn decode_message(buf: &[u8], service_family: Family) -> Result<Reply, Decod
                     }) else {
                         return Err("service answer without IPVS_CMD_ATTR_SERVICE".into());
                     };
-                    service_from_attrs(svc).map(Reply::Service)
+                    Service::try_from(svc.as_slice()).map(Reply::Service)
                 }
                 IpvsCmd::NewDest => {
                     let Some(dest) = attrs.iter().find_map(|a| match a {
@@ -85,7 +83,7 @@ pub fn decode_message(buf: &[u8], service_family: Family) -> Result<Reply, Decod
                     }) else {
                         return Err("destination answer without IPVS_CMD_ATTR_DEST".into());
                     };
-                    dest_from_attrs(dest, service_family).map(Reply::Destination)
+                    Destination::try_from((dest.as_slice(), service_family)).map(Reply::Destination)
                 }
                 IpvsCmd::NewDaemon => {
                     let Some(daemon) = attrs.iter().find_map(|a| match a {
@@ -94,10 +92,10 @@ pub fn decode_message(buf: &[u8], service_family: Family) -> Result<Reply, Decod
                     }) else {
                         return Err("daemon answer without IPVS_CMD_ATTR_DAEMON".into());
                     };
-                    daemon_from_attrs(daemon).map(Reply::Daemon)
+                    SyncDaemon::try_from(daemon.as_slice()).map(Reply::Daemon)
                 }
-                IpvsCmd::SetConfig => Ok(Reply::Timeouts(timeouts_from_attrs(attrs))),
-                IpvsCmd::SetInfo => info_from_attrs(attrs).map(Reply::Info),
+                IpvsCmd::SetConfig => Ok(Reply::Timeouts(Timeouts::from(attrs.as_slice()))),
+                IpvsCmd::SetInfo => Info::try_from(attrs.as_slice()).map(Reply::Info),
                 _ => Ok(Reply::Other),
             }
         }
