@@ -44,6 +44,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+#[path = "../ipvs/examples/support/mod.rs"]
+mod support;
+
+use support::{run, run_with_input, Namespace};
+
 const NAMESPACE: &str = "bench";
 const NODE_NAME: &str = "demo-node";
 const NODE_ADDRESSES: [Ipv4Addr; 2] = [
@@ -260,96 +265,39 @@ async fn populate(
     Ok(made.into_iter().map(|(_, s)| s).collect())
 }
 
-/// A network namespace made for one measurement, deleted when dropped: a node with the two
-/// addresses that take node ports on `eth0` and a route to the API server through the VM.
-struct NodeNamespace {
-    name: String,
-}
-
-impl NodeNamespace {
-    fn new(name: &str, index: u8, with_uplink: bool) -> Result<NodeNamespace> {
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", name]))?;
-        let ns = NodeNamespace {
-            name: name.to_string(),
-        };
-        let e = format!("bn{index}e");
-        let u = format!("bn{index}u");
-        let a = format!("bn{index}a");
-        let h = format!("bn{index}h");
+/// A node made for one measurement: a fresh network namespace (see [`Namespace`]) with the two
+/// addresses that take node ports on `eth0` and, with `uplink`, a route to the API server through
+/// the VM.
+fn node_namespace(name: &str, index: u8, uplink: bool) -> Result<Namespace> {
+    let ns = Namespace::new(name)?;
+    if uplink {
+        let (e, u, a, h) = (
+            format!("bn{index}e"),
+            format!("bn{index}u"),
+            format!("bn{index}a"),
+            format!("bn{index}h"),
+        );
         // Two batches: `ip -batch` takes no `-n` per line.
-        let mut root = String::new();
-        let mut inside = String::from("link set lo up\n");
-        if with_uplink {
-            root.push_str(&format!(
-                "link add {e} type veth peer name {u}\nlink set {e} netns {name}\n\
-                 link add {a} type veth peer name {h}\nlink set {a} netns {name}\n\
-                 link set {u} up\naddr add 10.201.{index}.1/30 dev {h}\nlink set {h} up\n"
-            ));
-            inside.push_str(&format!("link set {e} name eth0\n"));
-            for address in NODE_ADDRESSES {
-                inside.push_str(&format!("addr add {address}/24 dev eth0\n"));
-            }
-            inside.push_str(&format!(
-                "link set eth0 up\nlink set {a} name api0\naddr add 10.201.{index}.2/30 dev api0\n\
-                 link set api0 up\nroute add 10.0.2.2/32 via 10.201.{index}.1\n"
-            ));
-            run_with_input(Command::new("ip").args(["-batch", "-"]), &root)?;
+        let root = format!(
+            "link add {e} type veth peer name {u}\nlink set {e} netns {name}\n\
+             link add {a} type veth peer name {h}\nlink set {a} netns {name}\n\
+             link set {u} up\naddr add 10.201.{index}.1/30 dev {h}\nlink set {h} up\n"
+        );
+        let mut inside = format!("link set {e} name eth0\n");
+        for address in NODE_ADDRESSES {
+            inside.push_str(&format!("addr add {address}/24 dev eth0\n"));
         }
+        inside.push_str(&format!(
+            "link set eth0 up\nlink set {a} name api0\naddr add 10.201.{index}.2/30 dev api0\n\
+             link set api0 up\nroute add 10.0.2.2/32 via 10.201.{index}.1\n"
+        ));
+        run_with_input(Command::new("ip").args(["-batch", "-"]), &root)?;
         run_with_input(
             Command::new("ip").args(["-n", name, "-batch", "-"]),
             &inside,
         )?;
-        Ok(ns)
     }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(program);
-        cmd
-    }
-}
-
-impl Drop for NodeNamespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn run_with_input(cmd: &mut Command, input: &str) -> Result<Duration> {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {cmd:?}"))?;
-    child
-        .stdin
-        .take()
-        .context("standard input of the child")?
-        .write_all(input.as_bytes())?;
-    let status = child.wait()?;
-    let elapsed = start.elapsed();
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(elapsed)
+    Ok(ns)
 }
 
 /// The poller inside a contender's namespace, driven over its standard input and output.
@@ -360,7 +308,7 @@ struct Poller {
 }
 
 impl Poller {
-    fn start(ns: &NodeNamespace) -> Result<Poller> {
+    fn start(ns: &Namespace) -> Result<Poller> {
         let mut child = ns
             .command(std::env::current_exe()?)
             .arg("poll")
@@ -503,7 +451,7 @@ impl Contender {
         }
     }
 
-    fn start(self, ns: &NodeNamespace, args: &Args, log: &str) -> Result<Child> {
+    fn start(self, ns: &Namespace, args: &Args, log: &str) -> Result<Child> {
         let log = std::fs::File::create(log)?;
         let mut cmd = match self {
             Contender::Ipvsd => {
@@ -558,7 +506,7 @@ impl Contender {
 }
 
 /// Counts the virtual and real servers `ipvsadm -Sn` lists in `ns`.
-fn table_size(ns: &NodeNamespace, ipvsadm: &str) -> Result<(usize, usize, String)> {
+fn table_size(ns: &Namespace, ipvsadm: &str) -> Result<(usize, usize, String)> {
     let saved = run(ns.command(ipvsadm).arg("-Sn"))?;
     let services = saved.lines().filter(|l| l.starts_with("-A")).count();
     let destinations = saved.lines().filter(|l| l.starts_with("-a")).count();
@@ -590,7 +538,7 @@ async fn measure(
 ) -> Result<(Measured, Option<Saved>)> {
     let size = services.len();
     let label = contender.label(args);
-    let ns = NodeNamespace::new(&format!("bench-{index}"), index, true)?;
+    let ns = node_namespace(&format!("bench-{index}"), index, true)?;
     let mut poller = Poller::start(&ns)?;
     let log = format!("/tmp/bench-{index}.log");
     let started = Instant::now();
@@ -749,13 +697,13 @@ async fn measure(
 
 /// `ip -batch` of the addresses, then `ipvsadm -R` of the rules, in a fresh namespace.
 fn reference(args: &Args, saved: &Saved, index: u8) -> Result<(Duration, Duration)> {
-    let ns = NodeNamespace::new(&format!("bench-ref-{index}"), index, false)?;
+    let ns = node_namespace(&format!("bench-ref-{index}"), index, false)?;
     let mut batch = format!("link add {DUMMY} type dummy\n");
     for address in &saved.addresses {
         batch.push_str(&format!("address add {address} dev {DUMMY}\n"));
     }
     let ip_batch = run_with_input(
-        Command::new("ip").args(["-n", &ns.name, "-batch", "-"]),
+        Command::new("ip").args(["-n", ns.name(), "-batch", "-"]),
         &batch,
     )?;
     let restore = run_with_input(ns.command(&args.ipvsadm).arg("-R"), &saved.rules)?;

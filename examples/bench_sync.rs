@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,7 +36,7 @@ use serde_json::Value;
 #[path = "../ipvs/examples/support/mod.rs"]
 mod support;
 
-use support::{env_usize, run, Namespace};
+use support::{env_usize, run, run_with_input, Namespace};
 
 /// The port of every benchmark Service, and of every endpoint.
 const SERVICE_PORT: u16 = 80;
@@ -218,25 +218,6 @@ impl Namespace {
         ]))?;
         Ok(out.lines().count())
     }
-}
-
-/// Runs `cmd` with `input` on its standard input; returns how long it took.
-fn run_with_input(cmd: &mut Command, input: &str) -> Result<Duration> {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {cmd:?}"))?;
-    child
-        .stdin
-        .take()
-        .context("standard input of the child")?
-        .write_all(input.as_bytes())
-        .with_context(|| format!("writing to {cmd:?}"))?;
-    let status = child.wait()?;
-    let elapsed = start.elapsed();
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(elapsed)
 }
 
 /// ipvsd's logging flags: JSON to parse, the ipvs crate's "bulk write" events, which say how

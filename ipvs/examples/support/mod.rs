@@ -9,9 +9,11 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// The count in environment variable `name`, or `default` when it is not set.
 pub fn env_usize(name: &str, default: usize) -> Result<usize> {
@@ -38,6 +40,25 @@ pub fn run(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd` with `input` on its standard input; returns how long it took.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    child
+        .stdin
+        .take()
+        .context("standard input of the child")?
+        .write_all(input.as_bytes())
+        .with_context(|| format!("writing to {cmd:?}"))?;
+    let status = child.wait()?;
+    let elapsed = start.elapsed();
+    ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(elapsed)
 }
 
 /// A network namespace made for one measurement (`ip netns add`, loopback up) and deleted
