@@ -19,7 +19,7 @@ use ipvsd::model::ModelConfig;
 use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
-use ipvsd::source::{manifest, Snapshot, Source};
+use ipvsd::source::{manifest, Changes, ContentLog, Objects, Snapshot, Source};
 use k8s_openapi::api::discovery::v1::Endpoint;
 use tokio::sync::{oneshot, watch};
 
@@ -205,13 +205,22 @@ fn is_ipvs(op: &Operation) -> bool {
     !matches!(op, Operation::BindAddress(_) | Operation::UnbindAddress(_))
 }
 
-/// A source whose content the test sets.
+/// A source whose content the test sets; what changed is found by comparing each content
+/// with the last one handed out.
 #[derive(Default)]
-struct FakeSource(Mutex<Option<Snapshot>>);
+struct FakeSource(Mutex<Option<Snapshot>>, Mutex<ContentLog>);
 
 impl Source for FakeSource {
     fn snapshot(&self) -> Option<Snapshot> {
         self.0.lock().unwrap().clone()
+    }
+
+    fn take_changes(&self, full: bool) -> Option<Changes> {
+        let mut log = self.1.lock().unwrap();
+        if let Some(snapshot) = self.0.lock().unwrap().clone() {
+            log.replace(Objects::from_snapshot(snapshot));
+        }
+        log.take(full)
     }
 }
 
@@ -761,13 +770,16 @@ async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
     });
 }
 
-/// `ipvsd_model_computations_total` as the metrics say it.
+/// `ipvsd_model_computations_total` as the metrics say it, full and incremental together.
 fn model_computations(metrics: &Metrics) -> u64 {
     let text = metrics.encode();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ipvsd_model_computations_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no model_computations in\n{text}"))
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("ipvsd_model_computations_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+        .collect();
+    assert!(!counts.is_empty(), "no model_computations in\n{text}");
+    counts.iter().sum()
 }
 
 #[tokio::test]
