@@ -526,7 +526,12 @@ impl<D: Dataplane> Controller<D> {
                         return Err(e);
                     }
                 };
-                let model = self.model.as_mut().expect("a delta follows a full view");
+                let Some(model) = self.model.as_mut() else {
+                    // Asked for everything, the source answered with changes: nothing to
+                    // apply them to. Ask again at the next sync.
+                    error!("the source handed out changes before a full view; waiting for one");
+                    return Ok(None);
+                };
                 let mut touched = Touched::default();
                 for name in unavailable {
                     touched.merge(model.scheduler_unavailable(&name));

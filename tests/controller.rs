@@ -21,6 +21,7 @@ use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Changes, ContentLog, Objects, Snapshot, Source};
 use k8s_openapi::api::discovery::v1::Endpoint;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{oneshot, watch};
 
 /// The kernel as a table in memory, counting what is asked of it.
@@ -208,7 +209,7 @@ fn is_ipvs(op: &Operation) -> bool {
 /// A source whose content the test sets; what changed is found by comparing each content
 /// with the last one handed out.
 #[derive(Default)]
-struct FakeSource(Mutex<Option<Snapshot>>, Mutex<ContentLog>);
+struct FakeSource(Mutex<Option<Snapshot>>, Mutex<ContentLog>, AtomicBool);
 
 impl Source for FakeSource {
     fn snapshot(&self) -> Option<Snapshot> {
@@ -220,7 +221,9 @@ impl Source for FakeSource {
         if let Some(snapshot) = self.0.lock().unwrap().clone() {
             log.replace(Objects::from_snapshot(snapshot));
         }
-        log.take(full)
+        // After a relist a source can only say "everything".
+        let relisted = self.2.swap(false, Ordering::SeqCst);
+        log.take(full || relisted)
     }
 }
 
@@ -822,5 +825,52 @@ async fn draining_checks_and_repairs_do_not_rebuild_the_model() {
         before,
         "the model was rebuilt"
     );
+    h.stop().await;
+}
+
+/// `ipvsd_model_computations_total{kind}` as the metrics say it.
+fn computations_of_kind(metrics: &Metrics, kind: &str) -> u64 {
+    let prefix = format!("ipvsd_model_computations_total{{kind=\"{kind}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_change_is_computed_for_its_service_and_a_relist_rebuilds_everything() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    assert_eq!(computations_of_kind(&h.metrics, "full"), 1);
+    assert_eq!(computations_of_kind(&h.metrics, "incremental"), 0);
+    let applied = h.kernel.with(|t| t.applied.len());
+
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    h.wait_until("the change", |t| {
+        t.applied
+            .contains(&"-a -u 10.96.0.53:53 -r 10.244.0.13:5353 -m -w 1".to_owned())
+    })
+    .await;
+    assert_eq!(computations_of_kind(&h.metrics, "incremental"), 1);
+    assert_eq!(computations_of_kind(&h.metrics, "full"), 1);
+    let after_change = h.kernel.with(|t| t.applied[applied..].to_vec());
+    assert!(
+        after_change.iter().all(|op| op.contains("10.96.0.53:53")),
+        "only the changed Service's virtual servers: {after_change:?}"
+    );
+
+    // A relist: the model is rebuilt from everything, and the kernel, already right, is left
+    // alone.
+    let applied = h.kernel.with(|t| t.applied.len());
+    h.source.2.store(true, Ordering::SeqCst);
+    h.changes.send_modify(|g| *g += 1);
+    let start = Instant::now();
+    while computations_of_kind(&h.metrics, "full") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(5), "no rebuild");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.kernel
+        .with(|t| assert_eq!(t.applied[applied..], [] as [String; 0]));
     h.stop().await;
 }
