@@ -336,9 +336,14 @@ fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
 enum Change {
     Objects(Delta),
     Nodes(BTreeSet<IpAddr>),
+    /// The kernel turns out not to have a scheduler Services ask for.
+    SchedulerUnavailable(&'static str),
 }
 
 fn random_change(rng: &mut Rng, world: &World) -> Change {
+    if rng.chance(1) {
+        return Change::SchedulerUnavailable(*rng.pick(&["mh", "sh"]));
+    }
     if rng.chance(10) {
         let mut nodes = world.nodes.clone();
         let address: IpAddr = rng.pick(NODE_ADDRESSES).parse().unwrap();
@@ -426,7 +431,7 @@ fn assert_covers(touched: &Touched, before: &Desired, after: &Desired, what: &st
 
 fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed);
-    let config = config(&mut rng);
+    let mut config = config(&mut rng);
     let mut world = World {
         services: BTreeMap::new(),
         slices: BTreeMap::new(),
@@ -452,6 +457,10 @@ fn run(seed: u64, steps: usize) {
                     };
                 }
                 index.apply(&delta)
+            }
+            Change::SchedulerUnavailable(name) => {
+                config.unavailable_schedulers.insert(name.to_string());
+                index.scheduler_unavailable(name)
             }
             Change::Nodes(nodes) => {
                 world.nodes = nodes.clone();
