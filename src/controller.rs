@@ -1,15 +1,18 @@
 //! The sync loop: source → model → plan → dataplane.
 //!
 //! Sync is level-triggered and incremental. Every change (a source update, a node address
-//! appearing or going) leads to one sync, bursts coalesced within the minimum sync period: the
-//! desired rules are computed afresh, diffed against a cached copy of the kernel's table, and
-//! only the resulting operations are sent. The cache is updated from the operations' results, so
-//! a change never costs a dump of the whole table; every sync period the kernel is read again and
-//! repaired, so a rule deleted by hand comes back.
+//! appearing or going) leads to one sync, bursts coalesced within the minimum sync period. The
+//! source says which objects changed; the model index recomputes the Services they concern and
+//! says which virtual servers and addresses that touched; those alone are diffed against a
+//! cached copy of the kernel's table, and only the resulting operations are sent. The cache is
+//! updated from the operations' results, so a change never costs a dump of the whole table, nor
+//! a look at the Services it did not concern. Every sync period the kernel is read again and
+//! everything planned against it, so a rule deleted by hand comes back; the model is rebuilt
+//! from everything on the first sync and when the source had to list everything again.
 //!
 //! The masquerading rules beside IPVS (ipvsd's nftables table) follow the same way: a change
-//! sends only the set elements it adds or deletes, and every full sync replaces the table in
-//! one transaction, which also repairs it.
+//! sends only the set elements of the virtual servers and addresses it touched, and every full
+//! sync replaces the table in one transaction, which also repairs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

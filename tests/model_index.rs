@@ -525,3 +525,98 @@ fn incremental_model_equals_the_full_computation_after_every_change() {
         run(seed, 250);
     }
 }
+
+/// Work proportional to the change: among 10,000 Services, one slice change recomputes one
+/// Service and touches its virtual server only; a new node address recomputes the Services with
+/// node ports only.
+#[test]
+fn a_change_among_ten_thousand_services_recomputes_only_what_it_concerns() {
+    const SERVICES: usize = 10_000;
+    const NODE_PORTS: usize = 10;
+    let cluster_ip = |i: usize| format!("10.96.{}.{}", i / 250, i % 250 + 1);
+    let service = |i: usize| Service {
+        metadata: meta("default", &format!("s{i}")),
+        spec: Some(ServiceSpec {
+            type_: Some(
+                if i < NODE_PORTS {
+                    "NodePort"
+                } else {
+                    "ClusterIP"
+                }
+                .to_string(),
+            ),
+            cluster_ip: Some(cluster_ip(i)),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                node_port: (i < NODE_PORTS).then_some(30000 + i as i32),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    };
+    let slice = |i: usize, endpoints: &[&str]| {
+        let mut metadata = meta("default", &format!("s{i}-1"));
+        metadata.labels = Some(BTreeMap::from([(
+            "kubernetes.io/service-name".to_string(),
+            format!("s{i}"),
+        )]));
+        EndpointSlice {
+            metadata,
+            address_type: "IPv4".to_string(),
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|a| Endpoint {
+                        addresses: vec![a.to_string()],
+                        ..Endpoint::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![EndpointPort {
+                port: Some(8080),
+                ..EndpointPort::default()
+            }]),
+        }
+    };
+    let objects = Objects::from_snapshot(Snapshot {
+        services: (0..SERVICES).map(service).collect(),
+        endpoint_slices: (0..SERVICES).map(|i| slice(i, &["10.244.0.1"])).collect(),
+    });
+    let config = ModelConfig::default();
+    let nodes = NodeAddresses(["192.168.0.1".parse().unwrap()].into());
+    let mut index = ModelIndex::build(config, nodes, &objects);
+    assert_eq!(index.desired().virtual_servers.len(), SERVICES + NODE_PORTS);
+
+    let changed = 5000;
+    let mut delta = Delta::default();
+    delta.endpoint_slices.insert(
+        ObjectKey::new("default", format!("s{changed}-1")),
+        Some(Arc::new(slice(changed, &["10.244.0.1", "10.244.0.2"]))),
+    );
+    let touched = index.apply(&delta);
+    assert_eq!(touched.recomputed, 1);
+    let key = ipvs::ServiceKey::Addr {
+        address: cluster_ip(changed).parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 80,
+    };
+    assert_eq!(touched.virtual_servers, BTreeSet::from([key]));
+    assert!(touched.bound_addresses.is_empty());
+    assert_eq!(index.desired().virtual_servers[&key].destinations.len(), 2);
+
+    let nodes = NodeAddresses(
+        [
+            "192.168.0.1".parse().unwrap(),
+            "192.168.0.2".parse().unwrap(),
+        ]
+        .into(),
+    );
+    let touched = index.set_nodes(nodes);
+    assert_eq!(touched.recomputed, NODE_PORTS);
+    assert_eq!(touched.virtual_servers.len(), NODE_PORTS);
+    assert_eq!(
+        index.desired().virtual_servers.len(),
+        SERVICES + 2 * NODE_PORTS
+    );
+}
