@@ -312,6 +312,8 @@ impl ModelIndex {
             ..Touched::default()
         };
         let mut health_ports = BTreeSet::new();
+        // Addresses whose count went to or from zero: bound or unbound, unless both.
+        let mut addresses = BTreeSet::new();
         let mut rerender: BTreeSet<ObjectKey> = BTreeSet::new();
         for key in dirty {
             let output = self.compute(&key);
@@ -330,9 +332,15 @@ impl ModelIndex {
                 continue;
             }
             let old = std::mem::take(&mut self.services.get_mut(&key).expect("above").output);
-            self.retract(&key, &old, &mut touched, &mut health_ports);
+            self.retract(&key, &old, &mut touched, &mut health_ports, &mut addresses);
             let output = output.unwrap_or_default();
-            self.install(&key, &output, &mut touched, &mut health_ports);
+            self.install(
+                &key,
+                &output,
+                &mut touched,
+                &mut health_ports,
+                &mut addresses,
+            );
             let entry = self.services.get_mut(&key).expect("above");
             entry.first = first_of_each_key(&output.virtual_servers);
             entry.output = output;
@@ -340,6 +348,17 @@ impl ModelIndex {
             self.drop_if_unused(&key);
         }
 
+        for address in addresses {
+            let wanted = self.bound_counts.contains_key(&address);
+            let changed = if wanted {
+                self.desired.bound_addresses.insert(address)
+            } else {
+                self.desired.bound_addresses.remove(&address)
+            };
+            if changed {
+                touched.bound_addresses.insert(address);
+            }
+        }
         // Settle the claims: each touched key goes to its first claimant.
         for key in touched.virtual_servers.clone() {
             let claimants = self.claims.get(&key);
@@ -461,6 +480,7 @@ impl ModelIndex {
         output: &ServiceOutput,
         touched: &mut Touched,
         health_ports: &mut BTreeSet<u16>,
+        addresses: &mut BTreeSet<IpAddr>,
     ) {
         for vs in &output.virtual_servers {
             let k = vs.service.key;
@@ -476,8 +496,7 @@ impl ModelIndex {
             *count -= 1;
             if *count == 0 {
                 self.bound_counts.remove(address);
-                self.desired.bound_addresses.remove(address);
-                touched.bound_addresses.insert(*address);
+                addresses.insert(*address);
             }
         }
         for address in &output.addresses {
@@ -495,6 +514,7 @@ impl ModelIndex {
         output: &ServiceOutput,
         touched: &mut Touched,
         health_ports: &mut BTreeSet<u16>,
+        addresses: &mut BTreeSet<IpAddr>,
     ) {
         for vs in &output.virtual_servers {
             let k = vs.service.key;
@@ -512,9 +532,7 @@ impl ModelIndex {
             let count = self.bound_counts.entry(*address).or_default();
             *count += 1;
             if *count == 1 {
-                self.desired.bound_addresses.insert(*address);
-                // Unbound and bound again in one change is no change, but harmless to look at.
-                touched.bound_addresses.insert(*address);
+                addresses.insert(*address);
             }
         }
         for address in &output.addresses {
