@@ -77,13 +77,6 @@ struct ServiceEntry {
     warnings: Vec<String>,
 }
 
-/// One EndpointSlice, parsed, with its warnings.
-#[derive(Debug)]
-struct SliceEntry {
-    parsed: Option<ParsedSlice>,
-    warnings: Vec<String>,
-}
-
 /// The desired rules, with what each Service contributes to them, updated change by change.
 #[derive(Debug)]
 pub struct ModelIndex {
@@ -91,7 +84,8 @@ pub struct ModelIndex {
     nodes: NodeAddresses,
     node_port_addresses: Vec<IpAddr>,
     services: BTreeMap<ObjectKey, ServiceEntry>,
-    slices: BTreeMap<ObjectKey, SliceEntry>,
+    /// The slices the model can use, parsed.
+    slices: BTreeMap<ObjectKey, ParsedSlice>,
     /// The slices of each Service (by the Service's key, whether the Service exists or not).
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// The Services claiming each virtual server key; the first holds it.
@@ -260,49 +254,33 @@ impl ModelIndex {
     }
 
     /// Replaces, adds or removes one slice; marks its Services (old and new) dirty. Returns
-    /// whether the slice warnings changed.
+    /// whether the slice's warnings changed.
     fn set_slice(
         &mut self,
         key: &ObjectKey,
         slice: Option<&EndpointSlice>,
         dirty: &mut BTreeSet<ObjectKey>,
     ) -> bool {
-        let mut warnings_changed = false;
-        if let Some(old) = self.slices.remove(key) {
-            if let Some(parsed) = old.parsed {
-                let service = parsed.service();
-                if let Some(set) = self.slices_by_service.get_mut(service) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        self.slices_by_service.remove(service);
-                    }
-                }
-                dirty.insert(service.clone());
-            }
-            if !old.warnings.is_empty() {
-                self.slice_warnings.remove(key);
-                warnings_changed = true;
-            }
+        if let Some(parsed) = self.slices.remove(key) {
+            let service = parsed.service();
+            remove_from(&mut self.slices_by_service, service, key);
+            dirty.insert(service.clone());
         }
-        let Some(slice) = slice else {
-            return warnings_changed;
-        };
         let mut warnings = Vec::new();
-        let parsed = ParsedSlice::parse(slice, &mut warnings);
-        if let Some(parsed) = &parsed {
+        if let Some(parsed) = slice.and_then(|s| ParsedSlice::parse(s, &mut warnings)) {
             self.slices_by_service
                 .entry(parsed.service().clone())
                 .or_default()
                 .insert(key.clone());
             dirty.insert(parsed.service().clone());
+            self.slices.insert(key.clone(), parsed);
         }
-        if !warnings.is_empty() {
-            self.slice_warnings.insert(key.clone(), warnings.clone());
-            warnings_changed = true;
-        }
-        self.slices
-            .insert(key.clone(), SliceEntry { parsed, warnings });
-        warnings_changed
+        let old = if warnings.is_empty() {
+            self.slice_warnings.remove(key)
+        } else {
+            self.slice_warnings.insert(key.clone(), warnings.clone())
+        };
+        old.unwrap_or_default() != warnings
     }
 
     /// Computes the `dirty` Services again and settles what their claims decide.
@@ -382,12 +360,7 @@ impl ModelIndex {
                     if let Some(old) = self.desired.virtual_servers.remove(&key) {
                         self.real_servers -= old.destinations.len();
                     }
-                    if let Some(keys) = self.keys_by_address.get_mut(&address) {
-                        keys.remove(&key);
-                        if keys.is_empty() {
-                            self.keys_by_address.remove(&address);
-                        }
-                    }
+                    remove_from(&mut self.keys_by_address, &address, &key);
                 }
             }
         }
@@ -399,13 +372,13 @@ impl ModelIndex {
                 .and_then(|service| self.services.get(service))
                 .and_then(|entry| entry.output.health_check.as_ref())
                 .map(|(_, check)| check.clone());
-            let before = match holder {
+            let changed = match holder {
                 Some(check) => {
                     self.desired.health_checks.insert(port, check.clone()) != Some(check)
                 }
                 None => self.desired.health_checks.remove(&port).is_some(),
             };
-            touched.health_checks |= before;
+            touched.health_checks |= changed;
         }
         // A virtual server on an address that was bound or unbound changes in the nftables
         // elements (the port filter lets bound addresses' Service ports through).
@@ -442,7 +415,7 @@ impl ModelIndex {
             .get(key)
             .into_iter()
             .flatten()
-            .filter_map(|slice| self.slices.get(slice)?.parsed.as_ref())
+            .filter_map(|slice| self.slices.get(slice))
             .collect();
         Some(service_output(
             service,
