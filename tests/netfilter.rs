@@ -54,7 +54,10 @@ fn mk_vs(
 
 fn mk_desired(vss: Vec<VirtualServer>, bound: &[&str]) -> Desired {
     Desired {
-        virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
+        virtual_servers: vss
+            .into_iter()
+            .map(|vs| (vs.service.key, std::sync::Arc::new(vs)))
+            .collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
         ..Desired::default()
     }

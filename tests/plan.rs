@@ -77,7 +77,10 @@ fn mk_vs(key: ServiceKey, destinations: &[Destination]) -> VirtualServer {
 
 fn mk_desired(vss: Vec<VirtualServer>, bound: &[&str]) -> Desired {
     Desired {
-        virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
+        virtual_servers: vss
+            .into_iter()
+            .map(|vs| (vs.service.key, std::sync::Arc::new(vs)))
+            .collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
         warnings: Vec::new(),
         ..Desired::default()

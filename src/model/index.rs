@@ -438,7 +438,7 @@ impl ModelIndex {
     }
 
     /// The virtual server `service` has for `key`, if it claims it.
-    fn holding(&self, service: &ObjectKey, key: &ServiceKey) -> Option<&VirtualServer> {
+    fn holding(&self, service: &ObjectKey, key: &ServiceKey) -> Option<&Arc<VirtualServer>> {
         let entry = self.services.get(service)?;
         entry
             .first
@@ -581,7 +581,7 @@ fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, valu
 }
 
 /// The index of the first virtual server of each key.
-fn first_of_each_key(virtual_servers: &[VirtualServer]) -> BTreeMap<ServiceKey, usize> {
+fn first_of_each_key(virtual_servers: &[Arc<VirtualServer>]) -> BTreeMap<ServiceKey, usize> {
     let mut first = BTreeMap::new();
     for (i, vs) in virtual_servers.iter().enumerate() {
         first.entry(vs.service.key).or_insert(i);

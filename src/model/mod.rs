@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipvs::{Destination, Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -147,8 +148,9 @@ pub struct VirtualServer {
 /// Everything the kernel should hold for the current Services.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
-    /// Virtual servers by key.
-    pub virtual_servers: BTreeMap<ServiceKey, VirtualServer>,
+    /// Virtual servers by key; shared with the [`index::ModelIndex`] that computed them, which
+    /// keeps each Service's own.
+    pub virtual_servers: BTreeMap<ServiceKey, Arc<VirtualServer>>,
     /// Addresses that must be on the dummy interface so the node accepts their packets: the
     /// cluster, external and load-balancer IPs that are not already node addresses.
     pub bound_addresses: BTreeSet<IpAddr>,
@@ -481,7 +483,7 @@ pub(crate) struct ServiceOutput {
     full: String,
     /// The virtual servers it asks for, in the order it makes them; a key may come twice (the
     /// first one counts, the others are warned about).
-    pub(crate) virtual_servers: Vec<VirtualServer>,
+    pub(crate) virtual_servers: Vec<Arc<VirtualServer>>,
     /// Its addresses that must be bound.
     pub(crate) bound_addresses: BTreeSet<IpAddr>,
     /// Its addresses whose being a node address or not decides whether they are bound.
@@ -757,7 +759,7 @@ pub(crate) fn service_output(
             out.notes
                 .0
                 .push(Note::VirtualServer(out.virtual_servers.len()));
-            out.virtual_servers.push(vs);
+            out.virtual_servers.push(Arc::new(vs));
         }
     }
     if spec.type_.as_deref() == Some("LoadBalancer") && rules.external_local {
