@@ -315,6 +315,8 @@ impl<D: Dataplane> Controller<D> {
         result
     }
 
+    /// The sync proper, with the updated model, which is taken out of `self` meanwhile so that
+    /// its desired rules can be borrowed across the dataplane calls.
     async fn sync_to(
         &mut self,
         model: &ModelIndex,
