@@ -1,15 +1,18 @@
 //! The sync loop: source → model → plan → dataplane.
 //!
 //! Sync is level-triggered and incremental. Every change (a source update, a node address
-//! appearing or going) leads to one sync, bursts coalesced within the minimum sync period: the
-//! desired rules are computed afresh, diffed against a cached copy of the kernel's table, and
-//! only the resulting operations are sent. The cache is updated from the operations' results, so
-//! a change never costs a dump of the whole table; every sync period the kernel is read again and
-//! repaired, so a rule deleted by hand comes back.
+//! appearing or going) leads to one sync, bursts coalesced within the minimum sync period. The
+//! source says which objects changed; the model index recomputes the Services they concern and
+//! says which virtual servers and addresses that touched; those alone are diffed against a
+//! cached copy of the kernel's table, and only the resulting operations are sent. The cache is
+//! updated from the operations' results, so a change never costs a dump of the whole table, nor
+//! a look at the Services it did not concern. Every sync period the kernel is read again and
+//! everything planned against it, so a rule deleted by hand comes back; the model is rebuilt
+//! from everything on the first sync and when the source had to list everything again.
 //!
 //! The masquerading rules beside IPVS (ipvsd's nftables table) follow the same way: a change
-//! sends only the set elements it adds or deletes, and every full sync replaces the table in
-//! one transaction, which also repairs it.
+//! sends only the set elements of the virtual servers and addresses it touched, and every full
+//! sync replaces the table in one transaction, which also repairs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -29,12 +32,13 @@ use crate::dataplane::link::LinkError;
 use crate::dataplane::Dataplane;
 use crate::health::Health;
 use crate::health_check::HealthCheckServers;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelComputation};
+use crate::model::index::{ModelIndex, Touched};
 use crate::model::{self, Desired, ModelConfig};
-use crate::netfilter::{self, Transaction};
+use crate::netfilter::{self, ElementIndex, Transaction};
 use crate::node_addresses::NodeAddresses;
 use crate::plan::{self, Actual, ActualService, GracefulTermination, Operation, Ownership};
-use crate::source::Source;
+use crate::source::{Changes, Source};
 
 /// How often the connection counts of terminating real servers are read again.
 const TERMINATING_CHECK: Duration = Duration::from_secs(1);
@@ -115,25 +119,30 @@ pub struct Controller<D> {
     owned_loaded: bool,
     /// Schedulers asked for by annotation that the kernel was asked about, and its answer.
     schedulers: BTreeMap<String, bool>,
-    /// Virtual servers programmed in this run (see [`Ownership::managed`]).
-    managed: BTreeSet<ipvs::ServiceKey>,
+    /// Which kernel rules are ipvsd's, with the virtual servers programmed in this run (see
+    /// [`Ownership::managed`]); kept rather than rebuilt for each sync.
+    ownership: Ownership,
     /// When the oldest change not yet applied was seen.
     pending_since: Option<std::time::Instant>,
     /// The elements of ipvsd's nftables table as the last transaction left them; `None` until
     /// the table was written, or after a transaction failed (the next sync replaces it).
-    netfilter: Option<netfilter::SetContents>,
+    netfilter: Option<ElementIndex>,
     /// The health-check node ports, when this controller serves them.
     health_checks: Option<HealthCheckServers>,
-    /// The last desired rules and the inputs they were computed from.
-    model: Option<ModelState>,
+    /// The desired rules with what each Service contributes, kept up to date change by
+    /// change; `None` until the source was complete, or when a change may have been lost
+    /// (then the next sync rebuilds it from everything).
+    model: Option<ModelIndex>,
 }
 
-/// The desired rules of one generation of the source's content and node addresses.
-struct ModelState {
-    generation: u64,
-    nodes: NodeAddresses,
-    services: usize,
-    desired: Arc<Desired>,
+/// How the model changed in one sync.
+struct ModelUpdate {
+    /// It was rebuilt from everything: everything may have changed.
+    rebuilt: bool,
+    /// The node's addresses changed, and with them which rules are ipvsd's.
+    nodes_changed: bool,
+    /// Otherwise, what the changes touched.
+    touched: Touched,
 }
 
 impl<D: Dataplane> Controller<D> {
@@ -150,6 +159,12 @@ impl<D: Dataplane> Controller<D> {
             timeout: config.graceful_termination_timeout,
             since: Default::default(),
         };
+        let ownership = Ownership {
+            node_addresses: NodeAddresses::default(),
+            nodeport_range: config.nodeport_range.clone(),
+            exclude_cidrs: config.exclude_cidrs.clone(),
+            managed: BTreeSet::new(),
+        };
         Controller {
             config,
             inputs,
@@ -163,7 +178,7 @@ impl<D: Dataplane> Controller<D> {
             addresses_failed: false,
             owned_loaded: false,
             pending_since: None,
-            managed: BTreeSet::new(),
+            ownership,
             schedulers: BTreeMap::new(),
             netfilter: None,
             health_checks: None,
@@ -179,7 +194,7 @@ impl<D: Dataplane> Controller<D> {
 
     /// Syncs once, with a fresh read of the kernel, as soon as the source is complete.
     pub async fn run_once(mut self) -> Result<SyncReport, ControllerError> {
-        while self.inputs.source.snapshot().is_none() {
+        while self.inputs.source.take_changes(true).is_none() {
             if self.inputs.changes.changed().await.is_err() {
                 break;
             }
@@ -283,13 +298,33 @@ impl<D: Dataplane> Controller<D> {
     }
 
     /// One sync: model, plan against the cached table (read afresh when `full`), apply.
+    ///
+    /// The model takes the source's changes; the plan and the nftables elements then look at
+    /// the virtual servers and addresses those changes touched (and at the real servers still
+    /// draining), unless the kernel was read afresh, the model rebuilt or the node's addresses
+    /// changed: then they look at everything.
     pub async fn sync(&mut self, full: bool) -> Result<SyncReport, ControllerError> {
         let started = std::time::Instant::now();
-        let Some((desired, nodes)) = self.desired().await? else {
+        let Some(update) = self.update_model().await? else {
             debug!("source not complete yet; the kernel is left as it is");
             return Ok(SyncReport::default());
         };
+        let model = self.model.take().expect("updated above");
+        let result = self.sync_to(&model, update, full, started).await;
+        self.model = Some(model);
+        result
+    }
 
+    /// The sync proper, with the updated model, which is taken out of `self` meanwhile so that
+    /// its desired rules can be borrowed across the dataplane calls.
+    async fn sync_to(
+        &mut self,
+        model: &ModelIndex,
+        update: ModelUpdate,
+        full: bool,
+        started: std::time::Instant,
+    ) -> Result<SyncReport, ControllerError> {
+        let desired = model.desired();
         let read_now = full || self.actual.is_none();
         if !self.owned_loaded {
             // What an earlier run programmed stays ipvsd's across a restart (see
@@ -301,13 +336,13 @@ impl<D: Dataplane> Controller<D> {
                     "virtual servers an earlier run recorded as ipvsd's"
                 );
             }
-            self.managed.extend(recorded);
+            self.ownership.managed.extend(recorded);
             self.owned_loaded = true;
         }
         if read_now {
             let contents = self.dataplane.read_services().await?;
             let bound_addresses = self.dataplane.bound_addresses().await?;
-            self.publish_traffic(&desired, &contents.services);
+            self.publish_traffic(desired, &contents.services);
             self.report_undecodable(&contents.undecodable);
             self.actual = Some(Actual {
                 services: contents.services,
@@ -315,15 +350,20 @@ impl<D: Dataplane> Controller<D> {
                 undecodable: contents.undecodable,
             });
         }
-        let ownership = Ownership {
-            node_addresses: nodes,
-            nodeport_range: self.config.nodeport_range.clone(),
-            exclude_cidrs: self.config.exclude_cidrs.clone(),
-            managed: self.managed.clone(),
+        if self.ownership.node_addresses != *model.nodes() {
+            self.ownership.node_addresses = model.nodes().clone();
+        }
+        // What the plan looks at: everything, or the touched keys and those with real servers
+        // draining (whose connections or timeout may have run out since).
+        let scope = if read_now || update.rebuilt || update.nodes_changed {
+            None
+        } else {
+            let mut keys = update.touched.virtual_servers.clone();
+            keys.extend(self.graceful.since.keys().map(|(k, _, _)| *k));
+            Some((keys, update.touched.bound_addresses.clone()))
         };
         let now = std::time::Instant::now();
-        let actual = self.actual.as_ref().expect("read above");
-        let mut ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+        let mut ops = self.plan(desired, &scope, now);
         // Whether a real server that is no longer wanted may go now depends on its connections,
         // which the cache does not follow: read them for the virtual servers concerned, and
         // plan again with the fresh counts.
@@ -337,38 +377,59 @@ impl<D: Dataplane> Controller<D> {
         if !read_now && !retiring.is_empty() {
             self.refresh_destinations(retiring.into_iter().collect())
                 .await?;
-            let actual = self.actual.as_ref().expect("read above");
-            ops = plan::plan(&desired, actual, &ownership, &self.graceful, now);
+            ops = self.plan(desired, &scope, now);
         }
         // Recorded before they are created, so that a crash in the middle of the sync leaves
         // none the next run would not know as ipvsd's.
         let created: Vec<ipvs::ServiceKey> = ops
             .iter()
             .filter_map(|op| match op {
-                Operation::AddService(s) if !self.managed.contains(&s.key) => Some(s.key),
+                Operation::AddService(s) if !self.ownership.managed.contains(&s.key) => Some(s.key),
                 _ => None,
             })
             .collect();
         if !created.is_empty() {
-            self.managed.extend(created);
-            self.dataplane.save_owned(&self.managed).await;
+            self.ownership.managed.extend(created);
+            self.dataplane.save_owned(&self.ownership.managed).await;
         }
         // Masquerading first: a new virtual server's first packets must already be marked.
-        let netfilter_failed = self.sync_netfilter(&desired, full).await;
-        let failed = self.apply(&desired, &ops).await + netfilter_failed;
-        self.clean_udp_conntrack(&desired, &ops).await;
-        self.track_terminating(&desired, now);
-        self.update_health_checks(&desired, &ownership.node_addresses);
+        let netfilter_failed = self
+            .sync_netfilter(desired, full, update.rebuilt, &update.touched)
+            .await;
+        let failed = self.apply(desired, &ops).await + netfilter_failed;
+        self.clean_udp_conntrack(desired, &ops).await;
+        self.track_terminating(desired, scope.as_ref().map(|(keys, _)| keys), now);
+        if scope.is_none() || update.touched.health_checks {
+            self.update_health_checks(desired, model.nodes());
+        }
+        if scope.is_none() || update.touched.warnings {
+            self.log_new_warnings(desired);
+        }
         if let Some(actual) = &self.actual {
-            let before = self.managed.len();
+            let managed = &mut self.ownership.managed;
             let mut changed = false;
-            self.managed.extend(desired.virtual_servers.keys().copied());
-            changed |= self.managed.len() != before;
-            let before = self.managed.len();
-            self.managed.retain(|k| actual.services.contains_key(k));
-            changed |= self.managed.len() != before;
+            match &scope {
+                None => {
+                    let before = managed.len();
+                    managed.extend(desired.virtual_servers.keys().copied());
+                    changed |= managed.len() != before;
+                    let before = managed.len();
+                    managed.retain(|k| actual.services.contains_key(k));
+                    changed |= managed.len() != before;
+                }
+                Some((keys, _)) => {
+                    for key in keys {
+                        if desired.virtual_servers.contains_key(key) {
+                            changed |= managed.insert(*key);
+                        }
+                        if !actual.services.contains_key(key) {
+                            changed |= managed.remove(key);
+                        }
+                    }
+                }
+            }
             if changed {
-                self.dataplane.save_owned(&self.managed).await;
+                self.dataplane.save_owned(&self.ownership.managed).await;
             }
         }
 
@@ -378,7 +439,7 @@ impl<D: Dataplane> Controller<D> {
         };
         let elapsed = started.elapsed();
         self.metrics.observe_sync(elapsed);
-        self.publish_counts(&desired);
+        self.publish_counts(model);
         // As kube-proxy's health check does, this says that changes are being processed: an
         // operation the kernel refused is logged, counted in the metrics and retried, but does
         // not hold back the node's health for every other Service. Addresses that cannot be
@@ -407,54 +468,139 @@ impl<D: Dataplane> Controller<D> {
         Ok(report)
     }
 
-    /// The desired rules: computed from the source's content and the node's addresses, or the
-    /// last ones when neither changed since (a sync for draining real servers or the periodic
-    /// repair does not rebuild the model), with the node addresses they were computed for.
-    /// `None` while the source is incomplete.
-    async fn desired(&mut self) -> Result<Option<(Arc<Desired>, NodeAddresses)>, ControllerError> {
-        // The generation is read before the content: content newer than its generation only
-        // costs one more computation later, never a missed change.
-        let generation = *self.inputs.changes.borrow();
-        let nodes = self.inputs.node_addresses.borrow().clone();
-        if let Some(model) = &self.model {
-            if model.generation == generation && model.nodes == nodes {
-                return Ok(Some((model.desired.clone(), nodes)));
-            }
+    /// The operations for `scope` (`None`: everything) against the cached table.
+    fn plan(
+        &self,
+        desired: &Desired,
+        scope: &Option<(BTreeSet<ipvs::ServiceKey>, BTreeSet<IpAddr>)>,
+        now: std::time::Instant,
+    ) -> Vec<Operation> {
+        let actual = self.actual.as_ref().expect("read before planning");
+        match scope {
+            None => plan::plan(desired, actual, &self.ownership, &self.graceful, now),
+            Some((keys, addresses)) => plan::plan_keys(
+                desired,
+                actual,
+                &self.ownership,
+                &self.graceful,
+                now,
+                keys,
+                addresses,
+            ),
         }
-        let Some(snapshot) = self.inputs.source.snapshot() else {
+    }
+
+    /// Brings the model up to date: rebuilt from everything on the first sync and when the
+    /// source had to list everything again, else changed by what the source and the node's
+    /// addresses say changed (a sync for draining real servers or the periodic repair
+    /// recomputes nothing). `None` while the source is incomplete.
+    async fn update_model(&mut self) -> Result<Option<ModelUpdate>, ControllerError> {
+        let nodes = self.inputs.node_addresses.borrow().clone();
+        let Some(changes) = self.inputs.source.take_changes(self.model.is_none()) else {
             return Ok(None);
         };
-        self.check_schedulers(&snapshot).await?;
-        let desired = Arc::new(model::desired(&snapshot, &nodes, &self.config.model));
-        self.metrics.model_computed();
-        self.log_new_warnings(&desired);
-        self.model = Some(ModelState {
-            generation,
-            nodes: nodes.clone(),
-            services: snapshot.services.len(),
-            desired: desired.clone(),
-        });
-        Ok(Some((desired, nodes)))
+        match changes {
+            Changes::Full(objects) => {
+                // The source's changes are consumed: should the kernel not answer now, the
+                // next sync rebuilds again rather than miss them.
+                self.model = None;
+                self.check_schedulers(objects.services.values().map(|s| &**s))
+                    .await?;
+                let model = ModelIndex::build(self.config.model.clone(), nodes, &objects);
+                self.metrics.model_computed(ModelComputation::Full);
+                debug!(
+                    services = objects.services.len(),
+                    endpoint_slices = objects.endpoint_slices.len(),
+                    "model rebuilt"
+                );
+                self.model = Some(model);
+                Ok(Some(ModelUpdate {
+                    rebuilt: true,
+                    nodes_changed: false,
+                    touched: Touched::default(),
+                }))
+            }
+            Changes::Delta(delta) => {
+                let unavailable = match self
+                    .check_schedulers(delta.services.values().flatten().map(|s| &**s))
+                    .await
+                {
+                    Ok(unavailable) => unavailable,
+                    Err(e) => {
+                        self.model = None;
+                        return Err(e);
+                    }
+                };
+                let Some(model) = self.model.as_mut() else {
+                    // Asked for everything, the source answered with changes: nothing to
+                    // apply them to. Ask again at the next sync.
+                    error!("the source handed out changes before a full view; waiting for one");
+                    return Ok(None);
+                };
+                let mut touched = Touched::default();
+                for name in unavailable {
+                    touched.merge(model.scheduler_unavailable(&name));
+                }
+                touched.merge(model.apply(&delta));
+                let nodes_changed = *model.nodes() != nodes;
+                touched.merge(model.set_nodes(nodes));
+                if touched.recomputed > 0 {
+                    self.metrics.model_computed(ModelComputation::Incremental);
+                }
+                if !delta.is_empty() || nodes_changed {
+                    debug!(
+                        objects = delta.len(),
+                        nodes_changed,
+                        recomputed = touched.recomputed,
+                        virtual_servers = touched.virtual_servers.len(),
+                        addresses = touched.bound_addresses.len(),
+                        "model updated"
+                    );
+                }
+                Ok(Some(ModelUpdate {
+                    rebuilt: false,
+                    nodes_changed,
+                    touched,
+                }))
+            }
+        }
     }
 
     /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or
-    /// when its content is unknown, else only the elements that changed. Returns 1 if the
-    /// transaction failed (nothing of it was applied), else 0.
-    async fn sync_netfilter(&mut self, desired: &Desired, full: bool) -> usize {
-        let elements = netfilter::elements(desired).contents();
-        let transaction = match (&self.netfilter, full) {
-            (Some(actual), false) => {
-                let changes = netfilter::diff(&elements, actual);
+    /// when its content is unknown, else only the elements that changed: those of the touched
+    /// virtual servers and addresses, or after a rebuild of the model the difference of all.
+    /// Returns 1 if the transaction failed (nothing of it was applied), else 0.
+    async fn sync_netfilter(
+        &mut self,
+        desired: &Desired,
+        full: bool,
+        rebuilt: bool,
+        touched: &Touched,
+    ) -> usize {
+        let (transaction, index) = match (self.netfilter.take(), full) {
+            (Some(mut index), false) => {
+                let changes = if rebuilt {
+                    let fresh = ElementIndex::of(desired);
+                    let changes = netfilter::diff(&fresh.contents(), &index.contents());
+                    index = fresh;
+                    changes
+                } else {
+                    index.update(desired, &touched.virtual_servers, &touched.bound_addresses)
+                };
                 if changes.is_empty() {
+                    self.netfilter = Some(index);
                     return 0;
                 }
-                Transaction::Change(changes)
+                (Transaction::Change(changes), index)
             }
-            _ => Transaction::Replace(elements),
+            (previous, _) => {
+                let index = ElementIndex::of(desired);
+                if previous.is_some() {
+                    self.collect_netfilter_counters().await;
+                }
+                (Transaction::Replace(index.contents()), index)
+            }
         };
-        if matches!(transaction, Transaction::Replace(_)) && self.netfilter.is_some() {
-            self.collect_netfilter_counters().await;
-        }
         let started = std::time::Instant::now();
         let result = self.dataplane.apply_netfilter(&transaction).await;
         let elapsed = started.elapsed();
@@ -467,7 +613,7 @@ impl<D: Dataplane> Controller<D> {
                     elapsed_ms = elapsed.as_millis() as u64,
                     "nftables transaction applied"
                 );
-                self.netfilter = Some(transaction.result(self.netfilter.as_ref()));
+                self.netfilter = Some(index);
                 0
             }
             Err(e) => {
@@ -625,10 +771,28 @@ impl<D: Dataplane> Controller<D> {
     /// Records when each real server that is no longer wanted started draining (weight 0), so
     /// plan can enforce the graceful termination timeout; forgets those that are gone or wanted
     /// again.
-    fn track_terminating(&mut self, desired: &Desired, now: std::time::Instant) {
+    /// With `keys`, only those virtual servers are looked at: the others did not change.
+    fn track_terminating(
+        &mut self,
+        desired: &Desired,
+        keys: Option<&BTreeSet<ipvs::ServiceKey>>,
+        now: std::time::Instant,
+    ) {
         let Some(actual) = &self.actual else { return };
-        let draining = plan::draining_destinations(desired, actual);
-        self.graceful.since.retain(|id, _| draining.contains(id));
+        let draining = match keys {
+            None => {
+                let draining = plan::draining_destinations(desired, actual);
+                self.graceful.since.retain(|id, _| draining.contains(id));
+                draining
+            }
+            Some(keys) => {
+                let draining = plan::draining_destinations_of(desired, actual, keys);
+                self.graceful
+                    .since
+                    .retain(|id, _| !keys.contains(&id.0) || draining.contains(id));
+                draining
+            }
+        };
         for id in draining {
             self.graceful.since.entry(id).or_insert(now);
         }
@@ -659,11 +823,13 @@ impl<D: Dataplane> Controller<D> {
 
     /// Asks the kernel, once per name, about the schedulers Services ask for, so that the model
     /// gives a Service asking for a missing one the default instead.
+    /// Returns the names newly found missing.
     async fn check_schedulers(
         &mut self,
-        snapshot: &crate::source::Snapshot,
-    ) -> Result<(), ControllerError> {
-        for name in model::requested_schedulers(snapshot) {
+        services: impl IntoIterator<Item = &k8s_openapi::api::core::v1::Service>,
+    ) -> Result<Vec<String>, ControllerError> {
+        let mut unavailable = Vec::new();
+        for name in model::requested_schedulers(services) {
             if self.schedulers.contains_key(&name) {
                 continue;
             }
@@ -674,10 +840,11 @@ impl<D: Dataplane> Controller<D> {
                     .model
                     .unavailable_schedulers
                     .insert(name.clone());
+                unavailable.push(name.clone());
             }
             self.schedulers.insert(name, available);
         }
-        Ok(())
+        Ok(unavailable)
     }
 
     /// Warns once about each table entry that cannot be read (left alone, as another
@@ -705,16 +872,12 @@ impl<D: Dataplane> Controller<D> {
         self.warnings = current;
     }
 
-    fn publish_counts(&self, desired: &Desired) {
-        let real_servers = desired
-            .virtual_servers
-            .values()
-            .map(|vs| vs.destinations.len())
-            .sum();
+    fn publish_counts(&self, model: &ModelIndex) {
+        let desired = model.desired();
         self.metrics.set_counts(
-            self.model.as_ref().map_or(0, |m| m.services),
+            model.service_count(),
             desired.virtual_servers.len(),
-            real_servers,
+            model.real_servers(),
             desired.bound_addresses.len(),
         );
     }

@@ -13,6 +13,7 @@ pub mod dataplane;
 pub mod health;
 pub mod health_check;
 pub mod http;
+pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod netfilter;

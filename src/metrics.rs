@@ -36,6 +36,30 @@ struct CounterLabels {
     counter: String,
 }
 
+/// Labels of the model computation counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ComputationLabels {
+    kind: &'static str,
+}
+
+/// How the desired rules were computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelComputation {
+    /// From every Service and EndpointSlice (the first sync, after the source listed again).
+    Full,
+    /// For the Services that changed.
+    Incremental,
+}
+
+impl ModelComputation {
+    fn label(self) -> &'static str {
+        match self {
+            ModelComputation::Full => "full",
+            ModelComputation::Incremental => "incremental",
+        }
+    }
+}
+
 /// Labels of one virtual server's traffic series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VirtualServerLabels {
@@ -77,7 +101,7 @@ pub struct Metrics {
     netfilter_failures: Counter,
     health_check_requests: Family<CodeLabels, Counter>,
     netfilter_packets: Family<CounterLabels, Counter>,
-    model_computations: Counter,
+    model_computations: Family<ComputationLabels, Counter>,
     conntrack_deleted: Counter,
     conntrack_failures: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
@@ -192,10 +216,10 @@ impl Metrics {
             netfilter_packets.clone(),
         );
 
-        let model_computations = Counter::default();
+        let model_computations = Family::<ComputationLabels, Counter>::default();
         registry.register(
             "model_computations",
-            "Times the desired rules were computed from the Services, EndpointSlices and node addresses",
+            "Times the desired rules were computed: from every Service (kind=full), or for the Services a change concerns (kind=incremental)",
             model_computations.clone(),
         );
 
@@ -308,9 +332,11 @@ impl Metrics {
             .inc_by(packets);
     }
 
-    /// Counts one computation of the desired rules (`ipvsd_model_computations_total`).
-    pub fn model_computed(&self) {
-        self.model_computations.inc();
+    /// Counts one computation of the desired rules (`ipvsd_model_computations_total{kind}`).
+    pub fn model_computed(&self, kind: ModelComputation) {
+        self.model_computations
+            .get_or_create(&ComputationLabels { kind: kind.label() })
+            .inc();
     }
 
     /// Sets the sizes of what the last sync programmed.

@@ -44,7 +44,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use ipvs::{Family, Protocol, ServiceKey};
 
-use crate::model::{AddressKind, Desired};
+use crate::model::{AddressKind, Desired, VirtualServer};
 
 /// The family of ipvsd's table: `inet` holds IPv4 and IPv6 rules together.
 pub const TABLE_FAMILY: &str = "inet";
@@ -130,31 +130,45 @@ pub fn elements(desired: &Desired) -> Elements {
         ..Elements::default()
     };
     for (key, vs) in &desired.virtual_servers {
+        out.add_virtual_server(key, vs, &desired.bound_addresses);
+    }
+    out
+}
+
+impl Elements {
+    /// Adds the elements one virtual server needs; whether its address is bound decides
+    /// whether the port filter lets it through.
+    fn add_virtual_server(
+        &mut self,
+        key: &ServiceKey,
+        vs: &VirtualServer,
+        bound_addresses: &BTreeSet<IpAddr>,
+    ) {
         let ServiceKey::Addr {
             address,
             protocol,
             port,
         } = *key
         else {
-            continue;
+            return;
         };
         let target = (address, protocol, port);
         match vs.kind {
             AddressKind::ClusterIp => {
-                out.cluster_ips.insert(target);
+                self.cluster_ips.insert(target);
             }
             AddressKind::NodePort | AddressKind::ExternalIp | AddressKind::LoadBalancer => {
                 if !vs.local_policy {
-                    out.masquerade.insert(target);
+                    self.masquerade.insert(target);
                 }
             }
         }
-        if desired.bound_addresses.contains(&address) {
-            out.bound_services.insert(target);
+        if bound_addresses.contains(&address) {
+            self.bound_services.insert(target);
         }
         if let Some(ranges) = &vs.source_ranges {
-            out.firewall.insert(target);
-            out.firewall_allow.extend(
+            self.firewall.insert(target);
+            self.firewall_allow.extend(
                 ranges
                     .iter()
                     .filter(|net| Family::of(&net.addr()) == Family::of(&address))
@@ -164,14 +178,120 @@ pub fn elements(desired: &Desired) -> Elements {
         if vs.local_policy && matches!(vs.kind, AddressKind::ExternalIp | AddressKind::LoadBalancer)
         {
             if let Some(cluster_ip) = vs.cluster_ip {
-                out.local_policy.insert((target, cluster_ip));
+                self.local_policy.insert((target, cluster_ip));
             }
         }
         for (endpoint, target_port) in &vs.local_destinations {
-            out.hairpin.insert((*endpoint, protocol, *target_port));
+            self.hairpin.insert((*endpoint, protocol, *target_port));
         }
     }
-    out
+}
+
+/// What contributes elements to the table: a virtual server, or a bound address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Contributor {
+    VirtualServer(ServiceKey),
+    Address(IpAddr),
+}
+
+/// The table's elements with what each virtual server and bound address contributes, so a
+/// change to some of them yields the element changes without looking at the others. An element
+/// several contribute (the hairpin element of an endpoint behind a cluster IP and a node port)
+/// stays while any of them does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementIndex {
+    contributions: BTreeMap<Contributor, SetContents>,
+    /// How many contributors each element of each set has.
+    counts: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl ElementIndex {
+    /// The elements `desired` needs, computed from scratch.
+    pub fn of(desired: &Desired) -> ElementIndex {
+        let mut index = ElementIndex::default();
+        index.update(
+            desired,
+            &desired.virtual_servers.keys().copied().collect(),
+            &desired.bound_addresses,
+        );
+        index
+    }
+
+    /// Everything the table holds.
+    pub fn contents(&self) -> SetContents {
+        SetContents(
+            self.counts
+                .iter()
+                .map(|(set, elements)| (set.clone(), elements.keys().cloned().collect()))
+                .collect(),
+        )
+    }
+
+    /// Computes again what the virtual servers `keys` and the addresses `addresses` contribute
+    /// under `desired` (nothing, for those that are gone), and returns the element changes
+    /// that brings the table.
+    pub fn update(
+        &mut self,
+        desired: &Desired,
+        keys: &BTreeSet<ServiceKey>,
+        addresses: &BTreeSet<IpAddr>,
+    ) -> ElementChanges {
+        let mut changes = ElementChanges::default();
+        let contributors = keys
+            .iter()
+            .map(|k| Contributor::VirtualServer(*k))
+            .chain(addresses.iter().map(|a| Contributor::Address(*a)));
+        for contributor in contributors {
+            let mut elements = Elements::default();
+            match contributor {
+                Contributor::VirtualServer(key) => {
+                    if let Some(vs) = desired.virtual_servers.get(&key) {
+                        elements.add_virtual_server(&key, vs, &desired.bound_addresses);
+                    }
+                }
+                Contributor::Address(address) => {
+                    if desired.bound_addresses.contains(&address) {
+                        elements.bound_addresses.insert(address);
+                    }
+                }
+            }
+            let new = elements.contents();
+            let old = if new.is_empty() {
+                self.contributions.remove(&contributor)
+            } else {
+                self.contributions.insert(contributor, new.clone())
+            }
+            .unwrap_or_default();
+            if old == new {
+                continue;
+            }
+            for (set, element) in old.iter() {
+                let counts = self.counts.get_mut(set).expect("counted");
+                let count = counts.get_mut(element).expect("counted");
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(element);
+                    if counts.is_empty() {
+                        self.counts.remove(set);
+                    }
+                    changes.record(set, element, false);
+                }
+            }
+            for (set, element) in new.iter() {
+                let count = self
+                    .counts
+                    .entry(set.to_owned())
+                    .or_default()
+                    .entry(element.to_owned())
+                    .or_default();
+                *count += 1;
+                if *count == 1 {
+                    changes.record(set, element, true);
+                }
+            }
+        }
+        changes
+    }
 }
 
 /// The content of ipvsd's sets and maps as `nft` elements, by set name (`cluster-ips-v4`, ...):
@@ -188,6 +308,13 @@ impl SetContents {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every element with its set's name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|(set, elements)| elements.iter().map(move |e| (set.as_str(), e.as_str())))
     }
 
     /// The elements of one set (empty if it has none).
@@ -265,6 +392,27 @@ impl ElementChanges {
     /// How many elements are added or deleted.
     pub fn len(&self) -> usize {
         self.add.len() + self.delete.len()
+    }
+
+    /// Records one element added to or deleted from `set`: an element deleted and added again
+    /// (by two contributors of one update) is no change.
+    fn record(&mut self, set: &str, element: &str, added: bool) {
+        let (to, from) = if added {
+            (&mut self.add, &mut self.delete)
+        } else {
+            (&mut self.delete, &mut self.add)
+        };
+        if let Some(elements) = from.0.get_mut(set) {
+            if elements.remove(element) {
+                if elements.is_empty() {
+                    from.0.remove(set);
+                }
+                return;
+            }
+        }
+        to.0.entry(set.to_owned())
+            .or_default()
+            .insert(element.to_owned());
     }
 }
 

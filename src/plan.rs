@@ -234,45 +234,135 @@ pub fn plan(
     graceful: &GracefulTermination,
     now: Instant,
 ) -> Vec<Operation> {
-    let opaque = Opaque::of(actual);
-    let mut binds = Vec::new();
-    let mut service_changes = Vec::new();
-    let mut destination_changes = Vec::new();
-    let mut destination_deletes = Vec::new();
-    let mut service_deletes = Vec::new();
-    let mut unbinds = Vec::new();
-
-    for address in &desired.bound_addresses {
-        if !actual.bound_addresses.contains(address) && !ownership.excluded(address) {
-            binds.push(Operation::BindAddress(*address));
+    let mut planner = Planner::new(desired, actual, ownership, graceful, now);
+    for address in desired
+        .bound_addresses
+        .union(&actual.bound_addresses)
+        .collect::<BTreeSet<_>>()
+    {
+        planner.address(address);
+    }
+    for key in desired.virtual_servers.keys() {
+        planner.virtual_server(key);
+    }
+    for key in actual.services.keys() {
+        if !desired.virtual_servers.contains_key(key) {
+            planner.virtual_server(key);
         }
     }
-    for address in &actual.bound_addresses {
-        if !desired.bound_addresses.contains(address) && !ownership.excluded(address) {
-            unbinds.push(Operation::UnbindAddress(*address));
+    planner.operations()
+}
+
+/// The operations [`plan`] gives for the virtual servers `keys` and the addresses `addresses`,
+/// and only those: what a change that touched only them needs, at a cost that grows with them
+/// rather than with the whole table. Every other virtual server and address must already be as
+/// desired (the controller plans everything after a failure or a fresh read of the kernel).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_keys(
+    desired: &Desired,
+    actual: &Actual,
+    ownership: &Ownership,
+    graceful: &GracefulTermination,
+    now: Instant,
+    keys: &BTreeSet<ServiceKey>,
+    addresses: &BTreeSet<IpAddr>,
+) -> Vec<Operation> {
+    let mut planner = Planner::new(desired, actual, ownership, graceful, now);
+    for address in addresses {
+        planner.address(address);
+    }
+    for key in keys {
+        planner.virtual_server(key);
+    }
+    planner.operations()
+}
+
+/// The operations of one plan, per kind, as they are found.
+struct Planner<'a> {
+    desired: &'a Desired,
+    actual: &'a Actual,
+    ownership: &'a Ownership,
+    graceful: &'a GracefulTermination,
+    now: Instant,
+    opaque: Opaque,
+    binds: Vec<Operation>,
+    service_changes: Vec<Operation>,
+    destination_changes: Vec<Operation>,
+    destination_deletes: Vec<Operation>,
+    service_deletes: Vec<Operation>,
+    unbinds: Vec<Operation>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        desired: &'a Desired,
+        actual: &'a Actual,
+        ownership: &'a Ownership,
+        graceful: &'a GracefulTermination,
+        now: Instant,
+    ) -> Planner<'a> {
+        Planner {
+            desired,
+            actual,
+            ownership,
+            graceful,
+            now,
+            opaque: Opaque::of(actual),
+            binds: Vec::new(),
+            service_changes: Vec::new(),
+            destination_changes: Vec::new(),
+            destination_deletes: Vec::new(),
+            service_deletes: Vec::new(),
+            unbinds: Vec::new(),
         }
     }
 
-    for (key, vs) in &desired.virtual_servers {
+    /// Binds or unbinds one address.
+    fn address(&mut self, address: &IpAddr) {
+        if self.ownership.excluded(address) {
+            return;
+        }
+        let wanted = self.desired.bound_addresses.contains(address);
+        let bound = self.actual.bound_addresses.contains(address);
+        if wanted && !bound {
+            self.binds.push(Operation::BindAddress(*address));
+        } else if bound && !wanted {
+            self.unbinds.push(Operation::UnbindAddress(*address));
+        }
+    }
+
+    /// Creates, changes or deletes one virtual server and its real servers.
+    fn virtual_server(&mut self, key: &ServiceKey) {
+        let Some(vs) = self.desired.virtual_servers.get(key) else {
+            if self.actual.services.contains_key(key)
+                && owned(key, self.desired, self.actual, self.ownership)
+                && !self.opaque.holders.contains(key)
+            {
+                self.service_deletes.push(Operation::DeleteService(*key));
+            }
+            return;
+        };
         let ServiceKey::Addr { address, .. } = key else {
-            continue;
+            return;
         };
         // A virtual server the kernel holds in a form that cannot be read is not ipvsd's to
         // create or change.
-        if ownership.excluded(address) || opaque.services.contains(key) {
-            continue;
+        if self.ownership.excluded(address) || self.opaque.services.contains(key) {
+            return;
         }
-        let Some(current) = actual.services.get(key) else {
-            service_changes.push(Operation::AddService(vs.service.clone()));
-            destination_changes.extend(
+        let Some(current) = self.actual.services.get(key) else {
+            self.service_changes
+                .push(Operation::AddService(vs.service.clone()));
+            self.destination_changes.extend(
                 vs.destinations
                     .values()
                     .map(|d| Operation::AddDestination(*key, d.clone())),
             );
-            continue;
+            return;
         };
         if !same_settings(&current.service, &vs.service) {
-            service_changes.push(Operation::UpdateService(vs.service.clone()));
+            self.service_changes
+                .push(Operation::UpdateService(vs.service.clone()));
         }
         let current_dests: BTreeMap<(IpAddr, u16), &Destination> = current
             .destinations
@@ -280,14 +370,16 @@ pub fn plan(
             .map(|d| ((d.address, d.port), d))
             .collect();
         for (id, want) in &vs.destinations {
-            if opaque.destinations.contains(&(*key, id.0, id.1)) {
+            if self.opaque.destinations.contains(&(*key, id.0, id.1)) {
                 continue;
             }
             match current_dests.get(id) {
-                None => destination_changes.push(Operation::AddDestination(*key, want.clone())),
-                Some(have) if !same_destination(have, want) => {
-                    destination_changes.push(Operation::UpdateDestination(*key, want.clone()))
-                }
+                None => self
+                    .destination_changes
+                    .push(Operation::AddDestination(*key, want.clone())),
+                Some(have) if !same_destination(have, want) => self
+                    .destination_changes
+                    .push(Operation::UpdateDestination(*key, want.clone())),
                 Some(_) => {}
             }
         }
@@ -295,32 +387,26 @@ pub fn plan(
             if vs.destinations.contains_key(id) {
                 continue;
             }
-            if let Some(op) = retire_destination(key, have, graceful, now) {
+            if let Some(op) = retire_destination(key, have, self.graceful, self.now) {
                 match op {
-                    Operation::DeleteDestination(..) => destination_deletes.push(op),
-                    _ => destination_changes.push(op),
+                    Operation::DeleteDestination(..) => self.destination_deletes.push(op),
+                    _ => self.destination_changes.push(op),
                 }
             }
         }
     }
 
-    for key in actual.services.keys() {
-        if !desired.virtual_servers.contains_key(key)
-            && owned(key, desired, actual, ownership)
-            && !opaque.holders.contains(key)
-        {
-            service_deletes.push(Operation::DeleteService(*key));
-        }
+    fn operations(self) -> Vec<Operation> {
+        let mut destination_changes = self.destination_changes;
+        destination_changes.sort_by_key(destination_order);
+        let mut ops = self.binds;
+        ops.extend(self.service_changes);
+        ops.extend(destination_changes);
+        ops.extend(self.destination_deletes);
+        ops.extend(self.service_deletes);
+        ops.extend(self.unbinds);
+        ops
     }
-
-    destination_changes.sort_by_key(destination_order);
-    let mut ops = binds;
-    ops.extend(service_changes);
-    ops.extend(destination_changes);
-    ops.extend(destination_deletes);
-    ops.extend(service_deletes);
-    ops.extend(unbinds);
-    ops
 }
 
 /// Destination operations in service, then real server order, whatever order they were found in.
@@ -390,6 +476,28 @@ pub fn draining_destinations(desired: &Desired, actual: &Actual) -> BTreeSet<Des
     let mut out = BTreeSet::new();
     for (key, current) in &actual.services {
         let Some(vs) = desired.virtual_servers.get(key) else {
+            continue;
+        };
+        for d in &current.destinations {
+            if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
+                out.insert((*key, d.address, d.port));
+            }
+        }
+    }
+    out
+}
+
+/// [`draining_destinations`] of the virtual servers `keys` only.
+pub fn draining_destinations_of(
+    desired: &Desired,
+    actual: &Actual,
+    keys: &BTreeSet<ServiceKey>,
+) -> BTreeSet<DestinationId> {
+    let mut out = BTreeSet::new();
+    for key in keys {
+        let (Some(current), Some(vs)) =
+            (actual.services.get(key), desired.virtual_servers.get(key))
+        else {
             continue;
         };
         for d in &current.destinations {

@@ -52,7 +52,10 @@ fn mk_vs(key: ServiceKey, real_servers: &[&str]) -> VirtualServer {
 
 fn mk_desired(vss: Vec<VirtualServer>) -> Desired {
     Desired {
-        virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
+        virtual_servers: vss
+            .into_iter()
+            .map(|vs| (vs.service.key, std::sync::Arc::new(vs)))
+            .collect(),
         ..Desired::default()
     }
 }

@@ -19,8 +19,9 @@ use ipvsd::model::ModelConfig;
 use ipvsd::netfilter::{SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
-use ipvsd::source::{manifest, Snapshot, Source};
+use ipvsd::source::{manifest, Changes, ContentLog, Objects, Snapshot, Source};
 use k8s_openapi::api::discovery::v1::Endpoint;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{oneshot, watch};
 
 /// The kernel as a table in memory, counting what is asked of it.
@@ -205,13 +206,24 @@ fn is_ipvs(op: &Operation) -> bool {
     !matches!(op, Operation::BindAddress(_) | Operation::UnbindAddress(_))
 }
 
-/// A source whose content the test sets.
+/// A source whose content the test sets; what changed is found by comparing each content
+/// with the last one handed out.
 #[derive(Default)]
-struct FakeSource(Mutex<Option<Snapshot>>);
+struct FakeSource(Mutex<Option<Snapshot>>, Mutex<ContentLog>, AtomicBool);
 
 impl Source for FakeSource {
     fn snapshot(&self) -> Option<Snapshot> {
         self.0.lock().unwrap().clone()
+    }
+
+    fn take_changes(&self, full: bool) -> Option<Changes> {
+        let mut log = self.1.lock().unwrap();
+        if let Some(snapshot) = self.0.lock().unwrap().clone() {
+            log.replace(Objects::from_snapshot(snapshot));
+        }
+        // After a relist a source can only say "everything".
+        let relisted = self.2.swap(false, Ordering::SeqCst);
+        log.take(full || relisted)
     }
 }
 
@@ -761,13 +773,16 @@ async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
     });
 }
 
-/// `ipvsd_model_computations_total` as the metrics say it.
+/// `ipvsd_model_computations_total` as the metrics say it, full and incremental together.
 fn model_computations(metrics: &Metrics) -> u64 {
     let text = metrics.encode();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ipvsd_model_computations_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no model_computations in\n{text}"))
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("ipvsd_model_computations_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+        .collect();
+    assert!(!counts.is_empty(), "no model_computations in\n{text}");
+    counts.iter().sum()
 }
 
 #[tokio::test]
@@ -810,5 +825,52 @@ async fn draining_checks_and_repairs_do_not_rebuild_the_model() {
         before,
         "the model was rebuilt"
     );
+    h.stop().await;
+}
+
+/// `ipvsd_model_computations_total{kind}` as the metrics say it.
+fn computations_of_kind(metrics: &Metrics, kind: &str) -> u64 {
+    let prefix = format!("ipvsd_model_computations_total{{kind=\"{kind}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_change_is_computed_for_its_service_and_a_relist_rebuilds_everything() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+    assert_eq!(computations_of_kind(&h.metrics, "full"), 1);
+    assert_eq!(computations_of_kind(&h.metrics, "incremental"), 0);
+    let applied = h.kernel.with(|t| t.applied.len());
+
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    h.wait_until("the change", |t| {
+        t.applied
+            .contains(&"-a -u 10.96.0.53:53 -r 10.244.0.13:5353 -m -w 1".to_owned())
+    })
+    .await;
+    assert_eq!(computations_of_kind(&h.metrics, "incremental"), 1);
+    assert_eq!(computations_of_kind(&h.metrics, "full"), 1);
+    let after_change = h.kernel.with(|t| t.applied[applied..].to_vec());
+    assert!(
+        after_change.iter().all(|op| op.contains("10.96.0.53:53")),
+        "only the changed Service's virtual servers: {after_change:?}"
+    );
+
+    // A relist: the model is rebuilt from everything, and the kernel, already right, is left
+    // alone.
+    let applied = h.kernel.with(|t| t.applied.len());
+    h.source.2.store(true, Ordering::SeqCst);
+    h.changes.send_modify(|g| *g += 1);
+    let start = Instant::now();
+    while computations_of_kind(&h.metrics, "full") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(5), "no rebuild");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.kernel
+        .with(|t| assert_eq!(t.applied[applied..], [] as [String; 0]));
     h.stop().await;
 }

@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use ipvsd::source::kube::KubeSource;
-use ipvsd::source::{Snapshot, Source};
+use ipvsd::source::{Changes, Delta, ObjectKey, Snapshot, Source};
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -916,4 +916,122 @@ async fn keeps_the_store_through_an_outage_and_converges_after() {
         ),
     )
     .await;
+}
+
+/// Takes changes from `source` until `done` holds for what they add up to (later changes of a
+/// key replacing earlier ones); fails if the source says "everything" meanwhile.
+async fn changes_until(source: &KubeSource, mut done: impl FnMut(&Delta) -> bool) -> Delta {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut total = Delta::default();
+    loop {
+        match source.take_changes(false) {
+            Some(Changes::Delta(delta)) => total.merge(delta),
+            Some(Changes::Full(_)) => panic!("a full view where changes were expected"),
+            None => panic!("the source became incomplete"),
+        }
+        if done(&total) {
+            return total;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "changes never complete; last {total:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cluster_ip(service: &Service) -> &str {
+    service
+        .spec
+        .as_ref()
+        .unwrap()
+        .cluster_ip
+        .as_deref()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn changes_name_the_changed_objects_and_a_relist_gives_everything() {
+    let (api, client) = FakeApi::start().await;
+    seed(&api);
+    let source = KubeSource::spawn(client, Some("ipvsd".into()), watch::channel(0).0);
+    converges(
+        &source,
+        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]),
+    )
+    .await;
+    // The first complete view is everything, then nothing has changed.
+    match source.take_changes(false) {
+        Some(Changes::Full(objects)) => {
+            assert_eq!(
+                objects.services.keys().cloned().collect::<Vec<_>>(),
+                [ObjectKey::new("default", "web")]
+            );
+            assert_eq!(objects.endpoint_slices.len(), 1);
+        }
+        other => panic!("expected everything first, got {other:?}"),
+    }
+    assert!(matches!(source.take_changes(false), Some(Changes::Delta(d)) if d.is_empty()));
+    until("both watches", || {
+        api.requests(SERVICES, true).len() >= 2 && !api.requests(SLICES, true).is_empty()
+    })
+    .await;
+
+    // One slice changes: its key, with its content now, and nothing else.
+    let web_abc = ObjectKey::new("default", "web-abc");
+    api.put(SLICES, mk_slice("default", "web-abc", "web", &["10.1.0.2"]));
+    let delta = changes_until(&source, |d| !d.endpoint_slices.is_empty()).await;
+    assert!(delta.services.is_empty(), "{delta:?}");
+    let slice = delta.endpoint_slices[&web_abc].as_ref().expect("present");
+    assert_eq!(slice.endpoints.as_ref().unwrap()[0].addresses, ["10.1.0.2"]);
+
+    // A Service moving from the unlabelled selection to this proxy's is still there in the
+    // end (read from the other store), and a deleted one is gone.
+    let web = ObjectKey::new("default", "web");
+    api.put(
+        SERVICES,
+        mk_service(
+            "default",
+            "web",
+            "10.96.0.11",
+            &[("service.kubernetes.io/service-proxy-name", "ipvsd")],
+        ),
+    );
+    changes_until(&source, |d| {
+        d.services
+            .get(&web)
+            .is_some_and(|s| s.as_ref().is_some_and(|s| cluster_ip(s) == "10.96.0.11"))
+    })
+    .await;
+    api.delete(SERVICES, "default/web");
+    changes_until(&source, |d| {
+        d.services.get(&web).is_some_and(Option::is_none)
+    })
+    .await;
+
+    // Changes a relist reveals: the source can only say "everything".
+    api.change(|s| {
+        s.put(SERVICES, mk_service("shop", "cart", "10.96.0.30", &[]));
+        s.compact();
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match source.take_changes(false) {
+            Some(Changes::Full(objects)) => {
+                if objects
+                    .services
+                    .contains_key(&ObjectKey::new("shop", "cart"))
+                {
+                    break;
+                }
+            }
+            Some(Changes::Delta(_)) => {}
+            None => panic!("the source became incomplete"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no full view after the relist"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipvsd::model::{desired, ModelConfig};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::source::manifest::{load, LoadResult, ManifestError, ManifestSource};
-use ipvsd::source::{Snapshot, Source};
+use ipvsd::source::{Changes, Snapshot, Source};
 use tokio::sync::watch;
 
 fn service_yaml(name: &str, cluster_ip: &str, port: u32) -> String {
@@ -459,4 +459,67 @@ fn an_error_in_the_5000th_document_names_its_line_and_the_next_bad_object_its_na
         services[4_998..5_000],
         ["default/svc-4999", "default/svc-5002"]
     );
+}
+
+/// The keys and presence of the Services in `changes`, which must be a [`Changes::Delta`].
+fn changed_services(changes: Option<Changes>) -> Vec<(String, bool)> {
+    match changes {
+        Some(Changes::Delta(delta)) => delta
+            .services
+            .iter()
+            .map(|(key, service)| (key.to_string(), service.is_some()))
+            .collect(),
+        other => panic!("expected changes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_source_reports_the_objects_an_edit_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "web.yaml",
+        &service_yaml("web", "10.96.0.10", 80),
+    );
+    write(
+        dir.path(),
+        "api.yaml",
+        &service_yaml("api", "10.96.0.11", 80),
+    );
+    let (sender, mut changes) = watch::channel(0u64);
+    let source = ManifestSource::spawn(vec![dir.path().to_path_buf()], sender);
+    let mut generation = next_generation(&mut changes, 0).await;
+    assert!(matches!(source.take_changes(false), Some(Changes::Full(o)) if o.services.len() == 2));
+
+    // One file edited, one added: only their objects are named.
+    write(
+        dir.path(),
+        "web.yaml",
+        &service_yaml("web", "10.96.0.10", 81),
+    );
+    write(dir.path(), "db.yaml", &service_yaml("db", "10.96.0.12", 80));
+    // The writes may be read by more than one poll (even half-written): what the changes add
+    // up to counts, a later change of a key replacing an earlier one.
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 2 || seen.values().any(|present| !present) {
+        generation = next_generation(&mut changes, generation).await;
+        seen.extend(changed_services(source.take_changes(false)));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            ("default/db".to_string(), true),
+            ("default/web".to_string(), true)
+        ]
+    );
+
+    // A removed file: its object, deleted.
+    std::fs::remove_file(dir.path().join("api.yaml")).unwrap();
+    next_generation(&mut changes, generation).await;
+    assert_eq!(
+        changed_services(source.take_changes(false)),
+        [("default/api".to_string(), false)]
+    );
+    // Asked for everything, it gives everything.
+    assert!(matches!(source.take_changes(true), Some(Changes::Full(o)) if o.services.len() == 2));
 }

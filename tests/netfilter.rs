@@ -54,7 +54,10 @@ fn mk_vs(
 
 fn mk_desired(vss: Vec<VirtualServer>, bound: &[&str]) -> Desired {
     Desired {
-        virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
+        virtual_servers: vss
+            .into_iter()
+            .map(|vs| (vs.service.key, std::sync::Arc::new(vs)))
+            .collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
         ..Desired::default()
     }
@@ -371,4 +374,70 @@ fn counters_are_read_from_nft_list_counters() {
             "{table}"
         );
     }
+}
+
+#[test]
+fn keyed_element_changes_keep_an_element_another_virtual_server_still_needs() {
+    // The same local endpoint behind a cluster IP and a node port: one hairpin element.
+    let cluster = key("10.96.0.10", Protocol::Tcp, 80);
+    let node_port = key("192.168.1.10", Protocol::Tcp, 30080);
+    let endpoint = [("10.244.0.7", 8080)];
+    let both = mk_desired(
+        vec![
+            mk_vs(cluster, AddressKind::ClusterIp, false, &endpoint, &endpoint),
+            mk_vs(
+                node_port,
+                AddressKind::NodePort,
+                false,
+                &endpoint,
+                &endpoint,
+            ),
+        ],
+        &["10.96.0.10"],
+    );
+    let mut index = netfilter::ElementIndex::of(&both);
+    assert_eq!(index.contents(), netfilter::elements(&both).contents());
+
+    // The node port goes: its own element goes, the shared hairpin element stays.
+    let cluster_only = mk_desired(
+        vec![mk_vs(
+            cluster,
+            AddressKind::ClusterIp,
+            false,
+            &endpoint,
+            &endpoint,
+        )],
+        &["10.96.0.10"],
+    );
+    let changes = index.update(
+        &cluster_only,
+        &BTreeSet::from([node_port]),
+        &BTreeSet::new(),
+    );
+    assert_eq!(
+        changes,
+        netfilter::diff(
+            &netfilter::elements(&cluster_only).contents(),
+            &netfilter::elements(&both).contents()
+        )
+    );
+    assert!(changes.add.is_empty());
+    assert_eq!(
+        changes.delete.set("masquerade-services-v4"),
+        BTreeSet::from(["192.168.1.10 . tcp . 30080".to_string()])
+    );
+    assert!(changes.delete.set("hairpin-endpoints-v4").is_empty());
+
+    // The cluster IP and its address go too: now the hairpin element goes.
+    let none = Desired::default();
+    let changes = index.update(
+        &none,
+        &BTreeSet::from([cluster]),
+        &BTreeSet::from([ip("10.96.0.10")]),
+    );
+    assert_eq!(
+        changes.delete.set("hairpin-endpoints-v4"),
+        BTreeSet::from(["10.244.0.7 . tcp . 8080 . 10.244.0.7".to_string()])
+    );
+    assert!(index.contents().is_empty());
 }

@@ -8,7 +8,8 @@ use ipvs::{Destination, Family, ForwardingMethod, Protocol, Service, ServiceFlag
 use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{
-    draining_destinations, plan, Actual, ActualService, GracefulTermination, Operation, Ownership,
+    draining_destinations, plan, plan_keys, Actual, ActualService, GracefulTermination, Operation,
+    Ownership,
 };
 
 fn ip(text: &str) -> IpAddr {
@@ -76,7 +77,10 @@ fn mk_vs(key: ServiceKey, destinations: &[Destination]) -> VirtualServer {
 
 fn mk_desired(vss: Vec<VirtualServer>, bound: &[&str]) -> Desired {
     Desired {
-        virtual_servers: vss.into_iter().map(|vs| (vs.service.key, vs)).collect(),
+        virtual_servers: vss
+            .into_iter()
+            .map(|vs| (vs.service.key, std::sync::Arc::new(vs)))
+            .collect(),
         bound_addresses: bound.iter().map(|a| ip(a)).collect(),
         warnings: Vec::new(),
         ..Desired::default()
@@ -479,6 +483,81 @@ fn plan_cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The virtual server or address an operation is about.
+fn concerns(op: &Operation) -> (Option<ServiceKey>, Option<IpAddr>) {
+    match op {
+        Operation::AddService(s) | Operation::UpdateService(s) => (Some(s.key), None),
+        Operation::DeleteService(k)
+        | Operation::AddDestination(k, _)
+        | Operation::UpdateDestination(k, _)
+        | Operation::DeleteDestination(k, _) => (Some(*k), None),
+        Operation::BindAddress(a) | Operation::UnbindAddress(a) => (None, Some(*a)),
+    }
+}
+
+#[test]
+fn keyed_planning_equals_the_full_plan_restricted_to_the_keys() {
+    for case in cases() {
+        let full = plan(
+            &case.desired,
+            &case.actual,
+            &case.ownership,
+            &case.graceful,
+            now(),
+        );
+        let keys: BTreeSet<ServiceKey> = case
+            .desired
+            .virtual_servers
+            .keys()
+            .chain(case.actual.services.keys())
+            .copied()
+            .collect();
+        let addresses: BTreeSet<IpAddr> = case
+            .desired
+            .bound_addresses
+            .iter()
+            .chain(&case.actual.bound_addresses)
+            .copied()
+            .collect();
+        // Every single key, every single address, and all of them together.
+        let mut scopes: Vec<(BTreeSet<ServiceKey>, BTreeSet<IpAddr>)> = keys
+            .iter()
+            .map(|k| (BTreeSet::from([*k]), BTreeSet::new()))
+            .chain(
+                addresses
+                    .iter()
+                    .map(|a| (BTreeSet::new(), BTreeSet::from([*a]))),
+            )
+            .collect();
+        scopes.push((keys.clone(), addresses.clone()));
+        for (scope_keys, scope_addresses) in scopes {
+            let keyed = plan_keys(
+                &case.desired,
+                &case.actual,
+                &case.ownership,
+                &case.graceful,
+                now(),
+                &scope_keys,
+                &scope_addresses,
+            );
+            let restricted: Vec<Operation> = full
+                .iter()
+                .filter(|op| match concerns(op) {
+                    (Some(k), _) => scope_keys.contains(&k),
+                    (_, Some(a)) => scope_addresses.contains(&a),
+                    _ => false,
+                })
+                .cloned()
+                .collect();
+            assert_eq!(
+                keyed, restricted,
+                "case {:?}, keys {scope_keys:?}, addresses {scope_addresses:?}",
+                case.name
+            );
+        }
+    }
 }
 
 #[test]

@@ -28,14 +28,15 @@
 //! dropped. On large clusters the last-applied-configuration annotation alone can be most of
 //! an object's size.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -43,33 +44,27 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::{Snapshot, Source};
-
-/// Label on Services (and their slices) that have no cluster IP.
-pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
-/// Label naming the proxy that owns a Service; absent means the default proxy.
-pub const LABEL_SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
-/// Label linking an EndpointSlice to its Service.
-pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
-/// Prefix of the annotations ipvsd reads, and so keeps when trimming objects.
-pub const ANNOTATION_PREFIX: &str = "ipvsd.io/";
+use super::{Changes, Delta, ObjectKey, Objects, Snapshot, Source};
+use crate::labels::{
+    ANNOTATION_PREFIX, HEADLESS_LABEL, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME_LABEL,
+};
 
 /// The label selectors of the Service watchers: one, or two whose results are joined when
 /// `proxy_name` is set (see the module documentation).
 pub fn service_selectors(proxy_name: Option<&str>) -> Vec<String> {
-    let unnamed = format!("!{LABEL_SERVICE_PROXY_NAME},!{LABEL_HEADLESS}");
+    let unnamed = format!("!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}");
     match proxy_name {
         None => vec![unnamed],
         Some(name) => vec![
             unnamed,
-            format!("{LABEL_SERVICE_PROXY_NAME}={name},!{LABEL_HEADLESS}"),
+            format!("{SERVICE_PROXY_NAME_LABEL}={name},!{HEADLESS_LABEL}"),
         ],
     }
 }
 
 /// The label selector of the EndpointSlice watcher.
 pub fn endpoint_slice_selector() -> String {
-    format!("{LABEL_SERVICE_NAME},!{LABEL_HEADLESS}")
+    format!("{SERVICE_NAME_LABEL},!{HEADLESS_LABEL}")
 }
 
 /// Services and EndpointSlices kept up to date from the API server.
@@ -79,7 +74,34 @@ pub fn endpoint_slice_selector() -> String {
 pub struct KubeSource {
     services: Vec<Feed<Service>>,
     endpoint_slices: Feed<EndpointSlice>,
+    log: Arc<Mutex<ChangeLog>>,
     tasks: Vec<AbortHandle>,
+}
+
+/// What the watchers saw since the controller last asked: the keys of the objects they applied
+/// or deleted, and whether a store was replaced by a list (after which only a full view is
+/// right: a relist does not say what it changed).
+#[derive(Debug, Default)]
+struct ChangeLog {
+    services: BTreeSet<ObjectKey>,
+    endpoint_slices: BTreeSet<ObjectKey>,
+    listed: bool,
+}
+
+/// Which of the change log's key sets a watcher writes to.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Service,
+    EndpointSlice,
+}
+
+impl ChangeLog {
+    fn record(&mut self, kind: Kind, key: ObjectKey) {
+        match kind {
+            Kind::Service => self.services.insert(key),
+            Kind::EndpointSlice => self.endpoint_slices.insert(key),
+        };
+    }
 }
 
 /// One watcher's store and whether it has completed its first list.
@@ -89,18 +111,20 @@ struct Feed<K: Resource<DynamicType = ()> + 'static> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Feed<K> {
-    fn objects(&self) -> Option<Vec<K>> {
-        if !self.listed.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(self.store.state().iter().map(|o| K::clone(o)).collect())
+    fn is_listed(&self) -> bool {
+        self.listed.load(Ordering::Acquire)
+    }
+
+    fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.store
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
     }
 }
 
 impl KubeSource {
     /// Starts the watchers (see the module documentation for what they select) on the current
     /// tokio runtime. Every change to a store — an object added, updated or deleted, or a
-    /// list completed — bumps `changed`.
+    /// list completed — bumps `changed`, after it was recorded for [`Source::take_changes`].
     ///
     /// # Panics
     ///
@@ -111,24 +135,66 @@ impl KubeSource {
         changed: watch::Sender<u64>,
     ) -> KubeSource {
         let changed = Arc::new(changed);
+        let log = Arc::new(Mutex::new(ChangeLog::default()));
         let mut tasks = Vec::new();
         let services = service_selectors(proxy_name.as_deref())
             .into_iter()
             .map(|selector| {
                 let api: Api<Service> = Api::all(client.clone());
-                let (feed, task) = spawn_feed(api, selector, changed.clone());
+                let (feed, task) =
+                    spawn_feed(api, selector, Kind::Service, log.clone(), changed.clone());
                 tasks.push(task);
                 feed
             })
             .collect();
         let api: Api<EndpointSlice> = Api::all(client);
-        let (endpoint_slices, task) = spawn_feed(api, endpoint_slice_selector(), changed);
+        let (endpoint_slices, task) = spawn_feed(
+            api,
+            endpoint_slice_selector(),
+            Kind::EndpointSlice,
+            log.clone(),
+            changed,
+        );
         tasks.push(task);
         KubeSource {
             services,
             endpoint_slices,
+            log,
             tasks,
         }
+    }
+
+    fn is_listed(&self) -> bool {
+        self.services.iter().all(Feed::is_listed) && self.endpoint_slices.is_listed()
+    }
+
+    /// Every object of the stores, shared. While a Service moves between the two selections
+    /// of a named proxy it can sit in both stores for a moment; the first store's copy is kept.
+    fn objects(&self) -> Objects {
+        let mut services = BTreeMap::new();
+        for feed in &self.services {
+            for service in feed.store.state() {
+                services
+                    .entry(ObjectKey::of(&service.metadata))
+                    .or_insert(service);
+            }
+        }
+        let endpoint_slices = self
+            .endpoint_slices
+            .store
+            .state()
+            .into_iter()
+            .map(|slice| (ObjectKey::of(&slice.metadata), slice))
+            .collect();
+        Objects {
+            services,
+            endpoint_slices,
+        }
+    }
+
+    /// The current Service of `key`: the first store's copy when both hold one.
+    fn service(&self, key: &ObjectKey) -> Option<Arc<Service>> {
+        self.services.iter().find_map(|feed| feed.get(key))
     }
 }
 
@@ -144,31 +210,54 @@ impl Source for KubeSource {
     /// `None` until every watcher has completed its first list; afterwards the stores' current
     /// content, which outlives outages of the API server.
     fn snapshot(&self) -> Option<Snapshot> {
-        let mut services = Vec::new();
-        for feed in &self.services {
-            services.extend(feed.objects()?);
+        self.is_listed().then(|| self.objects().to_snapshot())
+    }
+
+    /// The objects whose keys the watchers recorded, read from the stores now (so a key
+    /// changed twice is read once, as it is at the end), or every object after a list.
+    fn take_changes(&self, full: bool) -> Option<Changes> {
+        if !self.is_listed() {
+            return None;
         }
-        // While a Service moves between the two selections of a named proxy it can sit in
-        // both stores for a moment; keep one copy.
-        services.sort_by(|a, b| {
-            (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
-                .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
-        });
-        services.dedup_by(|a, b| {
-            a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
-        });
-        let endpoint_slices = self.endpoint_slices.objects()?;
-        Some(Snapshot {
+        let (services, endpoint_slices) = {
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            if full || log.listed {
+                *log = ChangeLog::default();
+                drop(log);
+                return Some(Changes::Full(self.objects()));
+            }
+            (
+                std::mem::take(&mut log.services),
+                std::mem::take(&mut log.endpoint_slices),
+            )
+        };
+        let services = services
+            .into_iter()
+            .map(|key| {
+                let service = self.service(&key);
+                (key, service)
+            })
+            .collect();
+        let endpoint_slices = endpoint_slices
+            .into_iter()
+            .map(|key| {
+                let slice = self.endpoint_slices.get(&key);
+                (key, slice)
+            })
+            .collect();
+        Some(Changes::Delta(Delta {
             services,
             endpoint_slices,
-        })
+        }))
     }
 }
 
-/// Starts one watcher feeding one store.
+/// Starts one watcher feeding one store, recording what it changes in `log`.
 fn spawn_feed<K>(
     api: Api<K>,
     label_selector: String,
+    log_kind: Kind,
+    log: Arc<Mutex<ChangeLog>>,
     changed: Arc<watch::Sender<u64>>,
 ) -> (Feed<K>, AbortHandle)
 where
@@ -186,16 +275,27 @@ where
         .modify(trim::<K>)
         .reflect(writer);
     let task_listed = listed.clone();
+    // The reflector has applied an event to the store by the time the stream yields it, so a
+    // key is recorded only once the store holds what the controller will read for it.
+    let record = move |key: Option<ObjectKey>| {
+        let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        match key {
+            Some(key) => log.record(log_kind, key),
+            None => log.listed = true,
+        }
+    };
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
                 Ok(Event::Apply(object)) => {
                     tracing::debug!(%kind, object = %object_name(&object), "applied");
+                    record(Some(ObjectKey::of(object.meta())));
                     bump(&changed);
                 }
                 Ok(Event::Delete(object)) => {
                     tracing::debug!(%kind, object = %object_name(&object), "deleted");
+                    record(Some(ObjectKey::of(object.meta())));
                     bump(&changed);
                 }
                 Ok(Event::Init) => {
@@ -205,6 +305,7 @@ where
                 Ok(Event::InitDone) => {
                     let first = !task_listed.swap(true, Ordering::AcqRel);
                     tracing::info!(%kind, selector = %label_selector, first, "list complete");
+                    record(None);
                     bump(&changed);
                 }
                 Err(error) => {

@@ -26,7 +26,7 @@ use serde_yaml_ng::Value;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::{Snapshot, Source};
+use super::{Changes, ContentLog, ObjectKey, Objects, Snapshot, Source};
 
 /// How often the files are checked for changes: quick enough that an edit feels immediate,
 /// cheap enough for the handful of small files manifests are.
@@ -226,7 +226,48 @@ pub struct LoadResult {
 /// Reads the Services and EndpointSlices of `paths`. It never fails as a whole: whatever cannot
 /// be read or used is in [`LoadResult::errors`] and the rest is in the snapshot.
 pub fn load(paths: &[PathBuf]) -> LoadResult {
-    ParseCache::default().load(read_files(paths))
+    let combined = ParseCache::default().load(read_files(paths));
+    LoadResult {
+        snapshot: Snapshot {
+            services: combined
+                .services
+                .iter()
+                .map(|s| Service::clone(s))
+                .collect(),
+            endpoint_slices: combined
+                .endpoint_slices
+                .iter()
+                .map(|s| EndpointSlice::clone(s))
+                .collect(),
+        },
+        errors: combined.errors,
+    }
+}
+
+/// The objects of every file in file order, shared with the parse cache, and the problems.
+#[derive(Debug, Default)]
+struct Combined {
+    services: Vec<Arc<Service>>,
+    endpoint_slices: Vec<Arc<EndpointSlice>>,
+    errors: Vec<ManifestError>,
+}
+
+impl Combined {
+    /// The objects by key (each key is there once: [`combine`] left out redefinitions).
+    fn objects(&self) -> Objects {
+        Objects {
+            services: self
+                .services
+                .iter()
+                .map(|s| (ObjectKey::of(&s.metadata), s.clone()))
+                .collect(),
+            endpoint_slices: self
+                .endpoint_slices
+                .iter()
+                .map(|s| (ObjectKey::of(&s.metadata), s.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A manifest file's content, or why it could not be read.
@@ -325,7 +366,9 @@ enum Entry {
 struct Named<T> {
     /// `namespace/name`.
     key: String,
-    object: T,
+    /// Shared by every load until its document changes, so an unchanged object is not copied
+    /// and is recognised as unchanged without comparing it.
+    object: Arc<T>,
 }
 
 /// Each file's [`ParsedFile`], by path, with the hash of the content it was parsed from: after
@@ -339,7 +382,7 @@ struct ParseCache {
 impl ParseCache {
     /// Parses what changed and combines every file, in order, into one result. A file that
     /// went away is forgotten.
-    fn load(&mut self, files: Vec<FileContent>) -> LoadResult {
+    fn load(&mut self, files: Vec<FileContent>) -> Combined {
         let mut parsed = Vec::with_capacity(files.len());
         let mut kept = BTreeMap::new();
         for file in files {
@@ -373,8 +416,8 @@ fn content_hash(text: &str) -> u64 {
 
 /// Puts the files' objects together in file order. An object defined again is reported and
 /// left out, so the outcome does not depend on which file changed last.
-fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadResult {
-    let mut result = LoadResult::default();
+fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> Combined {
+    let mut result = Combined::default();
     let mut seen: BTreeMap<(&'static str, String), PathBuf> = BTreeMap::new();
     let mut first =
         |kind: &'static str, key: &str, path: &Path, errors: &mut Vec<ManifestError>| match seen
@@ -409,12 +452,12 @@ fn combine(files: Vec<(PathBuf, Result<Arc<ParsedFile>, io::Error>)>) -> LoadRes
             match entry {
                 Entry::Service(s) => {
                     if first("Service", &s.key, &path, &mut result.errors) {
-                        result.snapshot.services.push(s.object.clone());
+                        result.services.push(s.object.clone());
                     }
                 }
                 Entry::EndpointSlice(s) => {
                     if first("EndpointSlice", &s.key, &path, &mut result.errors) {
-                        result.snapshot.endpoint_slices.push(s.object.clone());
+                        result.endpoint_slices.push(s.object.clone());
                     }
                 }
                 Entry::Problem(e) => result.errors.push(e.clone()),
@@ -667,7 +710,7 @@ impl ParsedDocument {
                 if problems.is_empty() {
                     self.entries.push(Entry::Service(Box::new(Named {
                         key,
-                        object: service,
+                        object: Arc::new(service),
                     })));
                 }
             }
@@ -682,8 +725,10 @@ impl ParsedDocument {
                 slice.metadata.namespace = Some(object.namespace.clone());
                 problems = slice_problems(&slice);
                 if problems.is_empty() {
-                    self.entries
-                        .push(Entry::EndpointSlice(Box::new(Named { key, object: slice })));
+                    self.entries.push(Entry::EndpointSlice(Box::new(Named {
+                        key,
+                        object: Arc::new(slice),
+                    })));
                 }
             }
         }
@@ -844,11 +889,11 @@ fn slice_problems(slice: &EndpointSlice) -> Vec<String> {
         .metadata
         .labels
         .as_ref()
-        .is_some_and(|l| l.contains_key(crate::model::SERVICE_NAME_LABEL));
+        .is_some_and(|l| l.contains_key(crate::labels::SERVICE_NAME_LABEL));
     if !has_service {
         problems.push(format!(
             "metadata.labels[{:?}] is required: it names the Service",
-            crate::model::SERVICE_NAME_LABEL
+            crate::labels::SERVICE_NAME_LABEL
         ));
     }
     let family = match slice.address_type.as_str() {
@@ -900,18 +945,23 @@ fn slice_problems(slice: &EndpointSlice) -> Vec<String> {
 /// Dropping it stops the polling task.
 #[derive(Debug)]
 pub struct ManifestSource {
-    current: Arc<Mutex<Option<Snapshot>>>,
+    content: Arc<Mutex<ContentLog>>,
     task: AbortHandle,
 }
 
 impl ManifestSource {
     /// Starts polling `paths` every [`POLL_INTERVAL`] on the current tokio runtime. After the
-    /// first load and after each change, it stores the new snapshot and bumps `changed`'s
-    /// generation. The task also ends once nobody listens to `changed` any more.
+    /// first load and after each change, it stores the new content, records which objects
+    /// changed, and bumps `changed`'s generation. The task also ends once nobody listens to
+    /// `changed` any more.
     pub fn spawn(paths: Vec<PathBuf>, changed: watch::Sender<u64>) -> ManifestSource {
-        let current = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(poll(paths, changed, Arc::clone(&current))).abort_handle();
-        ManifestSource { current, task }
+        let content = Arc::new(Mutex::new(ContentLog::default()));
+        let task = tokio::spawn(poll(paths, changed, Arc::clone(&content))).abort_handle();
+        ManifestSource { content, task }
+    }
+
+    fn content(&self) -> std::sync::MutexGuard<'_, ContentLog> {
+        self.content.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -923,18 +973,15 @@ impl Drop for ManifestSource {
 
 impl Source for ManifestSource {
     fn snapshot(&self) -> Option<Snapshot> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.content().current().map(Objects::to_snapshot)
+    }
+
+    fn take_changes(&self, full: bool) -> Option<Changes> {
+        self.content().take(full)
     }
 }
 
-async fn poll(
-    paths: Vec<PathBuf>,
-    changed: watch::Sender<u64>,
-    current: Arc<Mutex<Option<Snapshot>>>,
-) {
+async fn poll(paths: Vec<PathBuf>, changed: watch::Sender<u64>, content: Arc<Mutex<ContentLog>>) {
     let paths = Arc::new(paths);
     let cache = Arc::new(Mutex::new(ParseCache::default()));
     let mut last: Option<u64> = None;
@@ -978,12 +1025,15 @@ async fn poll(
             error.log();
         }
         tracing::info!(
-            services = loaded.snapshot.services.len(),
-            endpoint_slices = loaded.snapshot.endpoint_slices.len(),
+            services = loaded.services.len(),
+            endpoint_slices = loaded.endpoint_slices.len(),
             errors = loaded.errors.len(),
             "manifests loaded"
         );
-        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded.snapshot);
+        content
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(loaded.objects());
         changed.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 }
@@ -1096,7 +1146,7 @@ mod tests {
         let paths = [dir.path().to_path_buf()];
         let mut cache = ParseCache::default();
         let first = cache.load(read_files(&paths));
-        assert_eq!(first.snapshot.services.len(), 2);
+        assert_eq!(first.services.len(), 2);
         let a_parsed = Arc::clone(&cache.files[&a].1);
         let b_parsed = Arc::clone(&cache.files[&b].1);
 
@@ -1108,7 +1158,6 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(&cache.files[&b].1, &b_parsed), "b is");
         let ips: Vec<_> = second
-            .snapshot
             .services
             .iter()
             .map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap())
@@ -1117,7 +1166,7 @@ mod tests {
 
         std::fs::remove_file(&a).unwrap();
         let third = cache.load(read_files(&paths));
-        assert_eq!(third.snapshot.services.len(), 1);
+        assert_eq!(third.services.len(), 1);
         assert!(!cache.files.contains_key(&a), "a removed file is forgotten");
     }
 
@@ -1165,28 +1214,28 @@ mod tests {
                 i + 1
             );
         }
-        let message = |r: &LoadResult| -> Vec<String> {
-            r.errors.iter().map(ManifestError::to_string).collect()
+        let message = |errors: &[ManifestError]| -> Vec<String> {
+            errors.iter().map(ManifestError::to_string).collect()
         };
         let fresh = load(&paths);
-        assert_eq!(message(&result), message(&fresh));
-        assert_eq!(result.errors.len(), 3, "{:?}", message(&result));
+        assert_eq!(message(&result.errors), message(&fresh.errors));
+        assert_eq!(result.errors.len(), 3, "{:?}", message(&result.errors));
         // Before document 801: 798 Services of 8 lines, one of 9, one map of 1 line, and 800
         // `---` lines (its own included); then `metadata:` and the open flow sequence.
         assert_eq!(798 * 8 + 9 + 1 + 800 + 3, 7197);
         assert!(
-            message(&result)[1]
+            message(&result.errors)[1]
                 .contains("document 801: did not find expected ',' or ']' at line 7197 column 1"),
             "{:?}",
-            message(&result)
+            message(&result.errors)
         );
         assert!(
-            message(&result)[2].contains("document 901: no kind"),
+            message(&result.errors)[2].contains("document 901: no kind"),
             "{:?}",
-            message(&result)
+            message(&result.errors)
         );
-        let ports = |r: &LoadResult| -> Vec<i32> {
-            r.snapshot.services[499]
+        let ports = |service: &Service| -> Vec<i32> {
+            service
                 .spec
                 .as_ref()
                 .unwrap()
@@ -1197,8 +1246,8 @@ mod tests {
                 .map(|p| p.port)
                 .collect()
         };
-        assert_eq!(ports(&result), [81, 82]);
-        assert_eq!(ports(&fresh), [81, 82]);
+        assert_eq!(ports(&result.services[499]), [81, 82]);
+        assert_eq!(ports(&fresh.snapshot.services[499]), [81, 82]);
     }
 
     #[test]

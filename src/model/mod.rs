@@ -3,28 +3,31 @@
 //! [`desired`] never fails and never panics: data it cannot use (an address that does not parse,
 //! a port out of range, an unknown scheduler flag) becomes a warning naming the object, and only
 //! that part is left out. One broken Service must not take the node's other Services down with it.
+//!
+//! Each Service's rules are computed by one function of that Service, its slices, the node's
+//! addresses and the flags ([`service_output`]); what remains is deciding between Services that
+//! claim the same virtual server or health-check port. [`desired`] does that over all Services
+//! at once and is the reference; [`index::ModelIndex`] keeps the same result up to date change
+//! by change, recomputing only the Services a change concerns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipvs::{Destination, Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
+use crate::labels::{
+    HEADLESS_LABEL, SCHEDULER_ANNOTATION, SCHEDULER_FLAGS_ANNOTATION, SERVICE_NAME_LABEL,
+    SERVICE_PROXY_NAME_LABEL,
+};
 use crate::node_addresses::NodeAddresses;
-use crate::source::Snapshot;
+use crate::source::{ObjectKey, Snapshot};
 
-/// Label of Services that another proxy implementation handles.
-pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
-/// Label marking a Service headless whatever its spec says.
-pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
-/// Label tying an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// Per-Service scheduler override.
-pub const SCHEDULER_ANNOTATION: &str = "ipvsd.io/scheduler";
-/// Per-Service scheduler flags override (comma-separated names, as ipvsadm's `-b`).
-pub const SCHEDULER_FLAGS_ANNOTATION: &str = "ipvsd.io/scheduler-flags";
+pub mod index;
+
 /// Session affinity timeout when a ClientIP Service does not set one (Kubernetes' default).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
 /// Largest session affinity timeout the Kubernetes API accepts.
@@ -145,8 +148,9 @@ pub struct VirtualServer {
 /// Everything the kernel should hold for the current Services.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
-    /// Virtual servers by key.
-    pub virtual_servers: BTreeMap<ServiceKey, VirtualServer>,
+    /// Virtual servers by key; shared with the [`index::ModelIndex`] that computed them, which
+    /// keeps each Service's own.
+    pub virtual_servers: BTreeMap<ServiceKey, Arc<VirtualServer>>,
     /// Addresses that must be on the dummy interface so the node accepts their packets: the
     /// cluster, external and load-balancer IPs that are not already node addresses.
     pub bound_addresses: BTreeSet<IpAddr>,
@@ -170,10 +174,11 @@ pub struct HealthCheck {
 
 /// The schedulers Services ask for by annotation (well-formed names only): the ones whose
 /// presence in the kernel must be known before [`desired`] can be trusted with them.
-pub fn requested_schedulers(snapshot: &Snapshot) -> BTreeSet<String> {
-    snapshot
-        .services
-        .iter()
+pub fn requested_schedulers<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+) -> BTreeSet<String> {
+    services
+        .into_iter()
         .filter_map(|s| s.metadata.annotations.as_ref()?.get(SCHEDULER_ANNOTATION))
         .filter(|name| is_scheduler_name(name))
         .cloned()
@@ -213,34 +218,73 @@ pub fn nodeport_address_allowed(cidrs: &[ipnet::IpNet], address: &IpAddr) -> boo
     of_family.peek().is_none() || of_family.any(|net| net.contains(address))
 }
 
-/// Computes the rules for `snapshot` on the node with `nodes` under `config`.
-///
-/// Services are handled in namespace/name order so that when two of them claim the same virtual
-/// server the outcome (the first keeps it, the other gets a warning) does not depend on the order
-/// the source happened to list them in.
-pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig) -> Desired {
-    let mut out = Desired::default();
-    let slices = SliceIndex::new(&snapshot.endpoint_slices, &mut out.warnings);
-    let node_port_addresses: Vec<IpAddr> = nodes
+/// The node addresses NodePorts listen on under `config`.
+fn node_port_addresses(nodes: &NodeAddresses, config: &ModelConfig) -> Vec<IpAddr> {
+    nodes
         .iter()
         .filter(|a| nodeport_address_allowed(&config.nodeport_addresses, a))
         .copied()
-        .collect();
+        .collect()
+}
+
+/// Computes the rules for `snapshot` on the node with `nodes` under `config`, from scratch: the
+/// reference [`index::ModelIndex`] keeps up to date change by change.
+///
+/// Services are handled in namespace/name order so that when two of them claim the same virtual
+/// server the outcome (the first keeps it, the other gets a warning) does not depend on the order
+/// the source happened to list them in. EndpointSlices are read in the same order, so that the
+/// warnings come out in one order too: those of the slices, then those of the Services.
+pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig) -> Desired {
+    let mut out = Desired::default();
+    let mut slices: Vec<&EndpointSlice> = snapshot.endpoint_slices.iter().collect();
+    slices.sort_by_cached_key(|s| ObjectKey::of(&s.metadata));
+    let mut slices_by_service: BTreeMap<ObjectKey, Vec<ParsedSlice>> = BTreeMap::new();
+    for slice in slices {
+        if let Some(parsed) = ParsedSlice::parse(slice, &mut out.warnings) {
+            slices_by_service
+                .entry(parsed.service.clone())
+                .or_default()
+                .push(parsed);
+        }
+    }
+    let node_port_addresses = node_port_addresses(nodes, config);
 
     let mut services: Vec<&Service> = snapshot.services.iter().collect();
-    services.sort_by(|a, b| {
-        let key = |s: &Service| (s.metadata.namespace.clone(), s.metadata.name.clone());
-        key(a).cmp(&key(b))
-    });
+    services.sort_by_cached_key(|s| ObjectKey::of(&s.metadata));
     for service in services {
-        ServiceRules::build(
-            service,
-            &slices,
-            nodes,
-            &node_port_addresses,
-            config,
-            &mut out,
-        );
+        let slices: Vec<&ParsedSlice> = slices_by_service
+            .get(&ObjectKey::of(&service.metadata))
+            .into_iter()
+            .flatten()
+            .collect();
+        let output = service_output(service, &slices, nodes, &node_port_addresses, config);
+        out.bound_addresses
+            .extend(output.bound_addresses.iter().copied());
+        for note in &output.notes.0 {
+            match note {
+                Note::Warning(text) => out.warnings.push(text.clone()),
+                Note::VirtualServer(i) => {
+                    let vs = &output.virtual_servers[*i];
+                    match out.virtual_servers.get(&vs.service.key) {
+                        Some(holder) => out.warnings.push(output.conflict(*i, holder)),
+                        None => {
+                            out.virtual_servers.insert(vs.service.key, vs.clone());
+                        }
+                    }
+                }
+                Note::HealthCheck => {
+                    let Some((port, check)) = &output.health_check else {
+                        continue;
+                    };
+                    match out.health_checks.get(port) {
+                        Some(holder) => out.warnings.push(output.health_check_conflict(holder)),
+                        None => {
+                            out.health_checks.insert(*port, check.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
     out
 }
@@ -256,7 +300,7 @@ fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 }
 
 /// One usable endpoint of a slice: the pieces the model needs, already parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct UsableEndpoint {
     address: IpAddr,
     ready: bool,
@@ -266,90 +310,81 @@ struct UsableEndpoint {
 }
 
 /// A slice reduced to what the model uses, with its ports by name.
-#[derive(Debug, Clone)]
-struct ParsedSlice {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParsedSlice {
+    /// The Service it belongs to.
+    service: ObjectKey,
     family: Family,
     ports: BTreeMap<String, u16>,
     endpoints: Vec<UsableEndpoint>,
 }
 
-/// EndpointSlices grouped by the Service they belong to, parsed once.
-struct SliceIndex {
-    by_service: BTreeMap<(String, String), Vec<ParsedSlice>>,
-}
-
-impl SliceIndex {
-    fn new(slices: &[EndpointSlice], warnings: &mut Vec<String>) -> SliceIndex {
-        let mut by_service: BTreeMap<(String, String), Vec<ParsedSlice>> = BTreeMap::new();
-        for slice in slices {
-            let name = object_name(&slice.metadata);
-            let Some(service) = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
+impl ParsedSlice {
+    /// What the model uses of a slice, or `None` when it has no use (with a warning unless
+    /// there is nothing to say). Depends on the slice alone.
+    pub(crate) fn parse(slice: &EndpointSlice, warnings: &mut Vec<String>) -> Option<ParsedSlice> {
+        let name = object_name(&slice.metadata);
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            warnings.push(format!(
+                "EndpointSlice {name}: no {SERVICE_NAME_LABEL} label, ignored"
+            ));
+            return None;
+        };
+        let family = match slice.address_type.as_str() {
+            "IPv4" => Family::Inet,
+            "IPv6" => Family::Inet6,
+            // FQDN endpoints cannot be real servers; Kubernetes never makes them for Services,
+            // so there is nothing to warn about.
+            "FQDN" => return None,
+            other => {
                 warnings.push(format!(
-                    "EndpointSlice {name}: no {SERVICE_NAME_LABEL} label, ignored"
+                    "EndpointSlice {name}: addressType {} is not IPv4, IPv6 or FQDN, ignored",
+                    shown(other)
                 ));
+                return None;
+            }
+        };
+        let mut ports = BTreeMap::new();
+        for (i, port) in slice.ports.iter().flatten().enumerate() {
+            let Some(number) = port.port else {
                 continue;
             };
-            let family = match slice.address_type.as_str() {
-                "IPv4" => Family::Inet,
-                "IPv6" => Family::Inet6,
-                // FQDN endpoints cannot be real servers; Kubernetes never makes them for
-                // Services, so there is nothing to warn about.
-                "FQDN" => continue,
-                other => {
-                    warnings.push(format!(
-                        "EndpointSlice {name}: addressType {} is not IPv4, IPv6 or FQDN, ignored",
-                        shown(other)
-                    ));
-                    continue;
+            match u16::try_from(number) {
+                Ok(n) if n != 0 => {
+                    ports.insert(port.name.clone().unwrap_or_default(), n);
                 }
-            };
-            let mut ports = BTreeMap::new();
-            for (i, port) in slice.ports.iter().flatten().enumerate() {
-                let Some(number) = port.port else {
-                    continue;
-                };
-                match u16::try_from(number) {
-                    Ok(n) if n != 0 => {
-                        ports.insert(port.name.clone().unwrap_or_default(), n);
-                    }
-                    _ => warnings.push(format!(
-                        "EndpointSlice {name}: ports[{i}].port {number} out of range"
-                    )),
-                }
+                _ => warnings.push(format!(
+                    "EndpointSlice {name}: ports[{i}].port {number} out of range"
+                )),
             }
-            let mut endpoints = Vec::new();
-            for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
-                if let Some(usable) = parse_endpoint(endpoint, family, &name, i, warnings) {
-                    endpoints.push(usable);
-                }
-            }
-            let namespace = slice
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string());
-            by_service
-                .entry((namespace, service.clone()))
-                .or_default()
-                .push(ParsedSlice {
-                    family,
-                    ports,
-                    endpoints,
-                });
         }
-        SliceIndex { by_service }
+        let mut endpoints = Vec::new();
+        for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+            if let Some(usable) = parse_endpoint(endpoint, family, &name, i, warnings) {
+                endpoints.push(usable);
+            }
+        }
+        let namespace = slice
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        Some(ParsedSlice {
+            service: ObjectKey::new(namespace, service.clone()),
+            family,
+            ports,
+            endpoints,
+        })
     }
 
-    fn slices_of(&self, namespace: &str, name: &str) -> &[ParsedSlice] {
-        self.by_service
-            .get(&(namespace.to_string(), name.to_string()))
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+    /// The key of the Service the slice belongs to.
+    pub(crate) fn service(&self) -> &ObjectKey {
+        &self.service
     }
 }
 
@@ -406,6 +441,7 @@ fn is_scheduler_name(name: &str) -> bool {
 }
 
 /// Settings shared by every virtual server of one Service.
+#[derive(Debug)]
 struct ServiceSettings {
     scheduler: String,
     flags: ServiceFlags,
@@ -413,67 +449,104 @@ struct ServiceSettings {
     persistent: bool,
 }
 
-/// The rules of one Service, built up port by port.
-struct ServiceRules<'a> {
-    namespace: String,
-    name: String,
-    slices: &'a [ParsedSlice],
-    settings: ServiceSettings,
-    external_local: bool,
-    internal_local: bool,
-    node_name: &'a str,
+/// A step of a Service's contribution, in the order [`desired`] meets them: a warning, or a
+/// claim (on a virtual server key, on a health-check port) that another Service may already
+/// hold. Whether a claim gives a warning, and which, depends on the other Services; keeping the
+/// claims in place lets both the full computation and the index say it in the same order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Note {
+    /// A problem with the Service itself.
+    Warning(String),
+    /// The Service's virtual server of this index in [`ServiceOutput::virtual_servers`].
+    VirtualServer(usize),
+    /// The Service's [`ServiceOutput::health_check`].
+    HealthCheck,
 }
 
-impl<'a> ServiceRules<'a> {
-    fn build(
-        service: &'a Service,
-        slices: &'a SliceIndex,
-        nodes: &NodeAddresses,
-        node_port_addresses: &[IpAddr],
-        config: &'a ModelConfig,
-        out: &mut Desired,
-    ) {
-        let full = object_name(&service.metadata);
-        let Some(name) = service.metadata.name.clone() else {
-            out.warnings
-                .push(format!("Service {full}: no metadata.name, ignored"));
-            return;
-        };
-        let namespace = service
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_string());
-        let Some(spec) = service.spec.as_ref() else {
-            out.warnings
-                .push(format!("Service {full}: no spec, ignored"));
-            return;
-        };
-        let labels = service.metadata.labels.as_ref();
-        if let Some(owner) = labels.and_then(|l| l.get(SERVICE_PROXY_NAME_LABEL)) {
-            if config.service_proxy_name.as_deref() != Some(owner.as_str()) {
-                return;
-            }
-        }
-        if labels.is_some_and(|l| l.contains_key(HEADLESS_LABEL)) {
-            return;
-        }
-        match spec.type_.as_deref().unwrap_or("ClusterIP") {
-            "ClusterIP" | "NodePort" | "LoadBalancer" => {}
-            "ExternalName" => return,
-            other => {
-                out.warnings.push(format!(
-                    "Service {full}: spec.type {} is not ClusterIP, NodePort, LoadBalancer or ExternalName, ignored", shown(other)
-                ));
-                return;
-            }
-        }
+/// The notes of one Service; `push` takes a warning, so the per-field parsers write to it as
+/// they would to a list of warnings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Notes(pub(crate) Vec<Note>);
+
+impl Notes {
+    fn push(&mut self, warning: String) {
+        self.0.push(Note::Warning(warning));
+    }
+}
+
+/// What one Service contributes to the rules before it is weighed against the other Services:
+/// a function of the Service, its slices, the node's addresses and the flags alone. It is the
+/// unit of work of both [`desired`] and [`index::ModelIndex`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ServiceOutput {
+    /// `namespace/name`, as warnings name it.
+    full: String,
+    /// The virtual servers it asks for, in the order it makes them; a key may come twice (the
+    /// first one counts, the others are warned about).
+    pub(crate) virtual_servers: Vec<Arc<VirtualServer>>,
+    /// Its addresses that must be bound.
+    pub(crate) bound_addresses: BTreeSet<IpAddr>,
+    /// Its addresses whose being a node address or not decides whether they are bound.
+    pub(crate) addresses: BTreeSet<IpAddr>,
+    /// Whether it may have node ports: its virtual servers depend on the node's addresses.
+    pub(crate) node_ports: bool,
+    /// Its health-check node port.
+    pub(crate) health_check: Option<(u16, HealthCheck)>,
+    /// Its warnings and claims, in order.
+    pub(crate) notes: Notes,
+}
+
+impl ServiceOutput {
+    /// The warning for virtual server `index` when `holder` has its key already.
+    pub(crate) fn conflict(&self, index: usize, holder: &VirtualServer) -> String {
+        let vs = &self.virtual_servers[index];
+        format!(
+            "Service {}: {} {} is already used by {} ({}), skipped",
+            self.full, vs.kind, vs.service.key, holder.origin, holder.kind
+        )
+    }
+
+    /// The warning for the health-check port when `holder` has it already.
+    pub(crate) fn health_check_conflict(&self, holder: &HealthCheck) -> String {
+        let port = self.health_check.as_ref().map_or(0, |(port, _)| *port);
+        format!(
+            "Service {}: spec.healthCheckNodePort {port} is already used by {}/{}, skipped",
+            self.full, holder.namespace, holder.name
+        )
+    }
+}
+
+/// A Service's addresses, parsed and kept to the Service's families.
+struct ServiceAddresses {
+    cluster_ips: Vec<IpAddr>,
+    external_ips: Vec<IpAddr>,
+    load_balancer_ips: Vec<IpAddr>,
+    /// The families the Service serves.
+    families: BTreeSet<Family>,
+}
+
+impl ServiceAddresses {
+    /// Every address that listens on the Service port itself (node ports aside).
+    fn all(&self) -> impl Iterator<Item = &IpAddr> {
+        self.cluster_ips
+            .iter()
+            .chain(self.external_ips.iter())
+            .chain(self.load_balancer_ips.iter())
+    }
+
+    /// The addresses of `spec`, or `None` for a headless Service (`clusterIP: None`).
+    fn parse(
+        service: &Service,
+        spec: &ServiceSpec,
+        full: &str,
+        warnings: &mut Notes,
+    ) -> Option<Self> {
         let cluster_ip_texts: Vec<&str> = match spec.cluster_ips.as_deref() {
             Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
             _ => spec.cluster_ip.as_deref().into_iter().collect(),
         };
         if cluster_ip_texts.first() == Some(&"None") {
-            return;
+            return None;
         }
         let field = if spec.cluster_ips.as_deref().is_some_and(|i| !i.is_empty()) {
             "spec.clusterIPs"
@@ -487,7 +560,7 @@ impl<'a> ServiceRules<'a> {
             }
             match text.parse::<IpAddr>() {
                 Ok(ip) => cluster_ips.push(ip),
-                Err(_) => out.warnings.push(format!(
+                Err(_) => warnings.push(format!(
                     "Service {full}: {field}[{i}] {} is not an IP address",
                     shown(text)
                 )),
@@ -496,7 +569,7 @@ impl<'a> ServiceRules<'a> {
         if cluster_ip_texts.iter().all(|t| t.is_empty()) {
             // Kubernetes allocates one to every non-headless Service; a hand-written manifest
             // may simply have forgotten it.
-            out.warnings.push(format!(
+            warnings.push(format!(
                 "Service {full}: no cluster IP (spec.clusterIP is empty), only its other addresses apply"
             ));
         }
@@ -504,14 +577,13 @@ impl<'a> ServiceRules<'a> {
         for (i, text) in spec.external_ips.iter().flatten().enumerate() {
             match text.parse::<IpAddr>() {
                 Ok(ip) => external_ips.push(ip),
-                Err(_) => out.warnings.push(format!(
+                Err(_) => warnings.push(format!(
                     "Service {full}: spec.externalIPs[{i}] {} is not an IP address",
                     shown(text)
                 )),
             }
         }
-        let is_node_port_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
-        let mut lb_ips = Vec::new();
+        let mut load_balancer_ips = Vec::new();
         if spec.type_.as_deref() == Some("LoadBalancer") {
             let ingress = service
                 .status
@@ -528,175 +600,280 @@ impl<'a> ServiceRules<'a> {
                     continue;
                 };
                 match text.parse::<IpAddr>() {
-                    Ok(ip) => lb_ips.push(ip),
-                    Err(_) => out.warnings.push(format!(
+                    Ok(ip) => load_balancer_ips.push(ip),
+                    Err(_) => warnings.push(format!(
                         "Service {full}: status.loadBalancer.ingress[{i}].ip {} is not an IP address", shown(text)
                     )),
                 }
             }
         }
-        let source_ranges = Self::source_ranges(spec, &full, &mut out.warnings);
-        // A Service serves the families of its cluster IPs; node ports follow them so that a
-        // single-stack Service does not appear on the node's addresses of the other family.
-        let families: BTreeSet<Family> = if cluster_ips.is_empty() {
+        Some(ServiceAddresses {
+            cluster_ips,
+            external_ips,
+            load_balancer_ips,
+            families: BTreeSet::new(),
+        })
+    }
+
+    /// Keeps the external and load-balancer IPs to the Service's families. A Service serves the
+    /// families of its cluster IPs; node ports follow them so that a single-stack Service does
+    /// not appear on the node's addresses of the other family. As kube-proxy: an external or
+    /// load-balancer IP of a family the Service does not have gets no virtual server (it would
+    /// have no endpoints) and no bound address.
+    fn keep_families(&mut self, full: &str, warnings: &mut Notes) {
+        self.families = if self.cluster_ips.is_empty() {
             [Family::Inet, Family::Inet6].into()
         } else {
-            cluster_ips.iter().map(Family::of).collect()
+            self.cluster_ips.iter().map(Family::of).collect()
         };
-        // As kube-proxy: an external or load-balancer IP of a family the Service does not have
-        // gets no virtual server (it would have no endpoints) and no bound address.
+        let families = &self.families;
         for (field, ips) in [
-            ("spec.externalIPs", &mut external_ips),
-            ("status.loadBalancer.ingress", &mut lb_ips),
+            ("spec.externalIPs", &mut self.external_ips),
+            ("status.loadBalancer.ingress", &mut self.load_balancer_ips),
         ] {
             ips.retain(|ip| {
                 let keep = families.contains(&Family::of(ip));
                 if !keep {
-                    out.warnings.push(format!(
+                    warnings.push(format!(
                         "Service {full}: {field} {ip} is not of the Service's IP families, ignored"
                     ));
                 }
                 keep
             });
         }
+    }
+}
 
-        let settings = Self::settings(service, &full, config, &mut out.warnings);
-        let rules = ServiceRules {
-            slices: slices.slices_of(&namespace, &name),
-            namespace,
-            name,
-            settings,
-            external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
-            internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
-            node_name: &config.node_name,
-        };
-
-        for ip in cluster_ips
-            .iter()
-            .chain(external_ips.iter())
-            .chain(lb_ips.iter())
-        {
-            if !nodes.contains(ip) {
-                out.bound_addresses.insert(*ip);
-            }
-        }
-
-        let mut local_endpoints: BTreeSet<IpAddr> = BTreeSet::new();
-        for (i, port) in spec.ports.iter().flatten().enumerate() {
-            let Some((protocol, number)) = Self::port(port, i, &full, &mut out.warnings) else {
-                continue;
-            };
-            let origin = ServiceRef {
-                namespace: rules.namespace.clone(),
-                name: rules.name.clone(),
-                port_name: port.name.clone().unwrap_or_default(),
-            };
-            let mut targets: Vec<(IpAddr, u16, AddressKind)> = Vec::new();
-            targets.extend(
-                cluster_ips
-                    .iter()
-                    .map(|ip| (*ip, number, AddressKind::ClusterIp)),
-            );
-            if is_node_port_type {
-                match port.node_port {
-                    None | Some(0) => {
-                        if spec.type_.as_deref() == Some("NodePort") {
-                            out.warnings
-                                .push(format!("Service {full}: spec.ports[{i}] has no nodePort"));
-                        }
-                    }
-                    Some(np) => match u16::try_from(np) {
-                        Ok(np) => targets.extend(
-                            node_port_addresses
-                                .iter()
-                                .filter(|a| families.contains(&Family::of(a)))
-                                .map(|a| (*a, np, AddressKind::NodePort)),
-                        ),
-                        Err(_) => out.warnings.push(format!(
-                            "Service {full}: spec.ports[{i}].nodePort {np} out of range"
-                        )),
-                    },
-                }
-            }
-            targets.extend(
-                external_ips
-                    .iter()
-                    .map(|ip| (*ip, number, AddressKind::ExternalIp)),
-            );
-            targets.extend(
-                lb_ips
-                    .iter()
-                    .map(|ip| (*ip, number, AddressKind::LoadBalancer)),
-            );
-            for (address, vport, kind) in targets {
-                let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
-                local_endpoints.extend(vs.local_destinations.iter().map(|(a, _)| *a));
-                if kind == AddressKind::LoadBalancer {
-                    vs.source_ranges = source_ranges.clone();
-                }
-                if matches!(kind, AddressKind::ExternalIp | AddressKind::LoadBalancer) {
-                    vs.cluster_ip = cluster_ips
-                        .iter()
-                        .find(|ip| Family::of(ip) == Family::of(&address))
-                        .map(|ip| (*ip, number));
-                }
-                match out.virtual_servers.get(&vs.service.key) {
-                    Some(existing) => out.warnings.push(format!(
-                        "Service {full}: {kind} {} is already used by {} ({}), skipped",
-                        vs.service.key, existing.origin, existing.kind
-                    )),
-                    None => {
-                        out.virtual_servers.insert(vs.service.key, vs);
-                    }
-                }
-            }
-        }
-        if spec.type_.as_deref() == Some("LoadBalancer") && rules.external_local {
-            Self::health_check(spec, &full, &rules, local_endpoints.len(), out);
+/// The spec of a Service this proxy programs, or `None` (with a warning when the Service is
+/// broken rather than simply not ours: another proxy's, headless, ExternalName).
+fn programmed_spec<'a>(
+    service: &'a Service,
+    full: &str,
+    config: &ModelConfig,
+    warnings: &mut Notes,
+) -> Option<&'a ServiceSpec> {
+    if service.metadata.name.is_none() {
+        warnings.push(format!("Service {full}: no metadata.name, ignored"));
+        return None;
+    }
+    let Some(spec) = service.spec.as_ref() else {
+        warnings.push(format!("Service {full}: no spec, ignored"));
+        return None;
+    };
+    let labels = service.metadata.labels.as_ref();
+    if let Some(owner) = labels.and_then(|l| l.get(SERVICE_PROXY_NAME_LABEL)) {
+        if config.service_proxy_name.as_deref() != Some(owner.as_str()) {
+            return None;
         }
     }
+    if labels.is_some_and(|l| l.contains_key(HEADLESS_LABEL)) {
+        return None;
+    }
+    match spec.type_.as_deref().unwrap_or("ClusterIP") {
+        "ClusterIP" | "NodePort" | "LoadBalancer" => Some(spec),
+        "ExternalName" => None,
+        other => {
+            warnings.push(format!(
+                "Service {full}: spec.type {} is not ClusterIP, NodePort, LoadBalancer or ExternalName, ignored", shown(other)
+            ));
+            None
+        }
+    }
+}
 
-    /// Records the Service's health-check node port, if it has a usable one.
+/// What `service` contributes, given its parsed `slices`, the node's addresses, those of them
+/// NodePorts listen on, and the flags.
+pub(crate) fn service_output(
+    service: &Service,
+    slices: &[&ParsedSlice],
+    nodes: &NodeAddresses,
+    node_port_addresses: &[IpAddr],
+    config: &ModelConfig,
+) -> ServiceOutput {
+    let full = object_name(&service.metadata);
+    let mut out = ServiceOutput::default();
+    let warnings = &mut out.notes;
+    let Some(spec) = programmed_spec(service, &full, config, warnings) else {
+        out.full = full;
+        return out;
+    };
+    let Some(mut addresses) = ServiceAddresses::parse(service, spec, &full, warnings) else {
+        out.full = full;
+        return out;
+    };
+    let source_ranges = ServiceRules::source_ranges(spec, &full, warnings);
+    addresses.keep_families(&full, warnings);
+    let settings = ServiceRules::settings(service, &full, config, warnings);
+    let key = ObjectKey::of(&service.metadata);
+    let rules = ServiceRules {
+        slices,
+        namespace: key.namespace,
+        name: key.name,
+        settings,
+        external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        node_name: &config.node_name,
+    };
+
+    for ip in addresses.all() {
+        out.addresses.insert(*ip);
+        if !nodes.contains(ip) {
+            out.bound_addresses.insert(*ip);
+        }
+    }
+    out.node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+
+    let mut local_endpoints: BTreeSet<IpAddr> = BTreeSet::new();
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        let Some((protocol, number)) = ServiceRules::port(port, i, &full, &mut out.notes) else {
+            continue;
+        };
+        let origin = ServiceRef {
+            namespace: rules.namespace.clone(),
+            name: rules.name.clone(),
+            port_name: port.name.clone().unwrap_or_default(),
+        };
+        let targets = rules.targets(
+            spec,
+            port,
+            i,
+            number,
+            &addresses,
+            node_port_addresses,
+            &full,
+            &mut out.notes,
+        );
+        for (address, vport, kind) in targets {
+            let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+            local_endpoints.extend(vs.local_destinations.iter().map(|(a, _)| *a));
+            if kind == AddressKind::LoadBalancer {
+                vs.source_ranges = source_ranges.clone();
+            }
+            if matches!(kind, AddressKind::ExternalIp | AddressKind::LoadBalancer) {
+                vs.cluster_ip = addresses
+                    .cluster_ips
+                    .iter()
+                    .find(|ip| Family::of(ip) == Family::of(&address))
+                    .map(|ip| (*ip, number));
+            }
+            out.notes
+                .0
+                .push(Note::VirtualServer(out.virtual_servers.len()));
+            out.virtual_servers.push(Arc::new(vs));
+        }
+    }
+    if spec.type_.as_deref() == Some("LoadBalancer") && rules.external_local {
+        out.health_check =
+            ServiceRules::health_check(spec, &full, &rules, local_endpoints.len(), &mut out.notes);
+        if out.health_check.is_some() {
+            out.notes.0.push(Note::HealthCheck);
+        }
+    }
+    out.full = full;
+    out
+}
+
+/// The rules of one Service, built up port by port.
+struct ServiceRules<'a> {
+    namespace: String,
+    name: String,
+    slices: &'a [&'a ParsedSlice],
+    settings: ServiceSettings,
+    external_local: bool,
+    internal_local: bool,
+    node_name: &'a str,
+}
+
+impl ServiceRules<'_> {
+    /// Where one Service port listens: its cluster IPs, its node port on the node's addresses
+    /// of the Service's families, its external and load-balancer IPs.
+    #[allow(clippy::too_many_arguments)]
+    fn targets(
+        &self,
+        spec: &ServiceSpec,
+        port: &ServicePort,
+        index: usize,
+        number: u16,
+        addresses: &ServiceAddresses,
+        node_port_addresses: &[IpAddr],
+        full: &str,
+        warnings: &mut Notes,
+    ) -> Vec<(IpAddr, u16, AddressKind)> {
+        let mut targets: Vec<(IpAddr, u16, AddressKind)> = Vec::new();
+        targets.extend(
+            addresses
+                .cluster_ips
+                .iter()
+                .map(|ip| (*ip, number, AddressKind::ClusterIp)),
+        );
+        if matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")) {
+            match port.node_port {
+                None | Some(0) => {
+                    if spec.type_.as_deref() == Some("NodePort") {
+                        warnings.push(format!(
+                            "Service {full}: spec.ports[{index}] has no nodePort"
+                        ));
+                    }
+                }
+                Some(np) => match u16::try_from(np) {
+                    Ok(np) => targets.extend(
+                        node_port_addresses
+                            .iter()
+                            .filter(|a| addresses.families.contains(&Family::of(a)))
+                            .map(|a| (*a, np, AddressKind::NodePort)),
+                    ),
+                    Err(_) => warnings.push(format!(
+                        "Service {full}: spec.ports[{index}].nodePort {np} out of range"
+                    )),
+                },
+            }
+        }
+        targets.extend(
+            addresses
+                .external_ips
+                .iter()
+                .map(|ip| (*ip, number, AddressKind::ExternalIp)),
+        );
+        targets.extend(
+            addresses
+                .load_balancer_ips
+                .iter()
+                .map(|ip| (*ip, number, AddressKind::LoadBalancer)),
+        );
+        targets
+    }
+
+    /// The Service's health-check node port, if it has a usable one.
     fn health_check(
-        spec: &k8s_openapi::api::core::v1::ServiceSpec,
+        spec: &ServiceSpec,
         full: &str,
         rules: &ServiceRules<'_>,
         local_endpoints: usize,
-        out: &mut Desired,
-    ) {
-        let Some(number) = spec.health_check_node_port.filter(|p| *p != 0) else {
-            return;
-        };
+        warnings: &mut Notes,
+    ) -> Option<(u16, HealthCheck)> {
+        let number = spec.health_check_node_port.filter(|p| *p != 0)?;
         let Ok(port) = u16::try_from(number) else {
-            out.warnings.push(format!(
+            warnings.push(format!(
                 "Service {full}: spec.healthCheckNodePort {number} out of range"
             ));
-            return;
+            return None;
         };
-        if let Some(other) = out.health_checks.get(&port) {
-            out.warnings.push(format!(
-                "Service {full}: spec.healthCheckNodePort {port} is already used by {}/{}, skipped",
-                other.namespace, other.name
-            ));
-            return;
-        }
-        out.health_checks.insert(
+        Some((
             port,
             HealthCheck {
                 namespace: rules.namespace.clone(),
                 name: rules.name.clone(),
                 local_endpoints,
             },
-        );
+        ))
     }
-
     /// `spec.loadBalancerSourceRanges` of a LoadBalancer Service: `None` when it has none. A
     /// range that does not parse is left out with a warning; when none parses the Service's
     /// load-balancer IPs admit no outside client at all, rather than every one.
     fn source_ranges(
-        spec: &k8s_openapi::api::core::v1::ServiceSpec,
+        spec: &ServiceSpec,
         full: &str,
-        warnings: &mut Vec<String>,
+        warnings: &mut Notes,
     ) -> Option<Vec<ipnet::IpNet>> {
         if spec.type_.as_deref() != Some("LoadBalancer") {
             return None;
@@ -723,7 +900,7 @@ impl<'a> ServiceRules<'a> {
         service: &Service,
         full: &str,
         config: &ModelConfig,
-        warnings: &mut Vec<String>,
+        warnings: &mut Notes,
     ) -> ServiceSettings {
         let annotations = service.metadata.annotations.as_ref();
         let mut scheduler = config.scheduler.clone();
@@ -787,7 +964,7 @@ impl<'a> ServiceRules<'a> {
         port: &ServicePort,
         index: usize,
         full: &str,
-        warnings: &mut Vec<String>,
+        warnings: &mut Notes,
     ) -> Option<(Protocol, u16)> {
         let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
             "TCP" => Protocol::Tcp,
