@@ -3,8 +3,10 @@
 //! The cases are those of `tests/kube_source.rs` (a stand-in API server) that a real server can
 //! show: the initial list, watches of changes and deletions, the label selectors (headless,
 //! service-proxy-name, an object leaving and entering a selection), and the API server
-//! restarted while the source runs. The stand-in keeps the cases a real server cannot be made to
-//! show on demand (held lists, forced 410 Gone, forced bookmarks).
+//! restarted while the source runs, and a watch that expired (410 Gone: the source was cut off
+//! while objects changed and the API server restarted, so its watch cache starts after the
+//! source's resourceVersion). The stand-in keeps the cases a real server cannot be made to show
+//! on demand (held lists, forced bookmarks).
 //!
 //! Environment: `IPVSD_TEST_KUBECONFIG` (a kubeconfig with rights on Services, EndpointSlices
 //! and Namespaces) and `IPVSD_TEST_API_SERVER_CTL` (a command taking `stop` or `start` that stops
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ipvsd::source::kube::KubeSource;
-use ipvsd::source::{Snapshot, Source};
+use ipvsd::source::{Changes, Snapshot, Source};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -440,4 +442,156 @@ async fn keeps_the_store_while_the_api_server_restarts_and_follows_again() {
         &expect(&[format!("web={}", ip(10))], &["web-abc=10.1.0.1,10.1.0.3"]),
     )
     .await;
+}
+
+/// A TCP forwarder in front of the API server that the test can cut: while cut it closes every
+/// connection, open or new, so the source under test loses its watches while the test's own
+/// client keeps working.
+struct Forwarder {
+    port: u16,
+    cut: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start(target: std::net::SocketAddr) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the forwarder");
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cut_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = cut_rx.clone();
+                if *cut.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Forwarder { port, cut, task }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A client of the API server through `forwarder`.
+async fn client_through(forwarder: &Forwarder) -> (Client, std::net::SocketAddr) {
+    let path = std::env::var("IPVSD_TEST_KUBECONFIG").expect("IPVSD_TEST_KUBECONFIG");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("reading the kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("a client config from the kubeconfig");
+    let target = api_server_address(&config);
+    config.cluster_url = format!("https://127.0.0.1:{}", forwarder.port)
+        .parse()
+        .unwrap();
+    (Client::try_from(config).expect("a client"), target)
+}
+
+fn api_server_address(config: &kube::Config) -> std::net::SocketAddr {
+    let authority = config
+        .cluster_url
+        .authority()
+        .expect("server with host and port");
+    format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(443)
+    )
+    .parse()
+    .expect("the kubeconfig's server is an IP address and port")
+}
+
+#[tokio::test]
+#[ignore = "needs a real API server: run testbed/api-server-tests"]
+async fn an_expired_watch_410_relists_and_loses_nothing() {
+    let client = client().await;
+    let (ns, n) = namespace(&client, "expiry").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let ip = |x: u32| format!("10.96.{n}.{x}");
+    apply(&services, &service("web", &ip(10), &[])).await;
+    apply(&services, &service("gone", &ip(12), &[])).await;
+    apply(&slices, &slice("web-abc", "web", &["10.1.0.1"], &[])).await;
+
+    // The source reaches the API server through a forwarder the test can cut.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(std::env::var("IPVSD_TEST_KUBECONFIG").unwrap())
+            .unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let forwarder = Forwarder::start(api_server_address(&config)).await;
+    let (through, _) = client_through(&forwarder).await;
+    let source = KubeSource::spawn(through, None, watch::channel(0).0);
+    converges(
+        &source,
+        &ns,
+        &expect(
+            &[format!("gone={}", ip(12)), format!("web={}", ip(10))],
+            &["web-abc=10.1.0.1"],
+        ),
+    )
+    .await;
+    assert!(
+        matches!(source.take_changes(false), Some(Changes::Full(_))),
+        "the first changes are not the full content"
+    );
+
+    // Cut off, the source misses changes; the API server restarts, so its watch cache begins
+    // after them and the source's resourceVersion is too old to resume from: 410 Gone.
+    forwarder.set_cut(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    apply(
+        &slices,
+        &slice("web-abc", "web", &["10.1.0.1", "10.1.0.2"], &[]),
+    )
+    .await;
+    apply(&services, &service("late", &ip(11), &[])).await;
+    delete(&services, "gone").await;
+    api_server_ctl("stop");
+    api_server_ctl("start");
+    forwarder.set_cut(false);
+
+    // The source lists again and hands out everything, with what it missed, and nothing deleted
+    // meanwhile survives.
+    let expected = expect(
+        &[format!("late={}", ip(11)), format!("web={}", ip(10))],
+        &["web-abc=10.1.0.1,10.1.0.2"],
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut relisted = false;
+    loop {
+        relisted |= matches!(source.take_changes(false), Some(Changes::Full(_)));
+        let current = source.snapshot().map(|s| seen(&s, &ns));
+        if relisted && current.as_ref() == Some(&expected) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no relist with the missed changes: relisted {relisted}, last {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
