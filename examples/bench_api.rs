@@ -365,6 +365,25 @@ async fn poll_main() -> Result<()> {
     Ok(())
 }
 
+/// What a poll request waits for.
+enum Wanted {
+    /// Exactly this many real servers.
+    Count(usize),
+    /// This real server.
+    Has(IpAddr, u16),
+}
+
+impl Wanted {
+    fn holds(&self, destinations: &[ipvs::Destination]) -> bool {
+        match self {
+            Wanted::Count(n) => destinations.len() == *n,
+            Wanted::Has(address, port) => destinations
+                .iter()
+                .any(|d| d.address == *address && d.port == *port),
+        }
+    }
+}
+
 async fn poll_one(client: &ipvs::Client, words: &[&str]) -> Result<()> {
     ensure!(words.len() >= 4, "bad request {words:?}");
     let key = ipvs::ServiceKey::Addr {
@@ -373,22 +392,15 @@ async fn poll_one(client: &ipvs::Client, words: &[&str]) -> Result<()> {
         port: words[1].parse()?,
     };
     let limit = Duration::from_millis(words[words.len() - 1].parse()?);
-    let wanted: Box<dyn Fn(&[ipvs::Destination]) -> bool> = match words[2].strip_prefix('+') {
-        Some(address) => {
-            let address: IpAddr = address.parse()?;
-            let port: u16 = words[3].parse()?;
-            Box::new(move |d| d.iter().any(|d| d.address == address && d.port == port))
-        }
-        None => {
-            let count: usize = words[2].parse()?;
-            Box::new(move |d| d.len() == count)
-        }
+    let wanted = match words[2].strip_prefix('+') {
+        Some(address) => Wanted::Has(address.parse()?, words[3].parse()?),
+        None => Wanted::Count(words[2].parse()?),
     };
     let start = Instant::now();
     loop {
         // A virtual server not there yet is an error answer; keep polling.
         if let Ok(destinations) = client.destinations(&key).await {
-            if wanted(&destinations) {
+            if wanted.holds(&destinations) {
                 return Ok(());
             }
         }

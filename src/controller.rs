@@ -89,6 +89,8 @@ pub struct SyncReport {
     pub operations: usize,
     /// Operations that failed.
     pub failed: usize,
+    /// Nothing was done: the source has not seen everything once yet.
+    pub waiting: bool,
 }
 
 /// Inputs that change while the controller runs.
@@ -266,6 +268,11 @@ impl<D: Dataplane> Controller<D> {
                     }
                     last_sync = Some(now);
                     match self.sync(full).await {
+                        // The source is not complete yet: the first sync (a full one)
+                        // waits for it, and its next change wakes the loop.
+                        Ok(report) if report.waiting => {
+                            dirty = false;
+                        }
                         Ok(report) if report.failed == 0 => {
                             failures = 0;
                             dirty = false;
@@ -307,10 +314,16 @@ impl<D: Dataplane> Controller<D> {
         let started = std::time::Instant::now();
         let Some(update) = self.update_model().await? else {
             debug!("source not complete yet; the kernel is left as it is");
-            return Ok(SyncReport::default());
+            return Ok(SyncReport {
+                waiting: true,
+                ..SyncReport::default()
+            });
         };
+        let model_time = started.elapsed();
         let model = self.model.take().expect("updated above");
-        let result = self.sync_to(&model, update, full, started).await;
+        let result = self
+            .sync_to(&model, update, full, started, model_time)
+            .await;
         self.model = Some(model);
         result
     }
@@ -323,8 +336,10 @@ impl<D: Dataplane> Controller<D> {
         update: ModelUpdate,
         full: bool,
         started: std::time::Instant,
+        model_time: std::time::Duration,
     ) -> Result<SyncReport, ControllerError> {
         let desired = model.desired();
+        let phase = std::time::Instant::now();
         let read_now = full || self.actual.is_none();
         if !self.owned_loaded {
             // What an earlier run programmed stays ipvsd's across a restart (see
@@ -350,6 +365,8 @@ impl<D: Dataplane> Controller<D> {
                 undecodable: contents.undecodable,
             });
         }
+        let read_time = phase.elapsed();
+        let phase = std::time::Instant::now();
         if self.ownership.node_addresses != *model.nodes() {
             self.ownership.node_addresses = model.nodes().clone();
         }
@@ -392,11 +409,16 @@ impl<D: Dataplane> Controller<D> {
             self.ownership.managed.extend(created);
             self.dataplane.save_owned(&self.ownership.managed).await;
         }
+        let plan_time = phase.elapsed();
         // Masquerading first: a new virtual server's first packets must already be marked.
+        let phase = std::time::Instant::now();
         let netfilter_failed = self
             .sync_netfilter(desired, full, update.rebuilt, &update.touched)
             .await;
+        let netfilter_time = phase.elapsed();
+        let phase = std::time::Instant::now();
         let failed = self.apply(desired, &ops).await + netfilter_failed;
+        let apply_time = phase.elapsed();
         self.clean_udp_conntrack(desired, &ops).await;
         self.track_terminating(desired, scope.as_ref().map(|(keys, _)| keys), now);
         if scope.is_none() || update.touched.health_checks {
@@ -436,6 +458,7 @@ impl<D: Dataplane> Controller<D> {
         let report = SyncReport {
             operations: ops.len(),
             failed,
+            waiting: false,
         };
         let elapsed = started.elapsed();
         self.metrics.observe_sync(elapsed);
@@ -462,6 +485,11 @@ impl<D: Dataplane> Controller<D> {
                 full,
                 virtual_servers = desired.virtual_servers.len(),
                 elapsed_ms = elapsed.as_millis() as u64,
+                model_ms = model_time.as_millis() as u64,
+                read_ms = read_time.as_millis() as u64,
+                plan_ms = plan_time.as_millis() as u64,
+                netfilter_ms = netfilter_time.as_millis() as u64,
+                apply_ms = apply_time.as_millis() as u64,
                 "synced"
             );
         }

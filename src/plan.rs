@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use ipvs::{Destination, Protocol, Service, ServiceFlags, ServiceKey};
+use ipvs::{Destination, Protocol, Service, ServiceKey};
 
 use crate::model::Desired;
 use crate::node_addresses::NodeAddresses;
@@ -203,26 +203,6 @@ impl fmt::Display for Operation {
     }
 }
 
-/// Whether the kernel's service already has the settings `desired` asks for. HASHED is the
-/// kernel's own bookkeeping and counters are not settings.
-fn same_settings(actual: &Service, desired: &Service) -> bool {
-    actual.scheduler == desired.scheduler
-        && actual.flags.difference(ServiceFlags::HASHED)
-            == desired.flags.difference(ServiceFlags::HASHED)
-        && actual.timeout == desired.timeout
-        && actual.netmask == desired.netmask
-        && actual.persistence_engine == desired.persistence_engine
-}
-
-/// Whether the kernel's destination already has the settings `desired` asks for (the forwarding
-/// method carries a tunnel's settings).
-fn same_destination(actual: &Destination, desired: &Destination) -> bool {
-    actual.weight == desired.weight
-        && actual.forwarding == desired.forwarding
-        && actual.upper_threshold == desired.upper_threshold
-        && actual.lower_threshold == desired.lower_threshold
-}
-
 /// The operations that make `actual` into `desired`, touching only what `ownership` says is
 /// ipvsd's. Their order is one the kernel accepts: addresses before the services on them,
 /// services before their destinations, and removals last so traffic moves to the new rules
@@ -360,7 +340,7 @@ impl<'a> Planner<'a> {
             );
             return;
         };
-        if !same_settings(&current.service, &vs.service) {
+        if !current.service.settings_eq(&vs.service) {
             self.service_changes
                 .push(Operation::UpdateService(vs.service.clone()));
         }
@@ -377,7 +357,7 @@ impl<'a> Planner<'a> {
                 None => self
                     .destination_changes
                     .push(Operation::AddDestination(*key, want.clone())),
-                Some(have) if !same_destination(have, want) => self
+                Some(have) if !have.settings_eq(want) => self
                     .destination_changes
                     .push(Operation::UpdateDestination(*key, want.clone())),
                 Some(_) => {}
@@ -512,6 +492,7 @@ pub fn draining_destinations_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipvs::ServiceFlags;
     use std::net::Ipv4Addr;
 
     fn tcp(address: &str, port: u16) -> ServiceKey {
