@@ -80,6 +80,44 @@ struct Intended {
     /// Regular-expression-free patterns: a difference line is explained when it contains every
     /// string of one of these lists. Lines are `kube-proxy: LINE` or `ipvsd: LINE`.
     matches: Vec<Vec<String>>,
+    /// A condition on ipvsd's table that must hold as well (see [`Condition`]).
+    #[serde(default)]
+    only_where: Option<Condition>,
+}
+
+/// What must hold in ipvsd's table for a difference to count as intended, so that an entry
+/// explains the case it was written for and no other.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+enum Condition {
+    /// The line is a real server (`-a`) of a virtual server that ipvsd has too, without any
+    /// real server: the Service's policy leaves this node none, it is not a real server lost.
+    IpvsdVirtualServerEmpty,
+}
+
+impl Condition {
+    fn holds(self, line: &str, ipvsd: &View) -> bool {
+        match self {
+            Condition::IpvsdVirtualServerEmpty => {
+                let Some(rule) = line.split_once(": ").map(|(_, rule)| rule) else {
+                    return false;
+                };
+                let Some(rest) = rule.strip_prefix("-a ") else {
+                    return false;
+                };
+                // "-t ADDR:PORT" (or "-f MARK"): the virtual server's two words.
+                let virtual_server: Vec<&str> = rest.split_whitespace().take(2).collect();
+                if virtual_server.len() < 2 {
+                    return false;
+                }
+                let virtual_server = virtual_server.join(" ");
+                let service = format!("-A {virtual_server} ");
+                let destination = format!("-a {virtual_server} ");
+                ipvsd.lines.iter().any(|l| l.starts_with(&service))
+                    && !ipvsd.lines.iter().any(|l| l.starts_with(&destination))
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -161,7 +199,7 @@ fn settle(
         let stable = stable_since.elapsed();
         let all_intended = differences(&last.0, &last.1)
             .iter()
-            .all(|line| explained(line, intended).is_some());
+            .all(|line| explained(line, intended, &last.1).is_some());
         if (all_intended && stable >= Duration::from_secs(2))
             || stable >= Duration::from_secs(30)
             || start.elapsed() > limit
@@ -183,13 +221,14 @@ fn differences(reference: &View, ipvsd: &View) -> Vec<String> {
     lines
 }
 
-fn explained(line: &str, intended: &[Intended]) -> Option<String> {
+fn explained(line: &str, intended: &[Intended], ipvsd: &View) -> Option<String> {
     intended
         .iter()
         .find(|d| {
             d.matches
                 .iter()
                 .any(|all| all.iter().all(|s| line.contains(s.as_str())))
+                && d.only_where.is_none_or(|c| c.holds(line, ipvsd))
         })
         .map(|d| d.id.clone())
 }
@@ -694,7 +733,7 @@ async fn main() -> Result<()> {
         let mut bad = 0;
         let mut report = Vec::new();
         for line in &lines {
-            match explained(line, &intended.differences) {
+            match explained(line, &intended.differences, &ipvsd) {
                 Some(id) => report.push(format!("    {line}   [intended: {id}]")),
                 None => {
                     bad += 1;
