@@ -293,8 +293,9 @@ stage_initramfs() {
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v kmod)" /sbin/modprobe
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v ipvsadm)" /sbin/ipvsadm
     install_host_program "$root" "$(PATH=$PATH:/sbin:/usr/sbin command -v nft)" /usr/sbin/nft
-    # setpriv runs ipvsd with only CAP_NET_ADMIN in the privileges test.
-    install_host_program "$root" "$(command -v setpriv)" /usr/bin/setpriv
+    # setpriv (util-linux's, over busybox's applet, which lacks --bounding-set) runs ipvsd
+    # with only CAP_NET_ADMIN in the privileges test.
+    install_host_program "$root" "$(command -v setpriv)" /bin/setpriv
     if [ "${TESTBED_KUBE_PROXY:-0}" = 1 ]; then
         # kube-proxy runs iptables, ip6tables (their -save and -restore) and ipset.
         install_host_program "$root" /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-legacy-multi

@@ -11,6 +11,7 @@ mod list;
 mod matrix;
 mod nftables;
 mod pods;
+mod privileges;
 mod robust;
 mod rtnl;
 mod testbed;
