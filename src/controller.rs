@@ -278,7 +278,10 @@ impl<D: Dataplane> Controller<D> {
                             dirty = false;
                             if full {
                                 full = false;
-                                next_full = now + self.config.sync_period;
+                                // Counted from the end of the repair: on a large table a repair
+                                // can take a good part of the period, and repairs back to back
+                                // would leave changes waiting for one after another.
+                                next_full = Instant::now() + self.config.sync_period;
                             }
                         }
                         Ok(_) => {
@@ -287,7 +290,7 @@ impl<D: Dataplane> Controller<D> {
                             failures += 1;
                             dirty = false;
                             full = true;
-                            next_full = now + retry_delay(failures);
+                            next_full = Instant::now() + retry_delay(failures);
                         }
                         Err(e) => {
                             failures += 1;
@@ -296,7 +299,7 @@ impl<D: Dataplane> Controller<D> {
                             error!(error = %e, "sync failed");
                             dirty = false;
                             full = true;
-                            next_full = now + retry_delay(failures);
+                            next_full = Instant::now() + retry_delay(failures);
                         }
                     }
                 }
