@@ -15,18 +15,8 @@ use crate::pods::{
 /// The node address the demo manifests are written for.
 const NODE: &str = "192.168.50.10";
 
-/// The ipvsd binary: `$IPVSD_BIN` (the test bed), else the one built beside this test.
-pub(crate) fn ipvsd_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("IPVSD_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("ipvsd"))
-        .filter(|p| p.exists())
-        .expect("IPVSD_BIN is not set and no ipvsd is built beside the test binary")
-}
+/// The ipvsd binary (one definition, shared with the cluster test bed).
+pub(crate) use crate::cluster::ipvsd_bin;
 
 /// The repository's examples/ directory (`$IPVSD_EXAMPLES` in the test bed).
 pub(crate) fn examples() -> PathBuf {
