@@ -244,22 +244,9 @@ pub async fn cleanup(args: CleanupArgs) -> Result<()> {
     // The virtual servers a run recorded as its own (a load-balancer IP that is also a node
     // address, say) go too; the record is only believed for the dummy interface it names.
     let record = crate::dataplane::owned::default_path(&args.dummy_interface);
-    let managed = match (&dummy, tokio::fs::read_to_string(&record).await) {
-        (Some(dummy), Ok(text)) => match dummy.hardware_address().await {
-            Ok(Some(address)) => {
-                crate::dataplane::owned::parse(&text, &crate::dataplane::owned::anchor_of(&address))
-            }
-            Ok(None) => Default::default(),
-            Err(e) => {
-                warn!(error = %e, "reading the dummy interface's hardware address; recorded virtual servers are not deleted");
-                Default::default()
-            }
-        },
-        (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            warn!(path = %record.display(), error = %e, "reading the record of ipvsd's virtual servers");
-            Default::default()
-        }
-        _ => Default::default(),
+    let managed = match &dummy {
+        Some(dummy) => crate::dataplane::owned::load(&record, dummy).await,
+        None => Default::default(),
     };
     let ownership = Ownership {
         node_addresses: node_addresses(&args.dummy_interface).await?,

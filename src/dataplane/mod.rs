@@ -135,20 +135,6 @@ pub struct Kernel {
     pub owned_record: Option<std::path::PathBuf>,
 }
 
-impl Kernel {
-    /// The dummy interface's hardware address as the record's anchor.
-    async fn owned_anchor(&self) -> Option<String> {
-        match self.dummy.hardware_address().await {
-            Ok(Some(address)) => Some(owned::anchor_of(&address)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the dummy interface's hardware address");
-                None
-            }
-        }
-    }
-}
-
 impl Dataplane for Kernel {
     async fn read_services(&self) -> Result<IpvsContents, ::ipvs::Error> {
         self.ipvs.read().await
@@ -215,28 +201,17 @@ impl Dataplane for Kernel {
     }
 
     async fn load_owned(&self) -> BTreeSet<::ipvs::ServiceKey> {
-        let Some(path) = &self.owned_record else {
-            return BTreeSet::new();
-        };
-        let text = match tokio::fs::read_to_string(path).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "reading the record of ipvsd's virtual servers");
-                return BTreeSet::new();
-            }
-        };
-        let Some(anchor) = self.owned_anchor().await else {
-            return BTreeSet::new();
-        };
-        owned::parse(&text, &anchor)
+        match &self.owned_record {
+            Some(path) => owned::load(path, &self.dummy).await,
+            None => BTreeSet::new(),
+        }
     }
 
     async fn save_owned(&self, keys: &BTreeSet<::ipvs::ServiceKey>) {
         let Some(path) = &self.owned_record else {
             return;
         };
-        let Some(anchor) = self.owned_anchor().await else {
+        let Some(anchor) = owned::anchor(&self.dummy).await else {
             return;
         };
         let text = owned::render(&anchor, keys);

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use ipvs::{Protocol, ServiceKey};
 
+use super::link::DummyLink;
+
 /// Where the record lives: `/run/ipvsd/owned-<dummy interface>`.
 pub fn default_path(dummy_interface: &str) -> PathBuf {
     Path::new("/run/ipvsd").join(format!("owned-{dummy_interface}"))
@@ -66,6 +68,36 @@ pub fn parse(text: &str, anchor: &str) -> BTreeSet<ServiceKey> {
             })
         })
         .collect()
+}
+
+/// The dummy interface's hardware address as a record's anchor; `None` (with a warning) when it
+/// cannot be read.
+pub async fn anchor(dummy: &DummyLink) -> Option<String> {
+    match dummy.hardware_address().await {
+        Ok(Some(address)) => Some(anchor_of(&address)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the dummy interface's hardware address");
+            None
+        }
+    }
+}
+
+/// The keys recorded in the file at `path` for `dummy`: none when there is no record, when it
+/// cannot be read (with a warning) or when it was written for another interface.
+pub async fn load(path: &Path, dummy: &DummyLink) -> BTreeSet<ServiceKey> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "reading the record of ipvsd's virtual servers");
+            return BTreeSet::new();
+        }
+    };
+    match anchor(dummy).await {
+        Some(anchor) => parse(&text, &anchor),
+        None => BTreeSet::new(),
+    }
 }
 
 /// Hex of a hardware address, `aa:bb:...`.
