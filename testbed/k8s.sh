@@ -212,10 +212,10 @@ start_api_server() {
     die "kube-apiserver not ready after 120 s (log: $dir/kube-apiserver.log)"
 }
 
-# Stops kube-apiserver (SIGTERM, then SIGKILL after 10 s).
-stop_api_server() {
-    local dir=$1 pid
-    pid=$(cat "$dir/kube-apiserver.pid" 2>/dev/null) || return 0
+# Stops the process whose pid is in file $1, if any: SIGTERM, then SIGKILL after 10 s.
+stop_pid_file() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
     kill "$pid" 2>/dev/null || return 0
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || return 0
@@ -224,17 +224,15 @@ stop_api_server() {
     kill -9 "$pid" 2>/dev/null || true
 }
 
+# Stops kube-apiserver.
+stop_api_server() {
+    stop_pid_file "$1/kube-apiserver.pid"
+}
+
 # Stops the control plane started in $1.
 stop_control_plane() {
-    local dir=$1 pid
-    stop_api_server "$dir"
-    pid=$(cat "$dir/etcd.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_api_server "$1"
+    stop_pid_file "$1/etcd.pid"
 }
 
 # Writes $1/api-server, a command taking `stop` or `start` that stops or starts the API server of
