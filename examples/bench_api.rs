@@ -523,9 +523,14 @@ impl Contender {
 /// Counts the virtual and real servers `ipvsadm -Sn` lists in `ns`.
 fn table_size(ns: &Namespace, ipvsadm: &str) -> Result<(usize, usize, String)> {
     let saved = run(ns.command(ipvsadm).arg("-Sn"))?;
-    let services = saved.lines().filter(|l| l.starts_with("-A")).count();
-    let destinations = saved.lines().filter(|l| l.starts_with("-a")).count();
+    let (services, destinations) = rule_counts(&saved);
     Ok((services, destinations, saved))
+}
+
+/// The virtual (`-A`) and real (`-a`) servers of `ipvsadm -Sn` text.
+fn rule_counts(saved: &str) -> (usize, usize) {
+    let count = |prefix: &str| saved.lines().filter(|l| l.starts_with(prefix)).count();
+    (count("-A"), count("-a"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -726,8 +731,7 @@ fn reference(args: &Args, saved: &Saved, index: u8) -> Result<(Duration, Duratio
     )?;
     let restore = run_with_input(ns.command(&args.ipvsadm).arg("-R"), &saved.rules)?;
     let (vs, rs, _) = table_size(&ns, &args.ipvsadm)?;
-    let wanted_vs = saved.rules.lines().filter(|l| l.starts_with("-A")).count();
-    let wanted_rs = saved.rules.lines().filter(|l| l.starts_with("-a")).count();
+    let (wanted_vs, wanted_rs) = rule_counts(&saved.rules);
     ensure!(
         vs == wanted_vs && rs == wanted_rs,
         "ipvsadm -R left {vs} virtual and {rs} real servers, not {wanted_vs} and {wanted_rs}"
