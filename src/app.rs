@@ -104,7 +104,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
             owned_record: Some(crate::dataplane::owned::default_path(
                 &args.model.dummy_interface,
             )),
-            dummy,
+            dummy: std::sync::Arc::new(dummy),
             netfilter: Netfilter {
                 nft,
                 config: MasqueradeConfig {

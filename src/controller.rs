@@ -6,13 +6,20 @@
 //! says which virtual servers and addresses that touched; those alone are diffed against a
 //! cached copy of the kernel's table, and only the resulting operations are sent. The cache is
 //! updated from the operations' results, so a change never costs a dump of the whole table, nor
-//! a look at the Services it did not concern. Every sync period the kernel is read again and
-//! everything planned against it, so a rule deleted by hand comes back; the model is rebuilt
-//! from everything on the first sync and when the source had to list everything again.
+//! a look at the Services it did not concern. The model is rebuilt from everything on the first
+//! sync and when the source had to list everything again.
 //!
 //! The masquerading rules beside IPVS (ipvsd's nftables table) follow the same way: a change
-//! sends only the set elements of the virtual servers and addresses it touched, and every full
-//! sync replaces the table in one transaction, which also repairs it.
+//! sends only the set elements of the virtual servers and addresses it touched; the first sync
+//! and a sync after a failure replace the table in one transaction.
+//!
+//! Every sync period the kernel is read again, so that a rule changed by hand is put back. At
+//! 10,000 Services that read takes tens of seconds in a slow VM, and replacing the nftables
+//! table seconds more, so the repair does not stop the syncs: its read runs beside them (see
+//! [`Dataplane::read_in_background`]), and what the syncs changed meanwhile is taken from the
+//! cache, which knows it better than a read that may have passed it before or after. What the
+//! read finds different from the cache is planned by the next sync like any change; the nftables
+//! table is replaced only when its listing differs from what it should hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -29,13 +36,13 @@ use tracing::{debug, error, info, warn};
 use crate::conntrack;
 use crate::dataplane::conntrack::ConntrackError;
 use crate::dataplane::link::LinkError;
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, KernelRead};
 use crate::health::Health;
 use crate::health_check::HealthCheckServers;
 use crate::metrics::{Metrics, ModelComputation};
 use crate::model::index::{ModelIndex, Touched};
 use crate::model::{self, Desired, ModelConfig};
-use crate::netfilter::{self, ElementIndex, Transaction};
+use crate::netfilter::{self, ElementIndex, SetContents, Transaction};
 use crate::node_addresses::NodeAddresses;
 use crate::plan::{self, Actual, ActualService, GracefulTermination, Operation, Ownership};
 use crate::source::{Changes, Source};
@@ -129,12 +136,67 @@ pub struct Controller<D> {
     /// The elements of ipvsd's nftables table as the last transaction left them; `None` until
     /// the table was written, or after a transaction failed (the next sync replaces it).
     netfilter: Option<ElementIndex>,
+    /// While ipvsd's table exists as ipvsd wrote it: what its counters had counted when last
+    /// read, already added to the metrics.
+    netfilter_counted: Option<BTreeMap<String, u64>>,
     /// The health-check node ports, when this controller serves them.
     health_checks: Option<HealthCheckServers>,
     /// The desired rules with what each Service contributes, kept up to date change by
     /// change; `None` until the source was complete, or when a change may have been lost
     /// (then the next sync rebuilds it from everything).
     model: Option<ModelIndex>,
+    /// While a repair's read runs: what the syncs changed since it began.
+    repair: Option<RepairWindow>,
+    /// What the last repair's read found different from the cache, for the next sync to plan.
+    drift: Drift,
+}
+
+/// What the syncs changed while a repair's read ran: the read may have seen these before or
+/// after the change, so the cache is believed for them.
+#[derive(Debug)]
+struct RepairWindow {
+    /// When the read began.
+    started: std::time::Instant,
+    virtual_servers: BTreeSet<ipvs::ServiceKey>,
+    addresses: BTreeSet<IpAddr>,
+    /// nftables elements added or deleted meanwhile.
+    elements: SetContents,
+    /// The nftables table was replaced meanwhile: its listing says nothing.
+    netfilter_replaced: bool,
+}
+
+impl RepairWindow {
+    fn new() -> RepairWindow {
+        RepairWindow {
+            started: std::time::Instant::now(),
+            virtual_servers: BTreeSet::new(),
+            addresses: BTreeSet::new(),
+            elements: SetContents::default(),
+            netfilter_replaced: false,
+        }
+    }
+
+    /// Notes what `ops` change (whether or not the kernel accepted them).
+    fn record(&mut self, ops: &[Operation]) {
+        for op in ops {
+            match touched_by(op) {
+                Touch::VirtualServer(k) => {
+                    self.virtual_servers.insert(k);
+                }
+                Touch::Address(a) => {
+                    self.addresses.insert(a);
+                }
+            }
+        }
+    }
+}
+
+/// Virtual servers and addresses a repair found the kernel holding otherwise than the cache
+/// said.
+#[derive(Debug, Default)]
+struct Drift {
+    virtual_servers: BTreeSet<ipvs::ServiceKey>,
+    addresses: BTreeSet<IpAddr>,
 }
 
 /// How the model changed in one sync.
@@ -183,8 +245,11 @@ impl<D: Dataplane> Controller<D> {
             ownership,
             schedulers: BTreeMap::new(),
             netfilter: None,
+            netfilter_counted: None,
             health_checks: None,
             model: None,
+            repair: None,
+            drift: Drift::default(),
         }
     }
 
@@ -222,6 +287,8 @@ impl<D: Dataplane> Controller<D> {
         let mut failures: u32 = 0;
         let mut changes_open = true;
         let mut nodes_open = true;
+        // The periodic repair's read, running beside the syncs.
+        let mut repair_read: Option<tokio::task::JoinHandle<KernelRead>> = None;
         loop {
             let now = Instant::now();
             let wake_at = if dirty {
@@ -251,11 +318,43 @@ impl<D: Dataplane> Controller<D> {
                     self.change_seen();
                     dirty = true;
                 }
+                read = async { repair_read.as_mut().expect("guarded").await }, if repair_read.is_some() => {
+                    repair_read = None;
+                    next_full = Instant::now() + self.config.sync_period;
+                    match read {
+                        Ok(read) => {
+                            if let Err(e) = self.take_repair_read(read) {
+                                // Read the kernel at once, the old way, and back off if that
+                                // fails too.
+                                warn!(error = %e, "the repair's read failed; reading again");
+                                full = true;
+                            }
+                        }
+                        Err(e) => {
+                            error!(error = %e, "the repair's read stopped");
+                            full = true;
+                        }
+                    }
+                    dirty = true;
+                }
                 _ = sleep_until(wake_at) => {
                     let now = Instant::now();
                     if now >= next_full {
-                        full = true;
-                        dirty = true;
+                        if full || self.actual.is_none() || self.model.is_none() {
+                            // The first sync, or a retry: read the kernel before syncing.
+                            if let Some(task) = repair_read.take() {
+                                task.abort();
+                                self.repair = None;
+                            }
+                            full = true;
+                            dirty = true;
+                        } else if repair_read.is_none() {
+                            debug!("periodic repair: reading the kernel beside the syncs");
+                            self.repair = Some(RepairWindow::new());
+                            repair_read = Some(tokio::spawn(self.dataplane.read_in_background()));
+                            // Until the read is in; then counted from its end.
+                            next_full = now + Duration::from_secs(24 * 3600);
+                        }
                     }
                     if !dirty && !self.graceful.since.is_empty() {
                         if let Err(e) = self.refresh_terminating().await {
@@ -278,9 +377,8 @@ impl<D: Dataplane> Controller<D> {
                             dirty = false;
                             if full {
                                 full = false;
-                                // Counted from the end of the repair: on a large table a repair
-                                // can take a good part of the period, and repairs back to back
-                                // would leave changes waiting for one after another.
+                                // Counted from the end of the full sync: on a large table it
+                                // can take a good part of the period.
                                 next_full = Instant::now() + self.config.sync_period;
                             }
                         }
@@ -375,12 +473,17 @@ impl<D: Dataplane> Controller<D> {
         }
         // What the plan looks at: everything, or the touched keys and those with real servers
         // draining (whose connections or timeout may have run out since).
+        // And what the last repair's read found changed behind ipvsd's back.
+        let drift = std::mem::take(&mut self.drift);
         let scope = if read_now || update.rebuilt || update.nodes_changed {
             None
         } else {
             let mut keys = update.touched.virtual_servers.clone();
             keys.extend(self.graceful.since.keys().map(|(k, _, _)| *k));
-            Some((keys, update.touched.bound_addresses.clone()))
+            keys.extend(drift.virtual_servers);
+            let mut addresses = update.touched.bound_addresses.clone();
+            addresses.extend(drift.addresses);
+            Some((keys, addresses))
         };
         let now = std::time::Instant::now();
         let mut ops = self.plan(desired, &scope, now);
@@ -421,6 +524,9 @@ impl<D: Dataplane> Controller<D> {
         let netfilter_time = phase.elapsed();
         let phase = std::time::Instant::now();
         let failed = self.apply(desired, &ops).await + netfilter_failed;
+        if let Some(window) = self.repair.as_mut() {
+            window.record(&ops);
+        }
         let apply_time = phase.elapsed();
         self.clean_udp_conntrack(desired, &ops).await;
         self.track_terminating(desired, scope.as_ref().map(|(keys, _)| keys), now);
@@ -493,6 +599,7 @@ impl<D: Dataplane> Controller<D> {
                 plan_ms = plan_time.as_millis() as u64,
                 netfilter_ms = netfilter_time.as_millis() as u64,
                 apply_ms = apply_time.as_millis() as u64,
+                rss_mib = full.then(crate::metrics::resident_mib).flatten(),
                 "synced"
             );
         }
@@ -537,12 +644,15 @@ impl<D: Dataplane> Controller<D> {
                 self.model = None;
                 self.check_schedulers(objects.services.values().map(|s| &**s))
                     .await?;
+                let rss_before_mib = crate::metrics::resident_mib();
                 let model = ModelIndex::build(self.config.model.clone(), nodes, &objects);
                 self.metrics.model_computed(ModelComputation::Full);
-                debug!(
+                info!(
                     services = objects.services.len(),
                     endpoint_slices = objects.endpoint_slices.len(),
-                    "model rebuilt"
+                    rss_before_mib,
+                    rss_mib = crate::metrics::resident_mib(),
+                    "model rebuilt from everything"
                 );
                 self.model = Some(model);
                 Ok(Some(ModelUpdate {
@@ -624,17 +734,30 @@ impl<D: Dataplane> Controller<D> {
                 }
                 (Transaction::Change(changes), index)
             }
-            (previous, _) => {
+            (_, _) => {
                 let index = ElementIndex::of(desired);
-                if previous.is_some() {
-                    self.collect_netfilter_counters().await;
-                }
+                self.collect_netfilter_counters().await;
                 (Transaction::Replace(index.contents()), index)
             }
         };
         let started = std::time::Instant::now();
         let result = self.dataplane.apply_netfilter(&transaction).await;
         let elapsed = started.elapsed();
+        if let Some(window) = self.repair.as_mut() {
+            match (&transaction, &result) {
+                (Transaction::Change(changes), Ok(())) => {
+                    for (set, element) in changes.add.iter().chain(changes.delete.iter()) {
+                        window
+                            .elements
+                            .0
+                            .entry(set.to_owned())
+                            .or_default()
+                            .insert(element.to_owned());
+                    }
+                }
+                _ => window.netfilter_replaced = true,
+            }
+        }
         match result {
             Ok(()) => {
                 self.metrics.observe_netfilter_transaction(elapsed);
@@ -644,6 +767,9 @@ impl<D: Dataplane> Controller<D> {
                     elapsed_ms = elapsed.as_millis() as u64,
                     "nftables transaction applied"
                 );
+                if matches!(transaction, Transaction::Replace(_)) {
+                    self.netfilter_counted = Some(BTreeMap::new());
+                }
                 self.netfilter = Some(index);
                 0
             }
@@ -659,13 +785,28 @@ impl<D: Dataplane> Controller<D> {
     /// Adds what the table's counters counted to the metrics, just before a replacement resets
     /// them (packets counted between this read and the replacement are lost).
     async fn collect_netfilter_counters(&mut self) {
+        if self.netfilter_counted.is_none() {
+            // No table of ipvsd's to read (the first sync), or not as it wrote it.
+            return;
+        }
         match self.dataplane.netfilter_counters().await {
-            Ok(counters) => {
-                for (name, packets) in counters {
-                    self.metrics.add_netfilter_packets(&name, packets);
-                }
-            }
+            Ok(counters) => self.count_netfilter_packets(counters),
             Err(e) => warn!(error = %e, "reading the nftables counters"),
+        }
+    }
+
+    /// Adds to the metrics what the table's counters counted since they were last read.
+    fn count_netfilter_packets(&mut self, counters: BTreeMap<String, u64>) {
+        let Some(counted) = self.netfilter_counted.as_mut() else {
+            return;
+        };
+        for (name, packets) in counters {
+            let seen = counted.insert(name.clone(), packets).unwrap_or(0);
+            // Lower than seen: the table was written again by someone else, from 0.
+            let new = packets.checked_sub(seen).unwrap_or(packets);
+            if new > 0 {
+                self.metrics.add_netfilter_packets(&name, new);
+            }
         }
     }
 
@@ -829,6 +970,101 @@ impl<D: Dataplane> Controller<D> {
         }
     }
 
+    /// Takes in what a repair's read found: the cache becomes the read, except for what the
+    /// syncs changed while it ran (the cache knows those better), and what differs from the
+    /// cache is left for the next sync to plan. The nftables table is marked for replacement
+    /// when its listing differs from what it should hold.
+    fn take_repair_read(&mut self, read: KernelRead) -> Result<(), ControllerError> {
+        let window = self.repair.take().unwrap_or_else(RepairWindow::new);
+        let read_time = window.started.elapsed();
+        let contents = read.ipvs?;
+        let mut bound = read.bound_addresses?;
+        let (Some(actual), Some(model)) = (self.actual.as_ref(), self.model.as_ref()) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut services = contents.services;
+        for key in &window.virtual_servers {
+            match actual.services.get(key) {
+                Some(cached) => services.insert(*key, cached.clone()),
+                None => services.remove(key),
+            };
+        }
+        for address in &window.addresses {
+            if actual.bound_addresses.contains(address) {
+                bound.insert(*address);
+            } else {
+                bound.remove(address);
+            }
+        }
+        let mut drift = Drift::default();
+        for (key, read) in &services {
+            if !actual
+                .services
+                .get(key)
+                .is_some_and(|c| c.settings_eq(read))
+            {
+                drift.virtual_servers.insert(*key);
+            }
+        }
+        for key in actual.services.keys() {
+            if !services.contains_key(key) {
+                drift.virtual_servers.insert(*key);
+            }
+        }
+        drift
+            .addresses
+            .extend(bound.symmetric_difference(&actual.bound_addresses));
+        self.publish_traffic(model.desired(), &services);
+        self.report_undecodable(&contents.undecodable);
+        let expected = match &self.netfilter {
+            Some(index) if !window.netfilter_replaced => Some(index.contents()),
+            _ => None,
+        };
+        let netfilter = match (read.netfilter, expected) {
+            (_, None) => Vec::new(),
+            (Ok(check), Some(expected)) => {
+                self.count_netfilter_packets(check.counters);
+                let mut differences = check.rule_differences;
+                differences.extend(netfilter::listing::element_differences(
+                    &check.elements,
+                    &expected,
+                    &window.elements,
+                ));
+                differences
+            }
+            (Err(e), Some(_)) => vec![format!("listing the table: {e}")],
+        };
+        if !netfilter.is_empty() {
+            warn!(differences = ?netfilter, "ipvsd's nftables table is not what it should be; it is replaced");
+            self.netfilter = None;
+        }
+        if !drift.virtual_servers.is_empty() || !drift.addresses.is_empty() {
+            info!(
+                virtual_servers = drift.virtual_servers.len(),
+                addresses = drift.addresses.len(),
+                "the repair found rules changed behind ipvsd's back; putting them back"
+            );
+        }
+        info!(
+            virtual_servers = services.len(),
+            changed_meanwhile = window.virtual_servers.len(),
+            drifted = self.drift.virtual_servers.len() + drift.virtual_servers.len(),
+            read_ms = read_time.as_millis() as u64,
+            compare_ms = started.elapsed().as_millis() as u64,
+            rss_mib = crate::metrics::resident_mib(),
+            "repair: kernel read beside the syncs and compared with the cache"
+        );
+        self.actual = Some(Actual {
+            services,
+            bound_addresses: bound,
+            undecodable: contents.undecodable,
+        });
+        self.drift.virtual_servers.extend(drift.virtual_servers);
+        self.drift.addresses.extend(drift.addresses);
+        Ok(())
+    }
+
     /// Reads the connection counts of the virtual servers that have draining real servers.
     async fn refresh_terminating(&mut self) -> Result<(), ControllerError> {
         let keys: BTreeSet<ipvs::ServiceKey> =
@@ -842,6 +1078,9 @@ impl<D: Dataplane> Controller<D> {
         keys: Vec<ipvs::ServiceKey>,
     ) -> Result<(), ControllerError> {
         let read = self.dataplane.read_destinations(&keys).await?;
+        if let Some(window) = self.repair.as_mut() {
+            window.virtual_servers.extend(keys.iter().copied());
+        }
         if let Some(actual) = self.actual.as_mut() {
             for (key, destinations) in read {
                 if let Some(service) = actual.services.get_mut(&key) {
@@ -965,15 +1204,27 @@ fn error_kind(e: &ipvs::Error) -> &'static str {
     }
 }
 
-/// The Service an operation is for, to name it in errors.
-fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
-    let key = match op {
-        Operation::AddService(s) | Operation::UpdateService(s) => s.key,
+/// What an operation changes.
+enum Touch {
+    VirtualServer(ipvs::ServiceKey),
+    Address(IpAddr),
+}
+
+fn touched_by(op: &Operation) -> Touch {
+    match op {
+        Operation::AddService(s) | Operation::UpdateService(s) => Touch::VirtualServer(s.key),
         Operation::DeleteService(k)
         | Operation::AddDestination(k, _)
         | Operation::UpdateDestination(k, _)
-        | Operation::DeleteDestination(k, _) => *k,
-        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
+        | Operation::DeleteDestination(k, _) => Touch::VirtualServer(*k),
+        Operation::BindAddress(a) | Operation::UnbindAddress(a) => Touch::Address(*a),
+    }
+}
+
+/// The Service an operation is for, to name it in errors.
+fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
+    let Touch::VirtualServer(key) = touched_by(op) else {
+        return None;
     };
     desired
         .virtual_servers

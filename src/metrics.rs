@@ -212,7 +212,7 @@ impl Metrics {
         let netfilter_packets = Family::<CounterLabels, Counter>::default();
         registry.register(
             "nftables_packets",
-            "Packets ipvsd's nftables rules rejected or dropped, by counter: port-filter-rejected, source-range-dropped, source-range-refused (read at each full sync)",
+            "Packets ipvsd's nftables rules rejected or dropped, by counter: port-filter-rejected, source-range-dropped, source-range-refused (read at each repair and before each replacement of the table)",
             netfilter_packets.clone(),
         );
 
@@ -450,6 +450,16 @@ fn virtual_server_labels(key: &ipvs::ServiceKey, service: &str) -> VirtualServer
             service: service.to_string(),
         },
     }
+}
+
+/// The process's resident memory in MiB (`VmRSS` of `/proc/self/status`), for the logs of the
+/// syncs that shape it (a full sync, a repair): where the memory of a large node goes, stage by
+/// stage. `None` where there is no such file.
+pub fn resident_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 #[cfg(test)]

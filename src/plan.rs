@@ -4,7 +4,7 @@
 //! kernel table survive every sync. It changes services in place rather than deleting and
 //! re-adding them, because a deleted service loses its connections and persistence templates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -22,6 +22,39 @@ pub struct ActualService {
     pub service: Service,
     /// Its destinations, in the kernel's order.
     pub destinations: Vec<Destination>,
+}
+
+impl ActualService {
+    /// Whether two reads of a virtual server agree on what is set (not on what the kernel
+    /// counts), whatever the order of the destinations.
+    pub fn settings_eq(&self, other: &ActualService) -> bool {
+        if !self.service.settings_eq(&other.service)
+            || self.destinations.len() != other.destinations.len()
+        {
+            return false;
+        }
+        let same = |a: &Destination, b: &Destination| {
+            a.address == b.address && a.port == b.port && a.settings_eq(b)
+        };
+        if self
+            .destinations
+            .iter()
+            .zip(&other.destinations)
+            .all(|(a, b)| same(a, b))
+        {
+            return true;
+        }
+        let theirs: HashMap<(IpAddr, u16), &Destination> = other
+            .destinations
+            .iter()
+            .map(|d| ((d.address, d.port), d))
+            .collect();
+        theirs.len() == other.destinations.len()
+            && self
+                .destinations
+                .iter()
+                .all(|d| theirs.get(&(d.address, d.port)).is_some_and(|o| same(d, o)))
+    }
 }
 
 /// What the kernel holds now.

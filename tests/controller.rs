@@ -12,7 +12,7 @@ use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
-use ipvsd::dataplane::{Dataplane, IpvsContents};
+use ipvsd::dataplane::{Dataplane, IpvsContents, KernelRead, NetfilterCheck};
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
@@ -29,6 +29,13 @@ use tokio::sync::{oneshot, watch};
 struct Table {
     actual: Actual,
     full_reads: usize,
+    /// Reads of the periodic repair, beside the syncs.
+    background_reads: usize,
+    /// When set, a repair's read, once taken, is handed over only when notified: what the
+    /// syncs do meanwhile happens after the read.
+    read_gate: Option<Arc<tokio::sync::Notify>>,
+    /// Repair reads taken and not yet handed over.
+    reads_held: usize,
     destination_reads: usize,
     /// Every operation applied, as ipvsadm would write it, and how many non-empty batches.
     applied: Vec<String>,
@@ -86,6 +93,40 @@ impl Dataplane for FakeKernel {
                 undecodable: t.actual.undecodable.clone(),
             }
         }))
+    }
+
+    fn read_in_background(&self) -> impl std::future::Future<Output = KernelRead> + Send + 'static {
+        let kernel = self.clone();
+        async move {
+            let (read, gate) = kernel.with(|t| {
+                t.background_reads += 1;
+                let netfilter = match &t.netfilter {
+                    Some(elements) => Ok(NetfilterCheck {
+                        elements: elements.clone(),
+                        rule_differences: Vec::new(),
+                        counters: [("port-filter-rejected".to_string(), t.rejected)].into(),
+                    }),
+                    None => Err(NftablesError::TimedOut(Duration::ZERO)),
+                };
+                let read = KernelRead {
+                    ipvs: Ok(IpvsContents {
+                        services: t.actual.services.clone(),
+                        undecodable: t.actual.undecodable.clone(),
+                    }),
+                    bound_addresses: Ok(t.actual.bound_addresses.clone()),
+                    netfilter,
+                };
+                if t.read_gate.is_some() {
+                    t.reads_held += 1;
+                }
+                (read, t.read_gate.clone())
+            });
+            if let Some(gate) = gate {
+                gate.notified().await;
+                kernel.with(|t| t.reads_held -= 1);
+            }
+            read
+        }
     }
 
     async fn read_destinations(
@@ -445,7 +486,80 @@ async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
     })
     .await;
     let kernel = h.stop().await;
-    kernel.with(|t| assert!(t.full_reads >= 2));
+    kernel.with(|t| {
+        assert_eq!(t.full_reads, 1, "only the first sync reads before syncing");
+        assert!(t.background_reads >= 1);
+    });
+}
+
+#[tokio::test]
+async fn a_change_during_a_repair_read_is_applied_at_once_and_not_undone_by_it() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(200)).await;
+    h.kernel.with(|t| t.read_gate = Some(gate.clone()));
+    h.wait_until("a repair's read taken", |t| t.reads_held == 1)
+        .await;
+    // While the read is held (it predates the change), a new endpoint is applied at once.
+    h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
+    let added = |t: &Table| {
+        t.applied
+            .iter()
+            .filter(|op| op.contains("-r 10.244.0.13:5353"))
+            .count()
+    };
+    h.wait_until("the change, beside the read", |t| added(t) == 1)
+        .await;
+    h.kernel
+        .with(|t| assert_eq!(t.reads_held, 1, "the read still runs"));
+    // The read comes in without the new endpoint; the next repairs read it with it.
+    h.kernel.with(|t| t.read_gate = None);
+    gate.notify_one();
+    h.wait_until("two more repairs", |t| t.background_reads >= 3)
+        .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert_eq!(added(t), 1, "added once, not again: {:?}", t.applied);
+        let dns = t
+            .actual
+            .services
+            .values()
+            .filter(|s| {
+                s.destinations
+                    .iter()
+                    .any(|d| d.address.to_string() == "10.244.0.13" && d.port == 5353)
+            })
+            .count();
+        assert_eq!(dns, 1, "still in the kernel");
+    });
+}
+
+#[tokio::test]
+async fn the_repair_replaces_the_nftables_table_only_when_its_listing_differs() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(100)).await;
+    h.wait_until("two repairs", |t| t.background_reads >= 2)
+        .await;
+    h.kernel.with(|t| {
+        assert_eq!(t.transactions.len(), 1, "{:?}", t.transactions);
+        // An element deleted by hand.
+        let elements = t.netfilter.as_mut().unwrap();
+        let set = elements.0.get_mut("cluster-ips-v4").unwrap();
+        let first = set.iter().next().unwrap().clone();
+        set.remove(&first);
+    });
+    h.wait_until("the replacement", |t| t.transactions.len() == 2)
+        .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(
+            matches!(
+                t.transactions[..],
+                [Transaction::Replace(_), Transaction::Replace(_)]
+            ),
+            "{:?}",
+            t.transactions
+        );
+        assert_eq!(t.netfilter.as_ref().unwrap().set("cluster-ips-v4").len(), 5);
+    });
 }
 
 /// Removes the sticky Service's endpoint 10.244.0.12 while the kernel counts a connection on
@@ -674,22 +788,44 @@ async fn a_removed_udp_endpoint_takes_its_conntrack_entries_with_it() {
 }
 
 #[tokio::test]
-async fn packets_the_table_counted_add_up_across_replacements() {
-    let h = Harness::start(Duration::from_millis(10), Duration::from_millis(300));
+async fn packets_the_table_counted_add_up_across_repairs_and_replacements() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_millis(100));
     let metrics = h.metrics.clone();
+    let rejected = |n: u64| {
+        let metrics = metrics.clone();
+        move || {
+            metrics.encode().contains(&format!(
+                "ipvsd_nftables_packets_total{{counter=\"port-filter-rejected\"}} {n}\n"
+            ))
+        }
+    };
     h.change(|s| *s = demo_snapshot());
     h.wait_until("the table", |t| t.netfilter.is_some()).await;
+    // Read by the repairs as the table counts on.
     h.kernel.with(|t| t.rejected = 5);
-    h.wait_until("a replacement", |t| t.transactions.len() >= 2)
+    let five = rejected(5);
+    h.wait_until("5 counted", |_| five()).await;
+    h.kernel.with(|t| t.rejected = 7);
+    let seven = rejected(7);
+    h.wait_until("7 counted", |_| seven()).await;
+    // A replacement (an element deleted by hand) starts the table's counters from 0 again.
+    h.kernel.with(|t| {
+        let set = t
+            .netfilter
+            .as_mut()
+            .unwrap()
+            .0
+            .get_mut("cluster-ips-v4")
+            .unwrap();
+        let first = set.iter().next().unwrap().clone();
+        set.remove(&first);
+    });
+    h.wait_until("the replacement", |t| t.transactions.len() == 2)
         .await;
     h.kernel.with(|t| t.rejected = 2);
-    h.wait_until("another", |t| t.transactions.len() >= 3).await;
+    let nine = rejected(9);
+    h.wait_until("9 counted", |_| nine()).await;
     let _ = h.stop().await;
-    let text = metrics.encode();
-    assert!(
-        text.contains("ipvsd_nftables_packets_total{counter=\"port-filter-rejected\"} 7"),
-        "{text}"
-    );
 }
 
 #[tokio::test]
@@ -816,9 +952,9 @@ async fn draining_checks_and_repairs_do_not_rebuild_the_model() {
     // Repairs: the kernel is read again every sync period, the model is not computed again.
     let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(300)).await;
     let before = model_computations(&h.metrics);
-    let reads = h.kernel.with(|t| t.full_reads);
+    let reads = h.kernel.with(|t| t.background_reads);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = h.kernel.with(|t| t.full_reads);
+    let after = h.kernel.with(|t| t.background_reads);
     assert!(after >= reads + 3, "repairs ran: {reads} -> {after}");
     assert_eq!(
         model_computations(&h.metrics),

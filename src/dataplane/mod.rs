@@ -37,6 +37,11 @@ pub trait Dataplane: Send + Sync {
         Output = Result<Vec<(::ipvs::ServiceKey, Vec<::ipvs::Destination>)>, ::ipvs::Error>,
     > + Send;
 
+    /// Reads what a repair compares with the cache (the IPVS table, the dummy interface's
+    /// addresses, ipvsd's nftables table) on its own, so that it can run beside the syncs: the
+    /// future borrows nothing and may be spawned.
+    fn read_in_background(&self) -> impl Future<Output = KernelRead> + Send + 'static;
+
     /// The addresses bound to the dummy interface.
     fn bound_addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, LinkError>> + Send;
 
@@ -114,6 +119,29 @@ pub struct IpvsContents {
     pub undecodable: Vec<::ipvs::Undecodable>,
 }
 
+/// The kernel's state as a repair reads it, each part with its own outcome.
+#[derive(Debug)]
+pub struct KernelRead {
+    /// The IPVS table.
+    pub ipvs: Result<IpvsContents, ::ipvs::Error>,
+    /// The addresses on the dummy interface.
+    pub bound_addresses: Result<BTreeSet<IpAddr>, LinkError>,
+    /// ipvsd's nftables table.
+    pub netfilter: Result<NetfilterCheck, NftablesError>,
+}
+
+/// ipvsd's nftables table as listed: its elements, and how its chains differ from those ipvsd
+/// writes with its flags (which only the dataplane knows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetfilterCheck {
+    /// Elements by set, as [`crate::netfilter::listing::parse`] reads them.
+    pub elements: crate::netfilter::SetContents,
+    /// Chains whose rules are not those ipvsd writes; empty when they are.
+    pub rule_differences: Vec<String>,
+    /// The packets each named counter counted since the table was written.
+    pub counters: BTreeMap<String, u64>,
+}
+
 /// ipvsd's nftables table: the tool that writes it and the flags that shape its rules.
 pub struct Netfilter {
     /// The `nft` tool.
@@ -126,8 +154,8 @@ pub struct Netfilter {
 pub struct Kernel {
     /// IPVS.
     pub ipvs: IpvsTable,
-    /// The dummy interface holding service addresses.
-    pub dummy: DummyLink,
+    /// The dummy interface holding service addresses (shared with repairs' reads).
+    pub dummy: std::sync::Arc<DummyLink>,
     /// The masquerading rules beside IPVS.
     pub netfilter: Netfilter,
     /// Where the record of the virtual servers ipvsd owns is kept (see [`owned`]); `None`:
@@ -145,6 +173,37 @@ impl Dataplane for Kernel {
         keys: &[::ipvs::ServiceKey],
     ) -> Result<Vec<(::ipvs::ServiceKey, Vec<::ipvs::Destination>)>, ::ipvs::Error> {
         self.ipvs.read_destinations(keys).await
+    }
+
+    fn read_in_background(&self) -> impl Future<Output = KernelRead> + Send + 'static {
+        let ipvs = self.ipvs.clone();
+        let dummy = std::sync::Arc::clone(&self.dummy);
+        let nft = self.netfilter.nft.clone();
+        let config = self.netfilter.config.clone();
+        async move {
+            use crate::netfilter::{listing, TABLE_FAMILY, TABLE_NAME};
+            let ipvs = ipvs.read().await;
+            let bound_addresses = dummy.addresses().await;
+            let netfilter = nft
+                .list(&["table", TABLE_FAMILY, TABLE_NAME])
+                .await
+                .map(|text| {
+                    let listed = listing::parse(&text);
+                    NetfilterCheck {
+                        rule_differences: listing::rule_differences(
+                            &listed.rules,
+                            &listing::expected_rules(&config),
+                        ),
+                        elements: listed.elements,
+                        counters: crate::netfilter::parse_counters(&text),
+                    }
+                });
+            KernelRead {
+                ipvs,
+                bound_addresses,
+                netfilter,
+            }
+        }
     }
 
     async fn bound_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {

@@ -150,7 +150,7 @@ fn demo_pods() -> Vec<Pod> {
 }
 
 /// Copies the demo manifests into a fresh directory a test may edit.
-fn editable_demo() -> tempfile::TempDir {
+pub(crate) fn editable_demo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(examples().join("demo")).expect("examples/demo") {
         let entry = entry.unwrap();
@@ -302,14 +302,16 @@ fn a_running_ipvsd_follows_manifest_edits_additions_and_removals() {
         has_rule("-A -t 10.96.0.10:81 -s rr") && !has_rule("-A -t 10.96.0.10:80 -s rr")
     });
     eprintln!("edit applied after {took:?}");
-    assert!(took < Duration::from_secs(1), "an edit took {took:?}");
+    // Applied as changes, not at the next repair (30 s away): well within seconds, with room
+    // for a VM that shares its host's cores.
+    assert!(took < Duration::from_secs(3), "an edit took {took:?}");
 
     // Removal: the dns file goes, and with it its rule and its address.
     std::fs::remove_file(dir.path().join("dns.yaml")).unwrap();
     let took = wait_until("the removal", Duration::from_secs(5), || {
         !has_rule("-A -u 10.96.0.53:53 -s rr")
     });
-    assert!(took < Duration::from_secs(1), "a removal took {took:?}");
+    assert!(took < Duration::from_secs(3), "a removal took {took:?}");
     wait_until("the address removal", Duration::from_secs(5), || {
         !addresses_of("kube-ipvs0").contains(&"10.96.0.53".parse::<IpAddr>().unwrap())
     });
@@ -323,7 +325,7 @@ fn a_running_ipvsd_follows_manifest_edits_additions_and_removals() {
     let took = wait_until("the addition", Duration::from_secs(5), || {
         has_rule("-A -t 10.96.0.99:8000 -s rr")
     });
-    assert!(took < Duration::from_secs(1), "an addition took {took:?}");
+    assert!(took < Duration::from_secs(3), "an addition took {took:?}");
     assert!(addresses_of("kube-ipvs0").contains(&"10.96.0.99".parse::<IpAddr>().unwrap()));
 
     // A bad object is skipped; the rest keeps working and ipvsd keeps running.

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::controller::{
-    demo_rules, examples, ipvsd, ipvsd_bin, run_demo_once, wait_until, Daemon,
+    demo_rules, editable_demo, examples, ipvsd, ipvsd_bin, run_demo_once, wait_until, Daemon,
 };
 use crate::pods::{require_ipvs, run, ExternalClient};
 
@@ -151,4 +151,80 @@ fn without_nft_run_stops_with_a_clear_error() {
         "unclear error:\n{err}"
     );
     assert!(!has_ipvsd_table());
+}
+
+/// The kernel's handle of ipvsd's table: a replacement (delete, then add) gives it a new one.
+fn table_handle() -> String {
+    let listed = nft(&["-a", "list", "table", "inet", "ipvsd"]);
+    let first = listed.lines().next().unwrap_or_default();
+    first
+        .split_once("# handle ")
+        .map(|(_, h)| h.trim().to_owned())
+        .unwrap_or_else(|| panic!("no handle in {first:?}"))
+}
+
+/// A LoadBalancer Service with source ranges (a host and a network) and a Local policy, so the
+/// interval set and the map are checked too.
+const GUARDED: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: guarded
+  namespace: default
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.70
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32070
+  loadBalancerSourceRanges:
+  - 192.168.50.101/32
+  - 10.1.0.0/16
+  ports:
+  - port: 80
+    nodePort: 30070
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.70
+";
+
+#[test]
+fn the_repair_lists_the_table_and_replaces_it_only_when_it_was_changed() {
+    require_ipvs();
+    let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
+    let dir = editable_demo();
+    std::fs::write(dir.path().join("guarded.yaml"), GUARDED).unwrap();
+    let daemon = Daemon::start(dir.path(), &["--sync-period", "1s"]);
+    wait_until("the table", Duration::from_secs(20), || {
+        has_ipvsd_table() && set_of("firewall-allow-v4").contains("10.1.0.0/16")
+    });
+    let handle = table_handle();
+    // Three repairs: each lists the table, finds it as written, and leaves it.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        table_handle(),
+        handle,
+        "the table was replaced though nothing changed it:\n{}",
+        nft(&["list", "table", "inet", "ipvsd"])
+    );
+
+    // An element deleted by hand: the next repair sees it and writes the table again.
+    nft(&[
+        "delete",
+        "element",
+        "inet",
+        "ipvsd",
+        "cluster-ips-v4",
+        "{ 10.96.0.10 . tcp . 80 }",
+    ]);
+    wait_until("the element back", Duration::from_secs(6), || {
+        set_of("cluster-ips-v4").contains("10.96.0.10 . tcp . 80")
+    });
+    assert_ne!(table_handle(), handle);
+
+    // A chain flushed by hand: its rules come back.
+    nft(&["flush", "chain", "inet", "ipvsd", "filter-input"]);
+    wait_until("the port filter back", Duration::from_secs(6), || {
+        nft(&["list", "chain", "inet", "ipvsd", "filter-input"]).contains("reject")
+    });
+    assert!(daemon.terminate().success());
 }

@@ -46,6 +46,8 @@ use ipvs::{Family, Protocol, ServiceKey};
 
 use crate::model::{AddressKind, Desired, VirtualServer};
 
+pub mod listing;
+
 /// The family of ipvsd's table: `inet` holds IPv4 and IPv6 rules together.
 pub const TABLE_FAMILY: &str = "inet";
 /// The name of ipvsd's table.
@@ -440,7 +442,8 @@ pub fn diff(desired: &SetContents, actual: &SetContents) -> ElementChanges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transaction {
     /// Replace the whole table (created if missing) with the rules and these elements: the first
-    /// sync, the periodic repair, and after a failure.
+    /// sync, after a failure, and when the periodic repair found the table changed (see
+    /// [`listing`]).
     Replace(SetContents),
     /// Add and delete elements of a table that [`Transaction::Replace`] made.
     Change(ElementChanges),

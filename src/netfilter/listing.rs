@@ -1,0 +1,338 @@
+//! Checking ipvsd's table against what it should hold, without replacing it.
+//!
+//! Replacing the whole table repairs anything done to it by hand, but at 10,000 Services the
+//! `nft` tool takes seconds to parse the text of a replacement, and a sync that waits for it
+//! holds back every change behind it. So the periodic repair reads the table instead (`nft
+//! list table`, which can run beside the syncs) and replaces it only when it differs: a set
+//! element missing or extra, or a chain whose number of rules is not what ipvsd writes.
+//!
+//! Elements changed by a transaction while the listing ran may show either way in it; the
+//! caller names them and they are not compared (the next repair will).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{render_table, MasqueradeConfig, SetContents};
+
+/// ipvsd's table as `nft list table` prints it: the elements of each set and map, and the
+/// number of rules in each chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Elements by set name, in the form transactions write them (see [`normalize`]).
+    pub elements: SetContents,
+    /// Rules by chain name.
+    pub rules: BTreeMap<String, usize>,
+}
+
+/// Reads the text of `nft list table` (or of a replacement ipvsd writes: the two share the
+/// block structure). Counters' packet lines, set types, flags and comments are not content.
+pub fn parse(text: &str) -> Listing {
+    let mut listing = Listing::default();
+    let mut block: Option<(&str, &str)> = None; // (kind, name)
+    let mut elements: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(buffer) = elements.as_mut() {
+            buffer.push_str(line);
+            buffer.push(' ');
+            if line.ends_with('}') {
+                let (_, name) = block.unwrap_or(("", ""));
+                let text = elements.take().unwrap_or_default();
+                add_elements(&mut listing.elements, name, &text);
+            }
+            continue;
+        }
+        if line == "}" {
+            block = None;
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match (block, words.as_slice()) {
+            (None, [kind @ ("set" | "map" | "chain" | "counter"), name, "{", ..]) => {
+                if *kind == "chain" {
+                    listing.rules.entry((*name).to_owned()).or_default();
+                }
+                block = Some((kind, name));
+            }
+            (Some((_, _)), ["elements", "=", ..]) => {
+                let rest = line.split_once('=').map_or("", |(_, r)| r).trim();
+                if rest.ends_with('}') {
+                    let (_, name) = block.unwrap_or(("", ""));
+                    add_elements(&mut listing.elements, name, rest);
+                } else {
+                    elements = Some(format!("{rest} "));
+                }
+            }
+            (Some(("chain", name)), [first, ..]) => {
+                let declaration = matches!(*first, "type" | "policy" | "comment");
+                if !declaration {
+                    *listing.rules.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    listing
+}
+
+fn add_elements(contents: &mut SetContents, set: &str, text: &str) {
+    let inner = text
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim();
+    let out = contents.0.entry(set.to_owned()).or_default();
+    for element in inner.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        out.insert(normalize(element));
+    }
+    if out.is_empty() {
+        contents.0.remove(set);
+    }
+}
+
+/// An element as both sides write it: `nft` prints a host prefix (`/32`, `/128`) of an interval
+/// set as the bare address, a protocol by number where the machine has no `/etc/protocols`, and
+/// spaces as it likes.
+pub fn normalize(element: &str) -> String {
+    let words: Vec<&str> = element.split_whitespace().collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    // The protocol is the second component of every concatenation ipvsd writes.
+    let mut component: usize = 0;
+    for word in words {
+        if word == "." {
+            component = component.saturating_add(1);
+            out.push(word.to_owned());
+            continue;
+        }
+        if word == ":" {
+            component = usize::MAX;
+            out.push(word.to_owned());
+            continue;
+        }
+        let word = word
+            .strip_suffix("/32")
+            .filter(|a| a.contains('.'))
+            .or_else(|| word.strip_suffix("/128").filter(|a| a.contains(':')))
+            .unwrap_or(word);
+        let named = match (component, word.parse::<u8>()) {
+            (1, Ok(number)) => super::protocol_name(ipvs::Protocol::from_number(number.into())),
+            _ => word.to_owned(),
+        };
+        out.push(named);
+    }
+    out.join(" ")
+}
+
+/// How many rules each chain of the table ipvsd writes with these flags holds.
+pub fn expected_rules(config: &MasqueradeConfig) -> BTreeMap<String, usize> {
+    parse(&render_table(config, &SetContents::default())).rules
+}
+
+/// How the chains of a listed table differ from those ipvsd writes (rules counted per chain);
+/// empty when they agree. Each difference is a short description for the log.
+pub fn rule_differences(
+    listed: &BTreeMap<String, usize>,
+    expected: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (chain, count) in expected {
+        let found = listed.get(chain).copied().unwrap_or(0);
+        if found != *count {
+            out.push(format!("chain {chain}: {found} rules, {count} expected"));
+        }
+    }
+    for chain in listed.keys() {
+        if !expected.contains_key(chain) {
+            out.push(format!("chain {chain}: not ipvsd's"));
+        }
+    }
+    out
+}
+
+/// How the listed elements differ from what the sets should hold, leaving out the elements
+/// `unsettled` (changed while the listing ran); empty when they agree.
+pub fn element_differences(
+    listed: &SetContents,
+    expected: &SetContents,
+    unsettled: &SetContents,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = BTreeSet::new();
+    let names: BTreeSet<&String> = expected.0.keys().chain(listed.0.keys()).collect();
+    for name in names {
+        let want = expected.0.get(name).unwrap_or(&empty);
+        let have = listed.0.get(name).unwrap_or(&empty);
+        let skip: BTreeSet<String> = unsettled
+            .0
+            .get(name)
+            .unwrap_or(&empty)
+            .iter()
+            .map(|e| normalize(e))
+            .collect();
+        let want: BTreeSet<String> = want.iter().map(|e| normalize(e)).collect();
+        let missing = want
+            .iter()
+            .filter(|e| !have.contains(*e) && !skip.contains(*e))
+            .count();
+        let extra = have
+            .iter()
+            .filter(|e| !want.contains(*e) && !skip.contains(*e))
+            .count();
+        if missing > 0 || extra > 0 {
+            out.push(format!("set {name}: {missing} missing, {extra} extra"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As `nft list table inet ipvsd` prints a small table (nftables 1.0.6).
+    const LISTED: &str = "table inet ipvsd {
+	comment \"Kubernetes Services beside IPVS\"
+	set cluster-ips-v4 {
+		type ipv4_addr . inet_proto . inet_service
+		comment \"cluster IPs\"
+		elements = { 10.96.0.1 . tcp . 443, 10.96.0.10 . udp . 53,
+			     10.96.0.10 . tcp . 53 }
+	}
+	set firewall-allow-v4 {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr
+		flags interval
+		elements = { 192.0.2.10 . tcp . 80 . 203.0.113.7 }
+	}
+	set service-addresses-v6 {
+		type ipv6_addr
+	}
+	counter port-filter-rejected {
+		packets 3 bytes 180
+	}
+	chain filter-input {
+		type filter hook input priority filter; policy accept;
+		ct state new ip daddr @service-addresses-v4 counter name \"port-filter-rejected\" reject
+		ct state new ip6 daddr @service-addresses-v6 counter name \"port-filter-rejected\" reject
+	}
+}
+";
+
+    fn contents(sets: &[(&str, &[&str])]) -> SetContents {
+        SetContents(
+            sets.iter()
+                .map(|(name, elements)| {
+                    (
+                        (*name).to_owned(),
+                        elements.iter().map(|e| (*e).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_listing_reads_as_elements_by_set_and_rules_by_chain() {
+        let listing = parse(LISTED);
+        assert_eq!(
+            listing.elements,
+            contents(&[
+                (
+                    "cluster-ips-v4",
+                    &[
+                        "10.96.0.1 . tcp . 443",
+                        "10.96.0.10 . udp . 53",
+                        "10.96.0.10 . tcp . 53"
+                    ]
+                ),
+                (
+                    "firewall-allow-v4",
+                    &["192.0.2.10 . tcp . 80 . 203.0.113.7"]
+                ),
+            ])
+        );
+        assert_eq!(listing.rules, [("filter-input".to_owned(), 2)].into());
+    }
+
+    #[test]
+    fn the_table_ipvsd_writes_reads_back_as_its_own_rules() {
+        let rules = expected_rules(&MasqueradeConfig::default());
+        assert!(rules.len() >= 4, "{rules:?}");
+        assert!(rules.values().all(|n| *n > 0), "{rules:?}");
+        let elements = contents(&[("cluster-ips-v4", &["10.96.0.1 . tcp . 443"])]);
+        let written = parse(&render_table(&MasqueradeConfig::default(), &elements));
+        assert_eq!(written.elements, elements);
+        assert_eq!(written.rules, rules);
+    }
+
+    #[test]
+    fn elements_compare_whatever_nft_names_protocols_and_host_prefixes() {
+        assert_eq!(normalize("10.96.0.10 . 6 . 80"), "10.96.0.10 . tcp . 80");
+        assert_eq!(
+            normalize("fd00::1 . 17 . 53 . fd00::2/128"),
+            "fd00::1 . udp . 53 . fd00::2"
+        );
+        assert_eq!(
+            normalize("192.0.2.7 . 132 . 80 : 10.96.0.7 . 80"),
+            "192.0.2.7 . sctp . 80 : 10.96.0.7 . 80"
+        );
+        assert_eq!(normalize("10.0.0.0/8"), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn differences_name_changed_chains_missing_and_extra_elements_but_not_unsettled_ones() {
+        let listing = parse(LISTED);
+        let rules = listing.rules.clone();
+        let mut expected = listing.elements.clone();
+        // The host prefix the table was written with reads back as a bare address.
+        expected.0.insert(
+            "firewall-allow-v4".into(),
+            ["192.0.2.10 . tcp . 80 . 203.0.113.7/32".to_owned()].into(),
+        );
+        let none = SetContents::default();
+        assert_eq!(
+            element_differences(&listing.elements, &expected, &none),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rule_differences(&listing.rules, &rules),
+            Vec::<String>::new()
+        );
+
+        let mut want = expected.clone();
+        want.0
+            .get_mut("cluster-ips-v4")
+            .unwrap()
+            .remove("10.96.0.1 . tcp . 443");
+        want.0
+            .get_mut("cluster-ips-v4")
+            .unwrap()
+            .insert("10.96.0.2 . tcp . 80".into());
+        let mut fewer_rules = rules.clone();
+        fewer_rules.insert("filter-input".into(), 3);
+        assert_eq!(
+            rule_differences(&listing.rules, &fewer_rules),
+            ["chain filter-input: 2 rules, 3 expected".to_owned()]
+        );
+        let mut other_chain = rules.clone();
+        other_chain.insert("postrouting".into(), 1);
+        other_chain.remove("filter-input");
+        assert_eq!(
+            rule_differences(&listing.rules, &other_chain),
+            [
+                "chain postrouting: 0 rules, 1 expected".to_owned(),
+                "chain filter-input: not ipvsd's".to_owned(),
+            ]
+        );
+        assert_eq!(
+            element_differences(&listing.elements, &want, &none),
+            ["set cluster-ips-v4: 1 missing, 1 extra".to_owned()]
+        );
+        // The same elements, changed while the listing ran: no difference.
+        let unsettled = contents(&[(
+            "cluster-ips-v4",
+            &["10.96.0.1 . tcp . 443", "10.96.0.2 . tcp . 80"],
+        )]);
+        assert_eq!(
+            element_differences(&listing.elements, &want, &unsettled),
+            Vec::<String>::new()
+        );
+    }
+}
