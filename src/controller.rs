@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use ipvs::Request;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
@@ -390,7 +391,7 @@ impl<D: Dataplane> Controller<D> {
         let retiring: BTreeSet<ipvs::ServiceKey> = ops
             .iter()
             .filter_map(|op| match op {
-                Operation::DeleteDestination(k, _) => Some(*k),
+                Operation::Ipvs(Request::DeleteDestination(k, _)) => Some(*k),
                 _ => None,
             })
             .collect();
@@ -404,7 +405,11 @@ impl<D: Dataplane> Controller<D> {
         let created: Vec<ipvs::ServiceKey> = ops
             .iter()
             .filter_map(|op| match op {
-                Operation::AddService(s) if !self.ownership.managed.contains(&s.key) => Some(s.key),
+                Operation::Ipvs(Request::AddService(s))
+                    if !self.ownership.managed.contains(&s.key) =>
+                {
+                    Some(s.key)
+                }
                 _ => None,
             })
             .collect();
@@ -967,14 +972,7 @@ fn error_kind(e: &ipvs::Error) -> &'static str {
 
 /// The Service an operation is for, to name it in errors.
 fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
-    let key = match op {
-        Operation::AddService(s) | Operation::UpdateService(s) => s.key,
-        Operation::DeleteService(k)
-        | Operation::AddDestination(k, _)
-        | Operation::UpdateDestination(k, _)
-        | Operation::DeleteDestination(k, _) => *k,
-        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
-    };
+    let key = op.service_key()?;
     desired
         .virtual_servers
         .get(&key)
@@ -984,7 +982,21 @@ fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
 /// Keeps the cached kernel table in step with an operation the kernel accepted.
 pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
     match op {
-        Operation::AddService(s) => {
+        Operation::Ipvs(request) => apply_request_to_cache(actual, request),
+        Operation::BindAddress(a) => {
+            actual.bound_addresses.insert(*a);
+        }
+        Operation::UnbindAddress(a) => {
+            actual.bound_addresses.remove(a);
+        }
+    }
+}
+
+/// Keeps the cached kernel table in step with an IPVS request the kernel accepted. The requests
+/// a plan never makes leave the cache alone (the next full read of the kernel catches up).
+fn apply_request_to_cache(actual: &mut Actual, request: &Request) {
+    match request {
+        Request::AddService(s) => {
             actual.services.insert(
                 s.key,
                 ActualService {
@@ -993,20 +1005,20 @@ pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
                 },
             );
         }
-        Operation::UpdateService(s) => {
+        Request::UpdateService(s) => {
             if let Some(a) = actual.services.get_mut(&s.key) {
                 a.service = s.clone();
             }
         }
-        Operation::DeleteService(k) => {
+        Request::DeleteService(k) => {
             actual.services.remove(k);
         }
-        Operation::AddDestination(k, d) => {
+        Request::AddDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 a.destinations.push(d.clone());
             }
         }
-        Operation::UpdateDestination(k, d) => {
+        Request::UpdateDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 if let Some(old) = a
                     .destinations
@@ -1028,17 +1040,12 @@ pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
                 }
             }
         }
-        Operation::DeleteDestination(k, d) => {
+        Request::DeleteDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 a.destinations
                     .retain(|o| !(o.address == d.address && o.port == d.port));
             }
         }
-        Operation::BindAddress(a) => {
-            actual.bound_addresses.insert(*a);
-        }
-        Operation::UnbindAddress(a) => {
-            actual.bound_addresses.remove(a);
-        }
+        _ => {}
     }
 }
