@@ -2,15 +2,17 @@
 //! and what to do.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArgs, RunArgs};
 use crate::controller::{Config, Controller, Inputs};
-use crate::dataplane::link::DummyLink;
+use crate::dataplane::link::{DummyLink, LinkError};
 use crate::dataplane::nftables::Nftables;
 use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
 use crate::dataplane::sysctl::{self, Sysctls};
@@ -20,21 +22,82 @@ use crate::health_check::HealthCheckServers;
 use crate::metrics::Metrics;
 use crate::model::{self, ModelConfig};
 use crate::netfilter::{self, MasqueradeConfig};
+use crate::node_addresses::NodeAddresses;
 use crate::plan::{self, Actual, GracefulTermination, Ownership};
 use crate::source::kube::KubeSource;
 use crate::source::manifest::{self, ManifestSource};
 use crate::source::{Snapshot, Source};
 
-/// `ipvsd run`.
+/// `ipvsd run`: prepares the kernel, starts the inputs (node addresses, Services), then syncs
+/// until `shutdown`, or once with `--once`.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let model_config = model_config(&args.model)?;
-    let health_address = parse_listen_address(&args.health_address)
-        .map_err(anyhow::Error::msg)
-        .context("--health-address")?;
-    let metrics_address = parse_listen_address(&args.metrics_address)
-        .map_err(anyhow::Error::msg)
-        .context("--metrics-address")?;
+    let listen = ListenAddresses::of(&args)?;
+    let kernel = build_dataplane(&args, &model_config).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (node_addresses, watcher) = start_address_watcher(
+        &args.model.dummy_interface,
+        &model_config.node_name,
+        stop_rx.clone(),
+    )
+    .await?;
+    let (changes_tx, changes) = watch::channel(0u64);
+    let source = start_source(&args.model, changes_tx).await?;
 
+    let health = Arc::new(Health::new(args.sync_period));
+    let metrics = Arc::new(Metrics::new());
+    let controller = Controller::new(
+        controller_config(&args, model_config),
+        Inputs {
+            source,
+            changes,
+            node_addresses,
+        },
+        kernel,
+        health.clone(),
+        metrics.clone(),
+    );
+    if args.once {
+        let report = controller.run_once().await?;
+        info!(operations = report.operations, "synced once");
+        return Ok(());
+    }
+    let controller =
+        controller.with_health_checks(HealthCheckServers::new(health.clone(), metrics.clone()));
+    start_servers(&listen, &health, &metrics, &stop_rx).await?;
+
+    controller.run(shutdown).await;
+    let _ = stop_tx.send(true);
+    stop_address_watcher(watcher).await;
+    Ok(())
+}
+
+/// Where `ipvsd run` serves health and metrics; `None`: not served.
+struct ListenAddresses {
+    health: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
+impl ListenAddresses {
+    /// Parses `--health-address` and `--metrics-address` first thing, so that a mistyped
+    /// address stops ipvsd before it changes anything in the kernel.
+    fn of(args: &RunArgs) -> Result<ListenAddresses> {
+        let parse = |text: &str, flag: &'static str| {
+            parse_listen_address(text)
+                .map_err(anyhow::Error::msg)
+                .context(flag)
+        };
+        Ok(ListenAddresses {
+            health: parse(&args.health_address, "--health-address")?,
+            metrics: parse(&args.metrics_address, "--metrics-address")?,
+        })
+    }
+}
+
+/// Readies the kernel and returns the dataplane over it: IPVS (the scheduler checked, the
+/// timeouts set), the `nft` tool, the sysctls and the dummy interface. Done before the inputs
+/// start, so that a kernel ipvsd cannot work with stops it at once, with what to fix.
+async fn build_dataplane(args: &RunArgs, model_config: &ModelConfig) -> Result<Kernel> {
     let ipvs = connect_ipvs().await?;
     let nft = Nftables::find().await?;
     ipvs.check_scheduler(&model_config.scheduler)
@@ -66,68 +129,81 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     let dummy = DummyLink::ensure(&args.model.dummy_interface)
         .await
         .with_context(|| format!("creating dummy interface {}", args.model.dummy_interface))?;
+    Ok(Kernel {
+        ipvs,
+        owned_record: Some(crate::dataplane::owned::default_path(
+            &args.model.dummy_interface,
+        )),
+        dummy: std::sync::Arc::new(dummy),
+        netfilter: Netfilter {
+            nft,
+            config: MasqueradeConfig {
+                cluster_cidrs: args.cluster_cidr.clone(),
+                masquerade_all: args.masquerade_all,
+            },
+        },
+    })
+}
 
-    let nodes = node_addresses(&args.model.dummy_interface)
+/// Lists the node's addresses (where NodePorts are served, and which node-port virtual servers
+/// are ipvsd's) and starts a task that follows their changes until `stop` turns true: the first
+/// sync needs the list, later syncs its changes.
+async fn start_address_watcher(
+    dummy_interface: &str,
+    node_name: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<(
+    watch::Receiver<NodeAddresses>,
+    JoinHandle<Result<(), LinkError>>,
+)> {
+    let nodes = node_addresses(dummy_interface)
         .await
         .context("listing node addresses")?;
-    info!(node = %model_config.node_name, addresses = ?nodes.0, "starting");
+    info!(node = %node_name, addresses = ?nodes.0, "starting");
     let (nodes_tx, nodes_rx) = watch::channel(nodes);
-    let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(watch_node_addresses(
-        args.model.dummy_interface.clone(),
+        dummy_interface.to_string(),
         nodes_tx,
-        stopped(stop_rx.clone()),
+        stopped(stop),
     ));
+    Ok((nodes_rx, watcher))
+}
 
-    let (changes_tx, changes_rx) = watch::channel(0u64);
-    let source = start_source(&args.model, changes_tx).await?;
+/// Waits for the node address watcher, once told to stop, to end, and logs its error if it
+/// failed: the watcher returns its error rather than logging it, so this is where it is seen.
+async fn stop_address_watcher(watcher: JoinHandle<Result<(), LinkError>>) {
+    match watcher.await {
+        Ok(Err(e)) => warn!(error = %e, "node address watcher"),
+        Err(e) => warn!(error = %e, "node address watcher"),
+        Ok(Ok(())) => {}
+    }
+}
 
-    let health = Arc::new(Health::new(args.sync_period));
-    let metrics = Arc::new(Metrics::new());
-    let config = Config {
-        model: model_config,
+/// What the controller is told of the command line: the model's settings, what ipvsd owns and
+/// how often it syncs.
+fn controller_config(args: &RunArgs, model: ModelConfig) -> Config {
+    Config {
+        model,
         nodeport_range: args.model.nodeport_range.clone(),
         exclude_cidrs: args.model.exclude_cidrs.clone(),
         min_sync_period: args.min_sync_period,
         sync_period: args.sync_period,
         graceful_termination_timeout: args.graceful_termination_timeout,
-    };
-    let controller = Controller::new(
-        config,
-        Inputs {
-            source,
-            changes: changes_rx,
-            node_addresses: nodes_rx,
-        },
-        Kernel {
-            ipvs,
-            owned_record: Some(crate::dataplane::owned::default_path(
-                &args.model.dummy_interface,
-            )),
-            dummy: std::sync::Arc::new(dummy),
-            netfilter: Netfilter {
-                nft,
-                config: MasqueradeConfig {
-                    cluster_cidrs: args.cluster_cidr.clone(),
-                    masquerade_all: args.masquerade_all,
-                },
-            },
-        },
-        health.clone(),
-        metrics.clone(),
-    );
-
-    if args.once {
-        let report = controller.run_once().await?;
-        info!(operations = report.operations, "synced once");
-        return Ok(());
     }
-    let controller =
-        controller.with_health_checks(HealthCheckServers::new(health.clone(), metrics.clone()));
+}
 
+/// Starts the health and metrics listeners that are asked for, after the controller is built
+/// and before it runs; they serve until `stop` turns true. An address that cannot be bound
+/// stops ipvsd at start rather than leaving it running unobserved.
+async fn start_servers(
+    listen: &ListenAddresses,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> Result<()> {
     for (what, address, metrics) in [
-        ("health", health_address, None),
-        ("metrics", metrics_address, Some(metrics.clone())),
+        ("health", listen.health, None),
+        ("metrics", listen.metrics, Some(metrics.clone())),
     ] {
         let Some(address) = address else { continue };
         let listener = tokio::net::TcpListener::bind(address)
@@ -137,16 +213,8 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
             listener,
             health.clone(),
             metrics,
-            stopped(stop_rx.clone()),
+            stopped(stop.clone()),
         ));
-    }
-
-    controller.run(shutdown).await;
-    let _ = stop_tx.send(true);
-    match watcher.await {
-        Ok(Err(e)) => warn!(error = %e, "node address watcher"),
-        Err(e) => warn!(error = %e, "node address watcher"),
-        Ok(Ok(())) => {}
     }
     Ok(())
 }

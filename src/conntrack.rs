@@ -90,14 +90,10 @@ pub fn stale_udp_entries(
 /// The UDP virtual server an IPVS operation adds, changes or deletes, or whose real servers it
 /// adds, changes or deletes: the ones whose conntrack entries may have gone stale.
 pub fn udp_key_changed_by(op: &crate::plan::Operation) -> Option<ServiceKey> {
-    use crate::plan::Operation;
-    let key = match op {
-        Operation::AddService(s) | Operation::UpdateService(s) => s.key,
-        Operation::DeleteService(k)
-        | Operation::AddDestination(k, _)
-        | Operation::UpdateDestination(k, _)
-        | Operation::DeleteDestination(k, _) => *k,
-        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
+    let key = match op.request()? {
+        // Zeroing counters changes no forwarding.
+        ipvs::Request::Zero(_) => return None,
+        request => request.service_key()?,
     };
     matches!(
         key,

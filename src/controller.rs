@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use ipvs::Request;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
@@ -179,13 +180,11 @@ impl RepairWindow {
     /// Notes what `ops` change (whether or not the kernel accepted them).
     fn record(&mut self, ops: &[Operation]) {
         for op in ops {
-            match touched_by(op) {
-                Touch::VirtualServer(k) => {
-                    self.virtual_servers.insert(k);
+            match op {
+                Operation::BindAddress(a) | Operation::UnbindAddress(a) => {
+                    self.addresses.insert(*a);
                 }
-                Touch::Address(a) => {
-                    self.addresses.insert(a);
-                }
+                Operation::Ipvs(_) => self.virtual_servers.extend(op.service_key()),
             }
         }
     }
@@ -493,7 +492,7 @@ impl<D: Dataplane> Controller<D> {
         let retiring: BTreeSet<ipvs::ServiceKey> = ops
             .iter()
             .filter_map(|op| match op {
-                Operation::DeleteDestination(k, _) => Some(*k),
+                Operation::Ipvs(Request::DeleteDestination(k, _)) => Some(*k),
                 _ => None,
             })
             .collect();
@@ -507,7 +506,11 @@ impl<D: Dataplane> Controller<D> {
         let created: Vec<ipvs::ServiceKey> = ops
             .iter()
             .filter_map(|op| match op {
-                Operation::AddService(s) if !self.ownership.managed.contains(&s.key) => Some(s.key),
+                Operation::Ipvs(Request::AddService(s))
+                    if !self.ownership.managed.contains(&s.key) =>
+                {
+                    Some(s.key)
+                }
                 _ => None,
             })
             .collect();
@@ -1204,28 +1207,9 @@ fn error_kind(e: &ipvs::Error) -> &'static str {
     }
 }
 
-/// What an operation changes.
-enum Touch {
-    VirtualServer(ipvs::ServiceKey),
-    Address(IpAddr),
-}
-
-fn touched_by(op: &Operation) -> Touch {
-    match op {
-        Operation::AddService(s) | Operation::UpdateService(s) => Touch::VirtualServer(s.key),
-        Operation::DeleteService(k)
-        | Operation::AddDestination(k, _)
-        | Operation::UpdateDestination(k, _)
-        | Operation::DeleteDestination(k, _) => Touch::VirtualServer(*k),
-        Operation::BindAddress(a) | Operation::UnbindAddress(a) => Touch::Address(*a),
-    }
-}
-
 /// The Service an operation is for, to name it in errors.
 fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
-    let Touch::VirtualServer(key) = touched_by(op) else {
-        return None;
-    };
+    let key = op.service_key()?;
     desired
         .virtual_servers
         .get(&key)
@@ -1235,7 +1219,21 @@ fn origin_of(desired: &Desired, op: &Operation) -> Option<String> {
 /// Keeps the cached kernel table in step with an operation the kernel accepted.
 pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
     match op {
-        Operation::AddService(s) => {
+        Operation::Ipvs(request) => apply_request_to_cache(actual, request),
+        Operation::BindAddress(a) => {
+            actual.bound_addresses.insert(*a);
+        }
+        Operation::UnbindAddress(a) => {
+            actual.bound_addresses.remove(a);
+        }
+    }
+}
+
+/// Keeps the cached kernel table in step with an IPVS request the kernel accepted. The requests
+/// a plan never makes leave the cache alone (the next full read of the kernel catches up).
+fn apply_request_to_cache(actual: &mut Actual, request: &Request) {
+    match request {
+        Request::AddService(s) => {
             actual.services.insert(
                 s.key,
                 ActualService {
@@ -1244,20 +1242,20 @@ pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
                 },
             );
         }
-        Operation::UpdateService(s) => {
+        Request::UpdateService(s) => {
             if let Some(a) = actual.services.get_mut(&s.key) {
                 a.service = s.clone();
             }
         }
-        Operation::DeleteService(k) => {
+        Request::DeleteService(k) => {
             actual.services.remove(k);
         }
-        Operation::AddDestination(k, d) => {
+        Request::AddDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 a.destinations.push(d.clone());
             }
         }
-        Operation::UpdateDestination(k, d) => {
+        Request::UpdateDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 if let Some(old) = a
                     .destinations
@@ -1279,17 +1277,12 @@ pub fn apply_to_cache(actual: &mut Actual, op: &Operation) {
                 }
             }
         }
-        Operation::DeleteDestination(k, d) => {
+        Request::DeleteDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
                 a.destinations
                     .retain(|o| !(o.address == d.address && o.port == d.port));
             }
         }
-        Operation::BindAddress(a) => {
-            actual.bound_addresses.insert(*a);
-        }
-        Operation::UnbindAddress(a) => {
-            actual.bound_addresses.remove(a);
-        }
+        _ => {}
     }
 }

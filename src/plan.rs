@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use ipvs::{Destination, Protocol, Service, ServiceKey};
+use ipvs::{Destination, Protocol, Request, Service, ServiceKey};
 
 use crate::model::Desired;
 use crate::node_addresses::NodeAddresses;
@@ -155,25 +155,32 @@ pub struct GracefulTermination {
     pub since: BTreeMap<DestinationId, Instant>,
 }
 
-/// One change to the kernel.
+/// One change to the kernel: an IPVS request, or an address on the dummy interface.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
-    /// Create a service.
-    AddService(Service),
-    /// Change a service's settings in place.
-    UpdateService(Service),
-    /// Delete a service and its destinations.
-    DeleteService(ServiceKey),
-    /// Add a destination to a service.
-    AddDestination(ServiceKey, Destination),
-    /// Change a destination's weight, forwarding or thresholds.
-    UpdateDestination(ServiceKey, Destination),
-    /// Delete a destination.
-    DeleteDestination(ServiceKey, Destination),
+    /// A change to the IPVS table, as the `ipvs` crate sends it. A plan makes the six that add,
+    /// change and delete services and destinations.
+    Ipvs(Request),
     /// Put an address on the dummy interface.
     BindAddress(IpAddr),
     /// Take an address off the dummy interface.
     UnbindAddress(IpAddr),
+}
+
+impl Operation {
+    /// The IPVS request, if this is an IPVS operation.
+    pub fn request(&self) -> Option<&Request> {
+        match self {
+            Operation::Ipvs(request) => Some(request),
+            Operation::BindAddress(_) | Operation::UnbindAddress(_) => None,
+        }
+    }
+
+    /// The virtual server the operation is about (see [`Request::service_key`]); `None` for
+    /// the address operations.
+    pub fn service_key(&self) -> Option<ServiceKey> {
+        self.request().and_then(Request::service_key)
+    }
 }
 
 /// The length of a single-address prefix of `address`'s family.
@@ -200,39 +207,48 @@ impl fmt::Display for Operation {
     /// As the ipvsadm command that does the same: `-A -t 10.96.0.1:443 -s rr`,
     /// `-e -t ... -r 10.244.0.7:8443 -m -w 0`; addresses as `bind 10.96.0.1/32`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ipvs::ipvsadm::{destination_options, rule_service_name, service_options};
         match self {
-            Operation::AddService(s) => {
-                write!(f, "-A {} {}", rule_service_name(&s.key), service_options(s))
-            }
-            Operation::UpdateService(s) => {
-                write!(f, "-E {} {}", rule_service_name(&s.key), service_options(s))
-            }
-            Operation::DeleteService(k) => write!(f, "-D {}", rule_service_name(k)),
-            Operation::AddDestination(k, d) => write!(
-                f,
-                "-a {} {}{}",
-                rule_service_name(k),
-                destination_options(d),
-                threshold_options(d)
-            ),
-            Operation::UpdateDestination(k, d) => write!(
-                f,
-                "-e {} {}{}",
-                rule_service_name(k),
-                destination_options(d),
-                threshold_options(d)
-            ),
-            Operation::DeleteDestination(k, d) => {
-                let address = match d.address {
-                    IpAddr::V4(a) => format!("{a}:{}", d.port),
-                    IpAddr::V6(a) => format!("[{a}]:{}", d.port),
-                };
-                write!(f, "-d {} -r {address}", rule_service_name(k))
-            }
+            Operation::Ipvs(request) => write_ipvsadm_rule(f, request),
             Operation::BindAddress(a) => write!(f, "bind {a}/{}", host_prefix(a)),
             Operation::UnbindAddress(a) => write!(f, "unbind {a}/{}", host_prefix(a)),
         }
+    }
+}
+
+/// Writes an IPVS request as the ipvsadm command that does the same. The requests a plan never
+/// makes (zeroing counters, flushing, timeouts, sync daemons) are written as their `Debug` form.
+fn write_ipvsadm_rule(f: &mut fmt::Formatter<'_>, request: &Request) -> fmt::Result {
+    use ipvs::ipvsadm::{destination_options, rule_service_name, service_options};
+    match request {
+        Request::AddService(s) => {
+            write!(f, "-A {} {}", rule_service_name(&s.key), service_options(s))
+        }
+        Request::UpdateService(s) => {
+            write!(f, "-E {} {}", rule_service_name(&s.key), service_options(s))
+        }
+        Request::DeleteService(k) => write!(f, "-D {}", rule_service_name(k)),
+        Request::AddDestination(k, d) => write!(
+            f,
+            "-a {} {}{}",
+            rule_service_name(k),
+            destination_options(d),
+            threshold_options(d)
+        ),
+        Request::UpdateDestination(k, d) => write!(
+            f,
+            "-e {} {}{}",
+            rule_service_name(k),
+            destination_options(d),
+            threshold_options(d)
+        ),
+        Request::DeleteDestination(k, d) => {
+            let address = match d.address {
+                IpAddr::V4(a) => format!("{a}:{}", d.port),
+                IpAddr::V6(a) => format!("[{a}]:{}", d.port),
+            };
+            write!(f, "-d {} -r {address}", rule_service_name(k))
+        }
+        other => write!(f, "{other:?}"),
     }
 }
 
@@ -351,7 +367,8 @@ impl<'a> Planner<'a> {
                 && owned(key, self.desired, self.actual, self.ownership)
                 && !self.opaque.holders.contains(key)
             {
-                self.service_deletes.push(Operation::DeleteService(*key));
+                self.service_deletes
+                    .push(Operation::Ipvs(Request::DeleteService(*key)));
             }
             return;
         };
@@ -365,17 +382,17 @@ impl<'a> Planner<'a> {
         }
         let Some(current) = self.actual.services.get(key) else {
             self.service_changes
-                .push(Operation::AddService(vs.service.clone()));
+                .push(Operation::Ipvs(Request::AddService(vs.service.clone())));
             self.destination_changes.extend(
                 vs.destinations
                     .values()
-                    .map(|d| Operation::AddDestination(*key, d.clone())),
+                    .map(|d| Operation::Ipvs(Request::AddDestination(*key, d.clone()))),
             );
             return;
         };
         if !current.service.settings_eq(&vs.service) {
             self.service_changes
-                .push(Operation::UpdateService(vs.service.clone()));
+                .push(Operation::Ipvs(Request::UpdateService(vs.service.clone())));
         }
         let current_dests: BTreeMap<(IpAddr, u16), &Destination> = current
             .destinations
@@ -389,10 +406,14 @@ impl<'a> Planner<'a> {
             match current_dests.get(id) {
                 None => self
                     .destination_changes
-                    .push(Operation::AddDestination(*key, want.clone())),
-                Some(have) if !have.settings_eq(want) => self
-                    .destination_changes
-                    .push(Operation::UpdateDestination(*key, want.clone())),
+                    .push(Operation::Ipvs(Request::AddDestination(*key, want.clone()))),
+                Some(have) if !have.settings_eq(want) => {
+                    self.destination_changes
+                        .push(Operation::Ipvs(Request::UpdateDestination(
+                            *key,
+                            want.clone(),
+                        )))
+                }
                 Some(_) => {}
             }
         }
@@ -402,7 +423,9 @@ impl<'a> Planner<'a> {
             }
             if let Some(op) = retire_destination(key, have, self.graceful, self.now) {
                 match op {
-                    Operation::DeleteDestination(..) => self.destination_deletes.push(op),
+                    Operation::Ipvs(Request::DeleteDestination(..)) => {
+                        self.destination_deletes.push(op)
+                    }
                     _ => self.destination_changes.push(op),
                 }
             }
@@ -425,9 +448,11 @@ impl<'a> Planner<'a> {
 /// Destination operations in service, then real server order, whatever order they were found in.
 fn destination_order(op: &Operation) -> Option<(ServiceKey, IpAddr, u16)> {
     match op {
-        Operation::AddDestination(k, d)
-        | Operation::UpdateDestination(k, d)
-        | Operation::DeleteDestination(k, d) => Some((*k, d.address, d.port)),
+        Operation::Ipvs(
+            Request::AddDestination(k, d)
+            | Request::UpdateDestination(k, d)
+            | Request::DeleteDestination(k, d),
+        ) => Some((*k, d.address, d.port)),
         _ => None,
     }
 }
@@ -460,7 +485,12 @@ fn retire_destination(
     graceful: &GracefulTermination,
     now: Instant,
 ) -> Option<Operation> {
-    let delete = || Some(Operation::DeleteDestination(*key, have.clone()));
+    let delete = || {
+        Some(Operation::Ipvs(Request::DeleteDestination(
+            *key,
+            have.clone(),
+        )))
+    };
     let ServiceKey::Addr { protocol, .. } = key else {
         return delete();
     };
@@ -473,7 +503,7 @@ fn retire_destination(
     if have.weight != 0 {
         let mut quiesced = have.clone();
         quiesced.weight = 0;
-        return Some(Operation::UpdateDestination(*key, quiesced));
+        return Some(Operation::Ipvs(Request::UpdateDestination(*key, quiesced)));
     }
     let id: DestinationId = (*key, have.address, have.port);
     match (graceful.timeout, graceful.since.get(&id)) {
@@ -543,20 +573,20 @@ mod tests {
         svc.flags = ServiceFlags::PERSISTENT | ServiceFlags::SCHED1 | ServiceFlags::SCHED2;
         svc.timeout = 600;
         assert_eq!(
-            Operation::AddService(svc.clone()).to_string(),
+            Operation::Ipvs(Request::AddService(svc.clone())).to_string(),
             "-A -t 10.96.0.20:443 -s sh -p 600 -b sh-fallback,sh-port"
         );
         assert_eq!(
-            Operation::UpdateService(Service::new(key, "rr")).to_string(),
+            Operation::Ipvs(Request::UpdateService(Service::new(key, "rr"))).to_string(),
             "-E -t 10.96.0.20:443 -s rr"
         );
         let dest = Destination::new(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 7)), 8443);
         assert_eq!(
-            Operation::AddDestination(key, dest.clone()).to_string(),
+            Operation::Ipvs(Request::AddDestination(key, dest.clone())).to_string(),
             "-a -t 10.96.0.20:443 -r 10.244.0.7:8443 -m -w 1"
         );
         assert_eq!(
-            Operation::DeleteDestination(key, dest).to_string(),
+            Operation::Ipvs(Request::DeleteDestination(key, dest)).to_string(),
             "-d -t 10.96.0.20:443 -r 10.244.0.7:8443"
         );
         let v6 = ServiceKey::Addr {
@@ -565,7 +595,7 @@ mod tests {
             port: 53,
         };
         assert_eq!(
-            Operation::DeleteService(v6).to_string(),
+            Operation::Ipvs(Request::DeleteService(v6)).to_string(),
             "-D -u [fd00:96::a]:53"
         );
         let mh = {
@@ -574,7 +604,7 @@ mod tests {
             s
         };
         assert_eq!(
-            Operation::AddService(mh).to_string(),
+            Operation::Ipvs(Request::AddService(mh)).to_string(),
             "-A -t 10.96.0.30:80 -s mh -b mh-port"
         );
         let mut masked = Service::new(tcp("10.96.0.40", 80), "rr");
@@ -582,7 +612,7 @@ mod tests {
         masked.timeout = 300;
         masked.netmask = 24;
         assert_eq!(
-            Operation::UpdateService(masked).to_string(),
+            Operation::Ipvs(Request::UpdateService(masked)).to_string(),
             "-E -t 10.96.0.40:80 -s rr -p 300 -M 255.255.255.0"
         );
         assert_eq!(

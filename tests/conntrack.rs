@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use ipvs::{Destination, Protocol, Service, ServiceKey};
+use ipvs::{Destination, Protocol, Request, Service, ServiceKey};
 use ipvsd::conntrack::{stale_udp_entries, udp_key_changed_by, Entry, Tuple, IPPROTO_UDP};
 use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
 use ipvsd::plan::Operation;
@@ -218,25 +218,25 @@ fn udp_operations_name_their_virtual_server_and_others_none() {
     let web = mk_key(Protocol::Tcp, "10.96.0.20", 80);
     let real = Destination::new(ip("10.244.1.7"), 53);
     for op in [
-        Operation::AddService(Service::new(dns, "rr")),
-        Operation::UpdateService(Service::new(dns, "wrr")),
-        Operation::DeleteService(dns),
-        Operation::AddDestination(dns, real.clone()),
-        Operation::UpdateDestination(dns, real.clone()),
-        Operation::DeleteDestination(dns, real.clone()),
+        Operation::Ipvs(Request::AddService(Service::new(dns, "rr"))),
+        Operation::Ipvs(Request::UpdateService(Service::new(dns, "wrr"))),
+        Operation::Ipvs(Request::DeleteService(dns)),
+        Operation::Ipvs(Request::AddDestination(dns, real.clone())),
+        Operation::Ipvs(Request::UpdateDestination(dns, real.clone())),
+        Operation::Ipvs(Request::DeleteDestination(dns, real.clone())),
     ] {
         assert_eq!(udp_key_changed_by(&op), Some(dns), "{op}");
     }
     for op in [
-        Operation::AddService(Service::new(web, "rr")),
-        Operation::DeleteDestination(web, real),
-        Operation::AddService(Service::new(
+        Operation::Ipvs(Request::AddService(Service::new(web, "rr"))),
+        Operation::Ipvs(Request::DeleteDestination(web, real)),
+        Operation::Ipvs(Request::AddService(Service::new(
             ServiceKey::FwMark {
                 mark: 7,
                 family: ipvs::Family::Inet,
             },
             "rr",
-        )),
+        ))),
         Operation::BindAddress(ip("10.96.0.10")),
     ] {
         assert_eq!(udp_key_changed_by(&op), None, "{op}");

@@ -244,7 +244,7 @@ impl Dataplane for FakeKernel {
 }
 
 fn is_ipvs(op: &Operation) -> bool {
-    !matches!(op, Operation::BindAddress(_) | Operation::UnbindAddress(_))
+    op.request().is_some()
 }
 
 /// A source whose content the test sets; what changed is found by comparing each content

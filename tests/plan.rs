@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ipvs::{Destination, Family, ForwardingMethod, Protocol, Service, ServiceFlags, ServiceKey};
+use ipvs::{
+    Destination, Family, ForwardingMethod, Protocol, Request, Service, ServiceFlags, ServiceKey,
+};
 use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{
@@ -488,11 +490,7 @@ fn plan_cases() {
 /// The virtual server or address an operation is about.
 fn concerns(op: &Operation) -> (Option<ServiceKey>, Option<IpAddr>) {
     match op {
-        Operation::AddService(s) | Operation::UpdateService(s) => (Some(s.key), None),
-        Operation::DeleteService(k)
-        | Operation::AddDestination(k, _)
-        | Operation::UpdateDestination(k, _)
-        | Operation::DeleteDestination(k, _) => (Some(*k), None),
+        Operation::Ipvs(request) => (request.service_key(), None),
         Operation::BindAddress(a) | Operation::UnbindAddress(a) => (None, Some(*a)),
     }
 }
@@ -573,7 +571,7 @@ fn a_new_service_is_created_with_every_desired_setting() {
         &GracefulTermination::default(),
         now(),
     );
-    assert_eq!(ops, vec![Operation::AddService(vs.service)]);
+    assert_eq!(ops, vec![Operation::Ipvs(Request::AddService(vs.service))]);
 }
 
 #[test]

@@ -167,6 +167,25 @@ impl Request {
         Ok(())
     }
 
+    /// The service the request is about: the one it adds, changes or deletes, whose
+    /// destinations it adds, changes or deletes, or whose counters it zeroes. `None` for the
+    /// requests about no single service (zeroing every counter, flushing, timeouts, sync
+    /// daemons).
+    pub fn service_key(&self) -> Option<ServiceKey> {
+        match self {
+            Request::AddService(s) | Request::UpdateService(s) => Some(s.key),
+            Request::DeleteService(k)
+            | Request::AddDestination(k, _)
+            | Request::UpdateDestination(k, _)
+            | Request::DeleteDestination(k, _) => Some(*k),
+            Request::Zero(k) => *k,
+            Request::Flush
+            | Request::SetTimeouts(_)
+            | Request::AddDaemon(_)
+            | Request::DeleteDaemon(_) => None,
+        }
+    }
+
     /// The command that carries the request.
     pub fn command(&self) -> IpvsCmd {
         match self {
@@ -1148,6 +1167,35 @@ mod tests {
                 .check()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_request_names_the_service_it_is_about() {
+        let key = ServiceKey::Addr {
+            address: [10, 96, 0, 1].into(),
+            protocol: Protocol::Udp,
+            port: 53,
+        };
+        let dest = Destination::new([10, 244, 0, 1].into(), 53);
+        for request in [
+            Request::AddService(crate::Service::new(key, "rr")),
+            Request::UpdateService(crate::Service::new(key, "wrr")),
+            Request::DeleteService(key),
+            Request::AddDestination(key, dest.clone()),
+            Request::UpdateDestination(key, dest.clone()),
+            Request::DeleteDestination(key, dest),
+            Request::Zero(Some(key)),
+        ] {
+            assert_eq!(request.service_key(), Some(key), "{request:?}");
+        }
+        for request in [
+            Request::Zero(None),
+            Request::Flush,
+            Request::SetTimeouts(crate::Timeouts::default()),
+            Request::DeleteDaemon(crate::DaemonState::Backup),
+        ] {
+            assert_eq!(request.service_key(), None, "{request:?}");
+        }
     }
 
     #[test]

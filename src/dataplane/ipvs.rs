@@ -109,35 +109,21 @@ impl IpvsTable {
         Ok(out)
     }
 
-    /// Applies the IPVS operations among `ops`, in order, packed into datagrams on one socket. Returns one
-    /// result per operation given (address operations are not IPVS's and are returned as
-    /// `None`).
+    /// Applies the IPVS operations among `ops`, in order, packed into datagrams on one socket.
+    /// Returns one result per operation given (address operations are not IPVS's and are
+    /// returned as `None`).
     pub async fn apply(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {
-        let requests: Vec<(usize, Request)> = ops
+        let (indices, requests): (Vec<usize>, Vec<Request>) = ops
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| request_for(op).map(|r| (i, r)))
-            .collect();
+            .filter_map(|(i, op)| op.request().map(|r| (i, r.clone())))
+            .unzip();
         let mut results: Vec<Option<Result<(), ipvs::Error>>> = ops.iter().map(|_| None).collect();
-        let (indices, requests): (Vec<usize>, Vec<Request>) = requests.into_iter().unzip();
         for (i, result) in indices.into_iter().zip(self.client.execute(requests).await) {
             results[i] = Some(result);
         }
         results
     }
-}
-
-/// The IPVS request carrying out an operation, if it is an IPVS one.
-fn request_for(op: &Operation) -> Option<Request> {
-    Some(match op {
-        Operation::AddService(s) => Request::AddService(s.clone()),
-        Operation::UpdateService(s) => Request::UpdateService(s.clone()),
-        Operation::DeleteService(k) => Request::DeleteService(*k),
-        Operation::AddDestination(k, d) => Request::AddDestination(*k, d.clone()),
-        Operation::UpdateDestination(k, d) => Request::UpdateDestination(*k, d.clone()),
-        Operation::DeleteDestination(k, d) => Request::DeleteDestination(*k, d.clone()),
-        Operation::BindAddress(_) | Operation::UnbindAddress(_) => return None,
-    })
 }
 
 /// Firewall mark of the throwaway virtual server that probes for a scheduler. Fwmark services
