@@ -12,7 +12,7 @@ use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArg
 use crate::controller::{Config, Controller, Inputs};
 use crate::dataplane::link::DummyLink;
 use crate::dataplane::nftables::Nftables;
-use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
+use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses_with, WatchOptions};
 use crate::dataplane::sysctl::{self, Sysctls};
 use crate::dataplane::{IpvsTable, Kernel, Netfilter};
 use crate::health::Health;
@@ -70,11 +70,15 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     let nodes = node_addresses(&args.model.dummy_interface)
         .await
         .context("listing node addresses")?;
-    info!(node = %model_config.node_name, addresses = ?nodes.0, "starting");
+    info!(node = %model_config.node_name, addresses = ?nodes.addresses, primary = ?nodes.primary, "starting");
+    let metrics = Arc::new(Metrics::new());
     let (nodes_tx, nodes_rx) = watch::channel(nodes);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let watcher = tokio::spawn(watch_node_addresses(
-        args.model.dummy_interface.clone(),
+    let watcher = tokio::spawn(watch_node_addresses_with(
+        WatchOptions {
+            overruns: metrics.node_address_overruns(),
+            ..WatchOptions::new(args.model.dummy_interface.clone())
+        },
         nodes_tx,
         stopped(stop_rx.clone()),
     ));
@@ -83,7 +87,6 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     let source = start_source(&args.model, changes_tx).await?;
 
     let health = Arc::new(Health::new(args.sync_period));
-    let metrics = Arc::new(Metrics::new());
     let config = Config {
         model: model_config,
         nodeport_range: args.model.nodeport_range.clone(),
@@ -351,7 +354,9 @@ fn model_config(args: &ModelArgs) -> Result<ModelConfig> {
         scheduler: args.scheduler.clone(),
         scheduler_flags,
         service_proxy_name: args.service_proxy_name.clone(),
-        nodeport_addresses: args.nodeport_addresses.clone(),
+        nodeport_addresses: crate::cli::nodeport_addresses(&args.nodeport_addresses)
+            .map_err(anyhow::Error::msg)
+            .context("--nodeport-addresses")?,
         unavailable_schedulers: Default::default(),
     })
 }
