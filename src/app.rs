@@ -14,7 +14,7 @@ use crate::cli::{parse_listen_address, CleanupArgs, ListArgs, ModelArgs, PlanArg
 use crate::controller::{Config, Controller, Inputs};
 use crate::dataplane::link::{DummyLink, LinkError};
 use crate::dataplane::nftables::Nftables;
-use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses};
+use crate::dataplane::node_addresses::{node_addresses, watch_node_addresses_with, WatchOptions};
 use crate::dataplane::sysctl::{self, Sysctls};
 use crate::dataplane::{IpvsTable, Kernel, Netfilter};
 use crate::health::Health;
@@ -35,9 +35,11 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     let listen = ListenAddresses::of(&args)?;
     let kernel = build_dataplane(&args, &model_config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
     let (node_addresses, watcher) = start_address_watcher(
         &args.model.dummy_interface,
         &model_config.node_name,
+        &metrics,
         stop_rx.clone(),
     )
     .await?;
@@ -45,7 +47,6 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()> + Send + 'sta
     let source = start_source(&args.model, changes_tx).await?;
 
     let health = Arc::new(Health::new(args.sync_period));
-    let metrics = Arc::new(Metrics::new());
     let controller = Controller::new(
         controller_config(&args, model_config),
         Inputs {
@@ -151,6 +152,7 @@ async fn build_dataplane(args: &RunArgs, model_config: &ModelConfig) -> Result<K
 async fn start_address_watcher(
     dummy_interface: &str,
     node_name: &str,
+    metrics: &Metrics,
     stop: watch::Receiver<bool>,
 ) -> Result<(
     watch::Receiver<NodeAddresses>,
@@ -159,10 +161,13 @@ async fn start_address_watcher(
     let nodes = node_addresses(dummy_interface)
         .await
         .context("listing node addresses")?;
-    info!(node = %node_name, addresses = ?nodes.0, "starting");
+    info!(node = %node_name, addresses = ?nodes.addresses, primary = ?nodes.primary, "starting");
     let (nodes_tx, nodes_rx) = watch::channel(nodes);
-    let watcher = tokio::spawn(watch_node_addresses(
-        dummy_interface.to_string(),
+    let watcher = tokio::spawn(watch_node_addresses_with(
+        WatchOptions {
+            overruns: metrics.node_address_overruns(),
+            ..WatchOptions::new(dummy_interface.to_string())
+        },
         nodes_tx,
         stopped(stop),
     ));
@@ -419,7 +424,9 @@ fn model_config(args: &ModelArgs) -> Result<ModelConfig> {
         scheduler: args.scheduler.clone(),
         scheduler_flags,
         service_proxy_name: args.service_proxy_name.clone(),
-        nodeport_addresses: args.nodeport_addresses.clone(),
+        nodeport_addresses: crate::cli::nodeport_addresses(&args.nodeport_addresses)
+            .map_err(anyhow::Error::msg)
+            .context("--nodeport-addresses")?,
         unavailable_schedulers: Default::default(),
     })
 }

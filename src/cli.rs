@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::model::NodePortAddresses;
+
 /// Runs Kubernetes Services on Linux IPVS.
 #[derive(Debug, Parser)]
 #[command(name = "ipvsd", version, about)]
@@ -62,9 +64,10 @@ pub struct ModelArgs {
     /// (and those without the label).
     #[arg(long)]
     pub service_proxy_name: Option<String>,
-    /// Restrict NodePort virtual servers to node addresses in these CIDRs.
-    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
-    pub nodeport_addresses: Vec<IpNet>,
+    /// Restrict NodePort virtual servers to node addresses in these CIDRs (per family), or with
+    /// `primary` to the node's primary address of each family (where the default route leaves).
+    #[arg(long, value_delimiter = ',', value_name = "CIDR|primary", value_parser = parse_nodeport_address)]
+    pub nodeport_addresses: Vec<NodePortAddress>,
     /// The dummy interface that holds cluster, external and load-balancer IPs.
     #[arg(long, default_value = "kube-ipvs0")]
     pub dummy_interface: String,
@@ -170,6 +173,45 @@ pub struct CleanupArgs {
     pub exclude_cidrs: Vec<IpNet>,
 }
 
+/// One value of `--nodeport-addresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodePortAddress {
+    /// Node addresses in this CIDR.
+    Cidr(IpNet),
+    /// `primary`: the node's primary addresses.
+    Primary,
+}
+
+/// Parses one value of `--nodeport-addresses`: a CIDR or `primary`.
+pub fn parse_nodeport_address(s: &str) -> Result<NodePortAddress, String> {
+    if s == "primary" {
+        return Ok(NodePortAddress::Primary);
+    }
+    s.parse()
+        .map(NodePortAddress::Cidr)
+        .map_err(|_| format!("invalid value {s:?}: expected a CIDR or `primary`"))
+}
+
+/// The model's choice of NodePort addresses from the values of `--nodeport-addresses`:
+/// `primary` stands alone, as kube-proxy requires.
+pub fn nodeport_addresses(values: &[NodePortAddress]) -> Result<NodePortAddresses, String> {
+    match values {
+        [NodePortAddress::Primary] => Ok(NodePortAddresses::Primary),
+        _ if values.contains(&NodePortAddress::Primary) => {
+            Err("`primary` cannot be combined with CIDRs or given twice".to_owned())
+        }
+        _ => Ok(NodePortAddresses::Cidrs(
+            values
+                .iter()
+                .filter_map(|v| match v {
+                    NodePortAddress::Cidr(net) => Some(*net),
+                    NodePortAddress::Primary => None,
+                })
+                .collect(),
+        )),
+    }
+}
+
 /// An address flag: `None` when empty (the endpoint is off).
 pub fn parse_listen_address(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.is_empty() {
@@ -261,6 +303,38 @@ mod tests {
         assert!(parse_port_range("5-1").is_err());
         assert!(parse_port_range("70000-70001").is_err());
         assert!(parse_port_range("100").is_err());
+    }
+
+    #[test]
+    fn nodeport_addresses_take_cidrs_or_primary_alone() {
+        let net: IpNet = "192.168.0.0/16".parse().unwrap();
+        assert_eq!(
+            parse_nodeport_address("192.168.0.0/16"),
+            Ok(NodePortAddress::Cidr(net))
+        );
+        assert_eq!(
+            parse_nodeport_address("primary"),
+            Ok(NodePortAddress::Primary)
+        );
+        assert!(parse_nodeport_address("Primary").is_err());
+        assert!(parse_nodeport_address("192.168.0.1").is_err());
+
+        assert_eq!(
+            nodeport_addresses(&[]),
+            Ok(NodePortAddresses::Cidrs(Vec::new()))
+        );
+        assert_eq!(
+            nodeport_addresses(&[NodePortAddress::Cidr(net)]),
+            Ok(NodePortAddresses::Cidrs(vec![net]))
+        );
+        assert_eq!(
+            nodeport_addresses(&[NodePortAddress::Primary]),
+            Ok(NodePortAddresses::Primary)
+        );
+        assert!(
+            nodeport_addresses(&[NodePortAddress::Primary, NodePortAddress::Cidr(net)]).is_err()
+        );
+        assert!(nodeport_addresses(&[NodePortAddress::Primary, NodePortAddress::Primary]).is_err());
     }
 
     #[test]

@@ -313,7 +313,9 @@ impl<D: Dataplane> Controller<D> {
                 }
                 changed = self.inputs.node_addresses.changed(), if nodes_open => {
                     nodes_open = changed.is_ok();
-                    debug!(addresses = ?self.inputs.node_addresses.borrow().0, "node addresses changed");
+                    let nodes = self.inputs.node_addresses.borrow();
+                    debug!(addresses = ?nodes.addresses, primary = ?nodes.primary, "node addresses changed");
+                    drop(nodes);
                     self.change_seen();
                     dirty = true;
                 }
@@ -819,15 +821,10 @@ impl<D: Dataplane> Controller<D> {
         let Some(servers) = self.health_checks.as_mut() else {
             return;
         };
-        let cidrs = &self.config.model.nodeport_addresses;
-        if cidrs.is_empty() {
+        if self.config.model.nodeport_addresses.is_all() {
             servers.update(&desired.health_checks, None);
         } else {
-            let addresses: Vec<IpAddr> = nodes
-                .iter()
-                .filter(|a| model::nodeport_address_allowed(cidrs, a))
-                .copied()
-                .collect();
+            let addresses = model::node_port_addresses(nodes, &self.config.model);
             servers.update(&desired.health_checks, Some(&addresses));
         }
     }

@@ -104,6 +104,7 @@ pub struct Metrics {
     model_computations: Family<ComputationLabels, Counter>,
     conntrack_deleted: Counter,
     conntrack_failures: Counter,
+    node_address_overruns: Counter,
     /// Held while the traffic families are rewritten and while encoding, so a scrape sees
     /// either the old set or the new one.
     traffic: Mutex<Traffic>,
@@ -209,6 +210,13 @@ impl Metrics {
             conntrack_failures.clone(),
         );
 
+        let node_address_overruns = Counter::default();
+        registry.register(
+            "node_address_notification_overruns",
+            "Times the socket following node address and route changes overran (ENOBUFS) and they were listed again",
+            node_address_overruns.clone(),
+        );
+
         let netfilter_packets = Family::<CounterLabels, Counter>::default();
         registry.register(
             "nftables_packets",
@@ -270,6 +278,7 @@ impl Metrics {
             bound_addresses,
             undecodable_entries,
             netlink_errors,
+            node_address_overruns,
             netfilter_duration,
             netfilter_failures,
             health_check_requests,
@@ -320,6 +329,12 @@ impl Metrics {
     /// Counts a failed conntrack cleanup (`ipvsd_conntrack_cleanup_failures_total`).
     pub fn conntrack_cleanup_failure(&self) {
         self.conntrack_failures.inc();
+    }
+
+    /// The counter of notification overruns the node address watcher adds to
+    /// (`ipvsd_node_address_notification_overruns_total`).
+    pub fn node_address_overruns(&self) -> Counter {
+        self.node_address_overruns.clone()
     }
 
     /// Adds packets counted by the named counter `counter` of ipvsd's nftables table

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipvs::{ForwardingMethod, ServiceFlags};
-use ipvsd::model::{desired, AddressKind, Desired, ModelConfig, ServiceRef};
-use ipvsd::node_addresses::NodeAddresses;
+use ipvsd::model::{desired, AddressKind, Desired, ModelConfig, NodePortAddresses, ServiceRef};
+use ipvsd::node_addresses::{NodeAddresses, PrimaryAddresses};
 use ipvsd::source::Snapshot;
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
@@ -362,7 +362,7 @@ fn cases() -> Vec<Case> {
             services: vec![mk_service("web", "NodePort", &["10.96.0.10"], vec![mk_node_port("http", 80, 30080)])],
             nodes: nodes(&["192.168.1.10", "172.17.0.1"]),
             config: ModelConfig {
-                nodeport_addresses: vec!["192.168.0.0/16".parse().unwrap()],
+                nodeport_addresses: NodePortAddresses::Cidrs(vec!["192.168.0.0/16".parse().unwrap()]),
                 ..config()
             },
             rules: &[
@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
             services: vec![mk_service("web", "NodePort", &["10.96.0.10", "fd00:96::10"], vec![mk_node_port("http", 80, 30080)])],
             nodes: nodes(&["192.168.1.10", "172.17.0.1", "2001:db8::10"]),
             config: ModelConfig {
-                nodeport_addresses: vec!["192.168.0.0/16".parse().unwrap()],
+                nodeport_addresses: NodePortAddresses::Cidrs(vec!["192.168.0.0/16".parse().unwrap()]),
                 ..config()
             },
             rules: &[
@@ -387,6 +387,51 @@ fn cases() -> Vec<Case> {
                 "tcp [fd00:96::10]:80 rr [cluster default/web:http] ->",
             ],
             bound: &["10.96.0.10", "fd00:96::10"],
+            ..Case::default()
+        },
+        Case {
+            name: "nodeport_addresses primary keeps the primary address of each family only",
+            services: vec![mk_service("web", "NodePort", &["10.96.0.10", "fd00:96::10"], vec![mk_node_port("http", 80, 30080)])],
+            nodes: nodes(&["192.168.1.10", "172.17.0.1", "2001:db8::10", "fd00::10"]).with_primary(PrimaryAddresses {
+                ipv4: Some("172.17.0.1".parse().unwrap()),
+                ipv6: Some("2001:db8::10".parse().unwrap()),
+            }),
+            config: ModelConfig { nodeport_addresses: NodePortAddresses::Primary, ..config() },
+            rules: &[
+                "tcp 10.96.0.10:80 rr [cluster default/web:http] ->",
+                "tcp 172.17.0.1:30080 rr [nodeport default/web:http] ->",
+                "tcp [2001:db8::10]:30080 rr [nodeport default/web:http] ->",
+                "tcp [fd00:96::10]:80 rr [cluster default/web:http] ->",
+            ],
+            bound: &["10.96.0.10", "fd00:96::10"],
+            ..Case::default()
+        },
+        Case {
+            name: "nodeport_addresses primary: a family without a primary address (no default route) gets no NodePorts",
+            services: vec![mk_service("web", "NodePort", &["10.96.0.10", "fd00:96::10"], vec![mk_node_port("http", 80, 30080)])],
+            nodes: nodes(&["192.168.1.10", "2001:db8::10"]).with_primary(PrimaryAddresses {
+                ipv4: Some("192.168.1.10".parse().unwrap()),
+                ipv6: None,
+            }),
+            config: ModelConfig { nodeport_addresses: NodePortAddresses::Primary, ..config() },
+            rules: &[
+                "tcp 10.96.0.10:80 rr [cluster default/web:http] ->",
+                "tcp 192.168.1.10:30080 rr [nodeport default/web:http] ->",
+                "tcp [fd00:96::10]:80 rr [cluster default/web:http] ->",
+            ],
+            bound: &["10.96.0.10", "fd00:96::10"],
+            ..Case::default()
+        },
+        Case {
+            name: "nodeport_addresses primary: a primary address that is not a node address (on the dummy) gets no NodePort",
+            services: vec![mk_service("web", "NodePort", &["10.96.0.10"], vec![mk_node_port("http", 80, 30080)])],
+            nodes: nodes(&["192.168.1.10"]).with_primary(PrimaryAddresses {
+                ipv4: Some("10.96.0.10".parse().unwrap()),
+                ipv6: None,
+            }),
+            config: ModelConfig { nodeport_addresses: NodePortAddresses::Primary, ..config() },
+            rules: &["tcp 10.96.0.10:80 rr [cluster default/web:http] ->"],
+            bound: &["10.96.0.10"],
             ..Case::default()
         },
         Case {
@@ -905,7 +950,7 @@ fn default_config_is_round_robin_without_flags() {
     let c = ModelConfig::default();
     assert_eq!(c.scheduler, "rr");
     assert_eq!(c.scheduler_flags, ServiceFlags::empty());
-    assert!(c.nodeport_addresses.is_empty());
+    assert!(c.nodeport_addresses.is_all());
     assert_eq!(c.service_proxy_name, None);
 }
 

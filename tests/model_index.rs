@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipvsd::model::index::{ModelIndex, Touched};
-use ipvsd::model::{desired, Desired, ModelConfig};
+use ipvsd::model::{desired, Desired, ModelConfig, NodePortAddresses};
 use ipvsd::netfilter::{self, ElementIndex};
-use ipvsd::node_addresses::NodeAddresses;
+use ipvsd::node_addresses::{NodeAddresses, PrimaryAddresses};
 use ipvsd::plan::{self, Actual, ActualService, GracefulTermination, Ownership};
 use ipvsd::source::{Delta, ObjectKey, Objects, Snapshot};
 use k8s_openapi::api::core::v1::{
@@ -307,7 +307,7 @@ fn programmed(desired: &Desired, rng: &mut Rng) -> Actual {
 struct World {
     services: BTreeMap<ObjectKey, Arc<Service>>,
     slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
-    nodes: BTreeSet<IpAddr>,
+    nodes: NodeAddresses,
 }
 
 impl World {
@@ -335,7 +335,7 @@ fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
 /// One random change: to the objects (a [`Delta`] of one or a few), or to the node addresses.
 enum Change {
     Objects(Delta),
-    Nodes(BTreeSet<IpAddr>),
+    Nodes(NodeAddresses),
     /// The kernel turns out not to have a scheduler Services ask for.
     SchedulerUnavailable(&'static str),
 }
@@ -346,9 +346,16 @@ fn random_change(rng: &mut Rng, world: &World) -> Change {
     }
     if rng.chance(10) {
         let mut nodes = world.nodes.clone();
-        let address: IpAddr = rng.pick(NODE_ADDRESSES).parse().unwrap();
-        if !nodes.remove(&address) {
-            nodes.insert(address);
+        if rng.chance(30) {
+            // The default route moves, or goes.
+            nodes.primary.ipv4 = [None, Some("192.168.0.1"), Some("192.168.0.2")][rng.below(3)]
+                .map(|a| a.parse().unwrap());
+            nodes.primary.ipv6 = rng.maybe(50, |_| "fd00:1::1".parse().unwrap());
+        } else {
+            let address: IpAddr = rng.pick(NODE_ADDRESSES).parse().unwrap();
+            if !nodes.addresses.remove(&address) {
+                nodes.addresses.insert(address);
+            }
         }
         return Change::Nodes(nodes);
     }
@@ -387,10 +394,10 @@ fn config(rng: &mut Rng) -> ModelConfig {
     ModelConfig {
         node_name: "node-a".to_string(),
         service_proxy_name: rng.maybe(50, |_| "ipvsd".to_string()),
-        nodeport_addresses: if rng.chance(50) {
-            vec!["192.168.0.1/32".parse().unwrap()]
-        } else {
-            Vec::new()
+        nodeport_addresses: match rng.below(3) {
+            0 => NodePortAddresses::Cidrs(vec!["192.168.0.1/32".parse().unwrap()]),
+            1 => NodePortAddresses::Primary,
+            _ => NodePortAddresses::default(),
         },
         unavailable_schedulers: BTreeSet::from(["nosuch".to_string()]),
         ..ModelConfig::default()
@@ -435,9 +442,14 @@ fn run(seed: u64, steps: usize) {
     let mut world = World {
         services: BTreeMap::new(),
         slices: BTreeMap::new(),
-        nodes: ["192.168.0.1".parse().unwrap()].into(),
+        nodes: NodeAddresses::from_iter(["192.168.0.1".parse().unwrap()]).with_primary(
+            PrimaryAddresses {
+                ipv4: Some("192.168.0.1".parse().unwrap()),
+                ipv6: None,
+            },
+        ),
     };
-    let mut index = ModelIndex::new(config.clone(), NodeAddresses(world.nodes.clone()));
+    let mut index = ModelIndex::new(config.clone(), world.nodes.clone());
     let mut elements = ElementIndex::default();
     for step in 0..steps {
         let what = format!("seed {seed} step {step}");
@@ -464,10 +476,10 @@ fn run(seed: u64, steps: usize) {
             }
             Change::Nodes(nodes) => {
                 world.nodes = nodes.clone();
-                index.set_nodes(NodeAddresses(nodes))
+                index.set_nodes(nodes)
             }
         };
-        let nodes = NodeAddresses(world.nodes.clone());
+        let nodes = world.nodes.clone();
         let expected = desired(&world.snapshot(&mut rng), &nodes, &config);
         assert_eq!(*index.desired(), expected, "{what}: the index differs");
         assert_covers(&touched, &before, &expected, &what);
@@ -515,7 +527,7 @@ fn run(seed: u64, steps: usize) {
         services: world.services.clone(),
         endpoint_slices: world.slices.clone(),
     };
-    let rebuilt = ModelIndex::build(config, NodeAddresses(world.nodes.clone()), &objects);
+    let rebuilt = ModelIndex::build(config, world.nodes.clone(), &objects);
     assert_eq!(rebuilt.desired(), index.desired(), "seed {seed}: rebuilt");
 }
 
@@ -584,7 +596,7 @@ fn a_change_among_ten_thousand_services_recomputes_only_what_it_concerns() {
         endpoint_slices: (0..SERVICES).map(|i| slice(i, &["10.244.0.1"])).collect(),
     });
     let config = ModelConfig::default();
-    let nodes = NodeAddresses(["192.168.0.1".parse().unwrap()].into());
+    let nodes = NodeAddresses::from_iter(["192.168.0.1".parse().unwrap()]);
     let mut index = ModelIndex::build(config, nodes, &objects);
     assert_eq!(index.desired().virtual_servers.len(), SERVICES + NODE_PORTS);
 
@@ -605,13 +617,10 @@ fn a_change_among_ten_thousand_services_recomputes_only_what_it_concerns() {
     assert!(touched.bound_addresses.is_empty());
     assert_eq!(index.desired().virtual_servers[&key].destinations.len(), 2);
 
-    let nodes = NodeAddresses(
-        [
-            "192.168.0.1".parse().unwrap(),
-            "192.168.0.2".parse().unwrap(),
-        ]
-        .into(),
-    );
+    let nodes = NodeAddresses::from_iter([
+        "192.168.0.1".parse().unwrap(),
+        "192.168.0.2".parse().unwrap(),
+    ]);
     let touched = index.set_nodes(nodes);
     assert_eq!(touched.recomputed, NODE_PORTS);
     // Their virtual servers: on the cluster IP, and on the first and the new node address.

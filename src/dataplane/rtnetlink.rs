@@ -14,11 +14,16 @@ use std::io::{self, Cursor};
 use std::net::IpAddr;
 
 use neli::consts::nl::{NlmF, Nlmsg, NlmsgerrAttr};
-use neli::consts::rtnl::{Ifa, Ifla, IflaInfo, RtAddrFamily, RtScope, Rtm};
+use neli::consts::rtnl::{
+    Ifa, Ifla, IflaInfo, RtAddrFamily, RtScope, RtTable, Rta, Rtm, Rtn, Rtprot,
+};
 use neli::consts::socket::NlFamily;
 use neli::err::{BuilderError, DeError, Nlmsgerr, SocketError};
 use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
-use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder};
+use neli::rtnl::{
+    Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtattr, RtattrBuilder, Rtmsg,
+    RtmsgBuilder,
+};
 use neli::socket::asynchronous::NlSocketHandle;
 use neli::types::{Buffer, RtBuffer};
 use neli::utils::Groups;
@@ -142,6 +147,82 @@ impl AddressRecord {
             scope: u8::from(*msg.ifa_scope()),
         })
     }
+}
+
+/// The main routing table's id (RT_TABLE_MAIN), where `ip route` puts routes by default.
+pub(crate) const RT_TABLE_MAIN: u32 = 254;
+
+/// One route as the kernel reports it in RTM_NEWROUTE: what picking the primary address needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRecord {
+    pub family: RouteFamily,
+    /// Length of the destination prefix: 0 for a default route.
+    pub destination_len: u8,
+    /// Routing table id (RTA_TABLE when present, else `rtm_table`).
+    pub table: u32,
+    /// `rtm_type`: 1 (RTN_UNICAST) for a route that forwards.
+    pub kind: u8,
+    /// RTA_OIF, or the first next hop's interface of a multipath route.
+    pub output_interface: Option<u32>,
+    /// RTA_PREFSRC: the source address the route prefers.
+    pub preferred_source: Option<IpAddr>,
+    /// RTA_PRIORITY, the metric (lower wins); 0 when absent.
+    pub metric: u32,
+}
+
+/// The address family of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteFamily {
+    Ipv4,
+    Ipv6,
+}
+
+/// RTN_UNICAST.
+pub(crate) const RTN_UNICAST: u8 = 1;
+
+impl RouteRecord {
+    /// Reads a route message; `None` for families other than IPv4/IPv6.
+    pub(crate) fn from_message(msg: &Rtmsg) -> Option<RouteRecord> {
+        let family = match msg.rtm_family() {
+            RtAddrFamily::Inet => RouteFamily::Ipv4,
+            RtAddrFamily::Inet6 => RouteFamily::Ipv6,
+            _ => return None,
+        };
+        let mut record = RouteRecord {
+            family,
+            destination_len: *msg.rtm_dst_len(),
+            table: u32::from(u8::from(*msg.rtm_table())),
+            kind: u8::from(*msg.rtm_type()),
+            output_interface: None,
+            preferred_source: None,
+            metric: 0,
+        };
+        for attr in msg.rtattrs().iter() {
+            let payload = attr.rta_payload().as_ref();
+            match attr.rta_type() {
+                Rta::Table => record.table = u32_from_bytes(payload).unwrap_or(record.table),
+                Rta::Oif => record.output_interface = u32_from_bytes(payload),
+                Rta::Prefsrc => record.preferred_source = ip_from_bytes(payload),
+                Rta::Priority => record.metric = u32_from_bytes(payload).unwrap_or(0),
+                Rta::Multipath if record.output_interface.is_none() => {
+                    record.output_interface = first_next_hop_interface(payload);
+                }
+                _ => {}
+            }
+        }
+        Some(record)
+    }
+}
+
+/// The interface of the first `struct rtnexthop` of an RTA_MULTIPATH payload
+/// (`rtnh_len: u16, rtnh_flags: u8, rtnh_hops: u8, rtnh_ifindex: i32`).
+fn first_next_hop_interface(payload: &[u8]) -> Option<u32> {
+    let index = u32_from_bytes(payload.get(4..8)?)?;
+    (index != 0).then_some(index)
+}
+
+fn u32_from_bytes(bytes: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(bytes).ok().map(u32::from_ne_bytes)
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
@@ -473,6 +554,34 @@ impl RouteSocket {
             .filter(|record| interface_index.is_none_or(|index| record.interface_index == index))
             .collect())
     }
+
+    /// Dumps the routes of one family in the main table.
+    pub(crate) async fn main_routes(
+        &mut self,
+        family: RouteFamily,
+    ) -> Result<Vec<RouteRecord>, NetlinkFailure> {
+        let request = RtmsgBuilder::default()
+            .rtm_family(match family {
+                RouteFamily::Ipv4 => RtAddrFamily::Inet,
+                RouteFamily::Ipv6 => RtAddrFamily::Inet6,
+            })
+            .rtm_dst_len(0)
+            .rtm_src_len(0)
+            .rtm_tos(0)
+            // With strict checking the kernel dumps this table only; without, all of them.
+            .rtm_table(RtTable::Main)
+            .rtm_protocol(Rtprot::Unspec)
+            .rtm_scope(RtScope::Universe)
+            .rtm_type(Rtn::Unspec)
+            .build()
+            .map_err(encode_err)?;
+        let messages: Vec<Rtmsg> = self.dump(Rtm::Getroute, request).await?;
+        Ok(messages
+            .iter()
+            .filter_map(RouteRecord::from_message)
+            .filter(|route| route.family == family && route.table == RT_TABLE_MAIN)
+            .collect())
+    }
 }
 
 /// The IFLA_IFNAME attribute naming interface `name`.
@@ -525,6 +634,45 @@ mod tests {
         20, 0, 1, 0,                      // IFA_ADDRESS
         0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
     ];
+
+    /// RTM_NEWROUTE body for `default via 192.0.2.254 dev 3 src 192.0.2.1 metric 100` in the
+    /// main table.
+    #[rustfmt::skip]
+    const DEFAULT_V4: [u8; 52] = [
+        2, 0, 0, 0, 254, 3, 0, 1,        // AF_INET, dst_len 0, main, boot, universe, unicast
+        0, 0, 0, 0,                       // flags
+        8, 0, 15, 0, 254, 0, 0, 0,        // RTA_TABLE 254
+        8, 0, 6, 0, 100, 0, 0, 0,         // RTA_PRIORITY 100
+        8, 0, 7, 0, 192, 0, 2, 1,         // RTA_PREFSRC 192.0.2.1
+        8, 0, 5, 0, 192, 0, 2, 254,       // RTA_GATEWAY 192.0.2.254
+        8, 0, 4, 0, 3, 0, 0, 0,           // RTA_OIF 3
+    ];
+
+    #[test]
+    fn route_record_reads_a_default_route() {
+        let msg = Rtmsg::from_bytes_with_input(&mut Cursor::new(&DEFAULT_V4[..]), DEFAULT_V4.len())
+            .unwrap();
+        assert_eq!(
+            RouteRecord::from_message(&msg),
+            Some(RouteRecord {
+                family: RouteFamily::Ipv4,
+                destination_len: 0,
+                table: RT_TABLE_MAIN,
+                kind: RTN_UNICAST,
+                output_interface: Some(3),
+                preferred_source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+                metric: 100,
+            })
+        );
+    }
+
+    #[test]
+    fn the_first_next_hop_gives_a_multipath_routes_interface() {
+        // struct rtnexthop: len 8, flags 0, hops 0, ifindex 7; then a second one, ifindex 9.
+        let payload = [8, 0, 0, 0, 7, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0];
+        assert_eq!(first_next_hop_interface(&payload), Some(7));
+        assert_eq!(first_next_hop_interface(&payload[..3]), None);
+    }
 
     fn parse(bytes: &[u8]) -> Ifaddrmsg {
         Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(bytes), bytes.len()).unwrap()

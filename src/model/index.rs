@@ -240,7 +240,7 @@ impl ModelIndex {
         }
         let node_port_addresses = node_port_addresses(&nodes, &self.config);
         let mut dirty = BTreeSet::new();
-        for address in self.nodes.0.symmetric_difference(&nodes.0) {
+        for address in self.nodes.addresses.symmetric_difference(&nodes.addresses) {
             if let Some(services) = self.services_by_address.get(address) {
                 dirty.extend(services.iter().cloned());
             }

@@ -47,9 +47,8 @@ pub struct ModelConfig {
     /// The value of `service.kubernetes.io/service-proxy-name` this agent answers to; Services
     /// labelled with any other value belong to another proxy.
     pub service_proxy_name: Option<String>,
-    /// Node addresses NodePorts listen on, as kube-proxy's `--nodeport-addresses`; empty means
-    /// all of them.
-    pub nodeport_addresses: Vec<ipnet::IpNet>,
+    /// Node addresses NodePorts listen on, as kube-proxy's `--nodeport-addresses`.
+    pub nodeport_addresses: NodePortAddresses,
     /// Schedulers the kernel does not have: a Service whose annotation asks for one gets a
     /// warning and the default scheduler, rather than no virtual server at all.
     pub unavailable_schedulers: BTreeSet<String>,
@@ -62,8 +61,40 @@ impl Default for ModelConfig {
             scheduler: "rr".to_string(),
             scheduler_flags: ServiceFlags::empty(),
             service_proxy_name: None,
-            nodeport_addresses: Vec::new(),
+            nodeport_addresses: NodePortAddresses::default(),
             unavailable_schedulers: BTreeSet::new(),
+        }
+    }
+}
+
+/// Which node addresses NodePorts listen on: kube-proxy's `--nodeport-addresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodePortAddresses {
+    /// Those in these CIDRs, per family: a family with no CIDR in the list keeps all its
+    /// addresses (so an empty list keeps every address).
+    Cidrs(Vec<ipnet::IpNet>),
+    /// The node's primary address of each family (`primary`); a family without one (no default
+    /// route) gets no NodePorts.
+    Primary,
+}
+
+impl Default for NodePortAddresses {
+    fn default() -> Self {
+        NodePortAddresses::Cidrs(Vec::new())
+    }
+}
+
+impl NodePortAddresses {
+    /// Whether every node address gets NodePorts, whatever the addresses are.
+    pub fn is_all(&self) -> bool {
+        matches!(self, NodePortAddresses::Cidrs(cidrs) if cidrs.is_empty())
+    }
+
+    /// Whether NodePorts listen on `address`, one of `nodes`.
+    pub fn allows(&self, nodes: &NodeAddresses, address: &IpAddr) -> bool {
+        match self {
+            NodePortAddresses::Cidrs(cidrs) => nodeport_address_allowed(cidrs, address),
+            NodePortAddresses::Primary => nodes.primary.contains(address),
         }
     }
 }
@@ -219,10 +250,10 @@ pub fn nodeport_address_allowed(cidrs: &[ipnet::IpNet], address: &IpAddr) -> boo
 }
 
 /// The node addresses NodePorts listen on under `config`.
-fn node_port_addresses(nodes: &NodeAddresses, config: &ModelConfig) -> Vec<IpAddr> {
+pub fn node_port_addresses(nodes: &NodeAddresses, config: &ModelConfig) -> Vec<IpAddr> {
     nodes
         .iter()
-        .filter(|a| nodeport_address_allowed(&config.nodeport_addresses, a))
+        .filter(|a| config.nodeport_addresses.allows(nodes, a))
         .copied()
         .collect()
 }

@@ -446,3 +446,61 @@ fn cleanup_removes_the_virtual_servers_only_the_ownership_record_names() {
     );
     assert!(!record.exists(), "the record outlived the cleanup");
 }
+
+/// `--nodeport-addresses primary`: NodePorts on the address the default route leaves by only,
+/// following the route when it moves.
+#[test]
+fn nodeport_addresses_primary_puts_node_ports_where_the_default_route_leaves() {
+    require_ipvs();
+    for (dev, address) in [("eth8", "192.168.60.10/24"), ("eth9", "192.168.70.10/24")] {
+        ip(&["link", "add", dev, "type", "dummy"]);
+        ip(&["addr", "add", address, "dev", dev]);
+        ip(&["link", "set", dev, "up"]);
+    }
+    ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.168.60.1",
+        "dev",
+        "eth8",
+    ]);
+    let demo = examples().join("demo");
+    let daemon = Daemon::start_synced(
+        &demo,
+        &["--nodeport-addresses", "primary"],
+        &demo_rules(&["192.168.60.10"]),
+    );
+
+    replace_default_route(
+        &["via", "192.168.70.1", "dev", "eth9"],
+        "NodePorts moving with the default route",
+        "192.168.70.10",
+    );
+    // A preferred source on the route names the primary address.
+    ip(&["addr", "add", "192.168.70.11/24", "dev", "eth9"]);
+    replace_default_route(
+        &["via", "192.168.70.1", "dev", "eth9", "src", "192.168.70.11"],
+        "NodePorts on the route's preferred source",
+        "192.168.70.11",
+    );
+
+    // No default route: no primary address, no NodePorts.
+    ip(&["route", "del", "default"]);
+    wait_until(
+        "NodePorts gone with the default route",
+        Duration::from_secs(5),
+        || saved_rules() == demo_rules(&[]),
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// Replaces the default route by one with `route` (`ip route` words after `default`) and waits
+/// until the demo's NodePorts are on `node` only.
+fn replace_default_route(route: &[&str], what: &str, node: &str) {
+    ip(&[&["route", "replace", "default"], route].concat());
+    wait_until(what, Duration::from_secs(5), || {
+        saved_rules() == demo_rules(&[node])
+    });
+}
