@@ -66,6 +66,10 @@ const DATAGRAM_LEN: usize = 3584;
 /// could not hold an error answer for each, or when they would not fit in a page.
 pub const BATCH_LEN: usize = 256;
 
+/// How many requests [`Client::execute`] encodes before it sends them: enough to fill many
+/// datagrams of [`BATCH_LEN`], few enough that their encoded forms stay a few MiB.
+pub const EXECUTE_CHUNK: usize = 4096;
+
 /// How long a read (get or dump) waits for its answer by default before it is failed rather than
 /// left hanging (an answer dropped by the kernel for lack of buffer space never comes). See
 /// [`ClientBuilder::timeout`].
@@ -739,29 +743,47 @@ impl Client {
 
     /// Sends requests in datagrams of up to [`BATCH_LEN`] and returns one result per request, in
     /// the order given. A failed request does not stop the others: the kernel handles every
-    /// message of a datagram on its own. Calls from several tasks are serialised.
-    pub async fn execute(
-        &self,
-        requests: impl IntoIterator<Item = Request>,
-    ) -> Vec<Result<(), Error>> {
+    /// message of a datagram on its own.
+    ///
+    /// Requests may be given by reference. They are encoded and sent [`EXECUTE_CHUNK`] at a
+    /// time, so that a first sync of hundreds of thousands of requests never holds all their
+    /// encoded forms at once. Calls from several tasks are serialised chunk by chunk: one call's
+    /// requests go in the order given, but another call's may come between two of its chunks.
+    pub async fn execute<R, I>(&self, requests: I) -> Vec<Result<(), Error>>
+    where
+        R: std::borrow::Borrow<Request> + Send,
+        I: IntoIterator<Item = R>,
+        I::IntoIter: Send,
+    {
         // A request that cannot be encoded fails on its own; the others are sent.
         let mut results: Vec<Option<Result<(), Error>>> = Vec::new();
         let mut messages = Vec::new();
+        let mut waiting: Vec<usize> = Vec::new();
         for request in requests {
+            let request = request.borrow();
             match request.check() {
                 Ok(()) => {
                     messages.push(request.to_message());
+                    waiting.push(results.len());
                     results.push(None);
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
+            if messages.len() == EXECUTE_CHUNK {
+                let written = self.write_messages(std::mem::take(&mut messages)).await;
+                for (i, result) in waiting.drain(..).zip(written) {
+                    results[i] = Some(result);
+                }
+            }
         }
         let written = self.write_messages(messages).await;
-        let mut written = written.into_iter();
+        for (i, result) in waiting.drain(..).zip(written) {
+            results[i] = Some(result);
+        }
         results
             .into_iter()
             .map(|r| {
-                r.or_else(|| written.next()).unwrap_or_else(|| {
+                r.unwrap_or_else(|| {
                     Err(Error::AnswerLost {
                         command: IpvsCmd::Other(0).name(),
                     })

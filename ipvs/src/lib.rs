@@ -62,7 +62,9 @@ pub mod message;
 mod service;
 mod stats;
 
-pub use client::{Client, ClientBuilder, Request, BATCH_LEN, DEFAULT_TIMEOUT, NAME_MAX_LEN};
+pub use client::{
+    Client, ClientBuilder, Request, BATCH_LEN, DEFAULT_TIMEOUT, EXECUTE_CHUNK, NAME_MAX_LEN,
+};
 pub use daemon::{DaemonState, SyncDaemon};
 pub use destination::{Destination, ForwardingMethod, Tunnel, TunnelFlags, TunnelType};
 pub use dump::{destinations_of_dump, services_of_dump, Dump, EntryKind, Undecodable};

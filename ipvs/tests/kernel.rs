@@ -440,7 +440,7 @@ fn execute_pipelines_and_reports_per_request() {
     rt().block_on(async {
         let client = connect().await;
         let mut requests = Vec::new();
-        for i in 0..300u32 {
+        for i in 0..1500u32 {
             let key = tcp(&format!("10.97.{}.{}", i / 256, i % 256), 80);
             requests.push(Request::AddService(Service::new(key, "rr")));
             for j in 1..=3u8 {
@@ -450,31 +450,32 @@ fn execute_pipelines_and_reports_per_request() {
                 ));
             }
         }
-        // One duplicate in the middle: only it fails.
+        // One duplicate in the middle, past the first chunk that execute encodes and sends
+        // (EXECUTE_CHUNK): only it fails, and every result is where its request was.
         requests.insert(
-            500,
+            4500,
             Request::AddService(Service::new(tcp("10.97.0.0", 80), "rr")),
         );
-        let requests_again = requests.clone();
-        let results = client.execute(requests).await;
-        assert_eq!(results.len(), 1201);
+        assert!(requests.len() > ipvs::EXECUTE_CHUNK);
+        let results = client.execute(&requests).await;
+        assert_eq!(results.len(), 6001);
         for (i, r) in results.iter().enumerate() {
-            if i == 500 {
+            if i == 4500 {
                 assert!(
                     matches!(r, Err(Error::AlreadyExists { .. })),
-                    "request 500: {r:?}"
+                    "request 4500: {r:?}"
                 );
             } else {
                 assert!(r.is_ok(), "request {i}: {r:?}");
             }
         }
         let rules = saved_rules();
-        assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 300);
-        assert_eq!(rules.iter().filter(|l| l.starts_with("-a ")).count(), 900);
+        assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 1500);
+        assert_eq!(rules.iter().filter(|l| l.starts_with("-a ")).count(), 4500);
 
         // Everything again: every request fails, and each failure is reported as its own.
-        let again = client.execute(requests_again).await;
-        assert_eq!(again.len(), 1201);
+        let again = client.execute(requests).await;
+        assert_eq!(again.len(), 6001);
         for (i, r) in again.iter().enumerate() {
             assert!(
                 matches!(r, Err(Error::AlreadyExists { .. })),
@@ -482,7 +483,7 @@ fn execute_pipelines_and_reports_per_request() {
             );
         }
 
-        let deletes = (0..300u32)
+        let deletes = (0..1500u32)
             .map(|i| Request::DeleteService(tcp(&format!("10.97.{}.{}", i / 256, i % 256), 80)));
         assert!(client.execute(deletes).await.iter().all(Result::is_ok));
         assert!(saved_rules().is_empty());

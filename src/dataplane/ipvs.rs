@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ipvs::{
-    Client, Destination, Dump, EntryKind, ForwardingMethod, Request, ServiceKey, Undecodable,
-};
+use ipvs::{Client, Destination, Dump, EntryKind, ForwardingMethod, ServiceKey, Undecodable};
 
 use super::IpvsContents;
 use crate::plan::{ActualService, Operation};
@@ -113,16 +111,15 @@ impl IpvsTable {
     /// Returns one result per operation given (address operations are not IPVS's and are
     /// returned as `None`).
     pub async fn apply(&self, ops: &[Operation]) -> Vec<Option<Result<(), ipvs::Error>>> {
-        let (indices, requests): (Vec<usize>, Vec<Request>) = ops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| op.request().map(|r| (i, r.clone())))
-            .unzip();
-        let mut results: Vec<Option<Result<(), ipvs::Error>>> = ops.iter().map(|_| None).collect();
-        for (i, result) in indices.into_iter().zip(self.client.execute(requests).await) {
-            results[i] = Some(result);
-        }
-        results
+        // Sent by reference: a first sync's requests are not copied.
+        let written = self
+            .client
+            .execute(ops.iter().filter_map(Operation::request))
+            .await;
+        let mut written = written.into_iter();
+        ops.iter()
+            .map(|op| op.request().and_then(|_| written.next()))
+            .collect()
     }
 }
 

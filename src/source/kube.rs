@@ -303,9 +303,12 @@ where
                 }
                 Ok(Event::InitApply(_)) => {}
                 Ok(Event::InitDone) => {
+                    // Recorded before the kind counts as listed: a controller that sees every
+                    // kind listed then finds this list in the log and takes it with the rest,
+                    // rather than taking everything and finding it again at the next sync.
+                    record(None);
                     let first = !task_listed.swap(true, Ordering::AcqRel);
                     tracing::info!(%kind, selector = %label_selector, first, "list complete");
-                    record(None);
                     bump(&changed);
                 }
                 Err(error) => {
