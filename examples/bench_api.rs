@@ -533,6 +533,24 @@ fn rule_counts(saved: &str) -> (usize, usize) {
     (count("-A"), count("-a"))
 }
 
+/// A log line without its terminal colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -691,7 +709,9 @@ async fn measure(
     .await;
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
-    // BENCH_SHOW_LOGS=N shows the first and last N lines of every contender's log.
+    // BENCH_SHOW_LOGS=N shows the first and last N lines of every contender's log, and between
+    // them ipvsd's lines about whole-table work (full syncs, model rebuilds, repairs), which say
+    // where the time and memory of a large table go.
     let shown: usize = std::env::var("BENCH_SHOW_LOGS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -699,16 +719,24 @@ async fn measure(
     if shown > 0 {
         if let Ok(text) = std::fs::read_to_string(&log) {
             let lines: Vec<&str> = text.lines().collect();
-            eprintln!("---- {label} log (first and last {shown} lines)");
-            for line in &lines[..shown.min(lines.len())] {
+            let head = shown.min(lines.len());
+            let tail = lines.len().saturating_sub(shown).max(head);
+            eprintln!("---- {label} log (first and last {shown} lines, whole-table work between)");
+            for line in &lines[..head] {
                 eprintln!("{line}");
             }
             eprintln!("...");
-            for line in &lines[lines
-                .len()
-                .saturating_sub(shown)
-                .max(shown.min(lines.len()))..]
-            {
+            for line in &lines[head..tail] {
+                let plain = without_colours(line);
+                if ["full=true", "model rebuilt", "repair:", "relist"]
+                    .iter()
+                    .any(|w| plain.contains(w))
+                {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("...");
+            for line in &lines[tail..] {
                 eprintln!("{line}");
             }
         }
