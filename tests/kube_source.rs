@@ -2,8 +2,8 @@
 //!
 //! The fake implements just enough of the API server's list/watch protocol for Services and
 //! EndpointSlices: resourceVersions, label selectors (with objects leaving and entering a
-//! selection), bookmarks, 410 Gone for compacted history, held list responses, and outages in
-//! which every connection is cut.
+//! selection), bookmarks, 410 Gone for compacted history, held list responses, lists of another
+//! kind, and outages in which every connection is cut.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -66,6 +66,9 @@ struct ApiState {
     outage: bool,
     /// Paths whose list requests are held unanswered.
     held_lists: BTreeSet<&'static str>,
+    /// While true, lists are answered with a ConfigMapList, whose items (as in every list)
+    /// carry no kind.
+    wrong_kind_lists: bool,
     /// Every request that reached the server: (path, query).
     requests: Vec<(String, BTreeMap<String, String>)>,
 }
@@ -165,6 +168,21 @@ impl FakeApi {
                 let state = self.state.lock().unwrap();
                 if state.outage {
                     return Err(std::io::Error::other("API server is down"));
+                }
+                if state.wrong_kind_lists {
+                    return Ok(full(
+                        StatusCode::OK,
+                        json!({
+                            "kind": "ConfigMapList",
+                            "apiVersion": "v1",
+                            "metadata": {"resourceVersion": state.resource_version.to_string()},
+                            "items": [{
+                                "metadata": {"namespace": "default", "name": "web-config",
+                                    "resourceVersion": state.resource_version.to_string()},
+                                "data": {"key": "value"},
+                            }],
+                        }),
+                    ));
                 }
                 if !state.held_lists.contains(collection) {
                     let items: Vec<Value> = state.collections.get(collection).map_or(vec![], |c| {
@@ -504,11 +522,17 @@ fn seen(snapshot: &Snapshot) -> Seen {
             .services
             .iter()
             .map(|s| {
+                // Shown rather than unwrapped, so a Service that is another kind's object fails
+                // the comparison by name.
+                let cluster_ip = s
+                    .spec
+                    .as_ref()
+                    .map_or(Some("<no spec>"), |spec| spec.cluster_ip.as_deref());
                 format!(
                     "{}/{}={}",
                     s.metadata.namespace.as_deref().unwrap(),
                     s.metadata.name.as_deref().unwrap(),
-                    s.spec.as_ref().unwrap().cluster_ip.as_deref().unwrap()
+                    cluster_ip.unwrap()
                 )
             })
             .collect(),
@@ -595,6 +619,21 @@ fn seed(api: &FakeApi) {
             &[("service.kubernetes.io/service-proxy-name", "someone-else")],
         ),
     );
+}
+
+/// A source of a fake API server holding [`seed`], once it shows what it should (returned) and
+/// both its watches are open.
+async fn following_the_seed() -> (FakeApi, KubeSource, Seen) {
+    let (api, client) = FakeApi::start().await;
+    seed(&api);
+    let source = KubeSource::spawn(client, None, watch::channel(0).0);
+    let seeded = expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]);
+    converges(&source, &seeded).await;
+    until("both watches", || {
+        !api.requests(SERVICES, true).is_empty() && !api.requests(SLICES, true).is_empty()
+    })
+    .await;
+    (api, source, seeded)
 }
 
 trait Tap: Sized {
@@ -775,18 +814,7 @@ async fn proxy_name_takes_its_own_services_and_unlabelled_ones() {
 
 #[tokio::test]
 async fn relists_after_410_gone() {
-    let (api, client) = FakeApi::start().await;
-    seed(&api);
-    let source = KubeSource::spawn(client, None, watch::channel(0).0);
-    converges(
-        &source,
-        &expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]),
-    )
-    .await;
-    until("both watches", || {
-        !api.requests(SERVICES, true).is_empty() && !api.requests(SLICES, true).is_empty()
-    })
-    .await;
+    let (api, source, _) = following_the_seed().await;
 
     // Changes whose history is compacted away at once: only a relist can reveal them.
     api.change(|s| {
@@ -881,15 +909,7 @@ async fn bookmarks_move_the_resume_point() {
 
 #[tokio::test]
 async fn keeps_the_store_through_an_outage_and_converges_after() {
-    let (api, client) = FakeApi::start().await;
-    seed(&api);
-    let source = KubeSource::spawn(client, None, watch::channel(0).0);
-    let before = expect(&["default/web=10.96.0.10"], &["default/web-abc=10.1.0.1"]);
-    converges(&source, &before).await;
-    until("both watches", || {
-        !api.requests(SERVICES, true).is_empty() && !api.requests(SLICES, true).is_empty()
-    })
-    .await;
+    let (api, source, before) = following_the_seed().await;
 
     // The API server goes away: open watches are cut, new connections are dropped. Meanwhile
     // the cluster changes, and the restarted server has lost its watch history.
@@ -913,6 +933,39 @@ async fn keeps_the_store_through_an_outage_and_converges_after() {
         &expect(
             &["shop/cart=10.96.0.30"],
             &["default/web-abc=10.1.0.1", "shop/cart-1=10.1.1.1"],
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn lists_of_another_kind_are_refused_and_the_store_kept() {
+    let (api, source, before) = following_the_seed().await;
+
+    // The watches expire, and the lists that follow are ConfigMapLists: read as Services and
+    // EndpointSlices, their items lack a spec and an addressType. Meanwhile a Service is added.
+    api.change(|s| {
+        s.wrong_kind_lists = true;
+        s.put(SERVICES, mk_service("shop", "cart", "10.96.0.30", &[]));
+        s.compact();
+    });
+    until("two lists of another kind for each watcher", || {
+        api.requests(SERVICES, false).len() >= 3 && api.requests(SLICES, false).len() >= 3
+    })
+    .await;
+    assert_eq!(
+        source.snapshot().map(|s| seen(&s)),
+        Some(before),
+        "a list of another kind replaced the store"
+    );
+
+    // Lists of the right kind again: the source ends with the API server's objects.
+    api.change(|s| s.wrong_kind_lists = false);
+    converges(
+        &source,
+        &expect(
+            &["default/web=10.96.0.10", "shop/cart=10.96.0.30"],
+            &["default/web-abc=10.1.0.1"],
         ),
     )
     .await;

@@ -7,6 +7,15 @@
 //! completes, so the store keeps its last content through an outage and the node keeps
 //! forwarding with the rules it has.
 //!
+//! An answer that is not what was asked for is refused rather than stored. Mangled JSON, HTTP
+//! errors and objects of another kind that say so (`kind: ConfigMap`) fail in the client and
+//! the watcher retries. Items of a list do not carry their kind, though: a list of another kind
+//! (a ConfigMapList where a ServiceList was asked for) would read as Services without a spec,
+//! or EndpointSlices without an `addressType`, and replace the store. So every object is
+//! checked ([`InvalidObject`]): one that lacks what the API server always sets on its kind, or
+//! a name, makes the watcher start over with a new list after a backoff, and the store keeps
+//! its content until a list completes that holds only valid objects.
+//!
 //! # What is watched
 //!
 //! The same objects kube-proxy takes, filtered by the API server so this node never receives
@@ -32,12 +41,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -252,6 +263,74 @@ impl Source for KubeSource {
     }
 }
 
+/// An object from the API server that cannot be one of the kind that was asked for: the answer
+/// was of another kind (whose list items, which carry no kind, still read as this one) or
+/// mangled. A watcher that receives one lists again rather than store it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidObject {
+    /// An object without a field the API server always sets on its kind (a Service's spec, an
+    /// EndpointSlice's `addressType`): it was another kind of object.
+    #[error(
+        "{kind} {object} has no {field}, which every {kind} has: the answer held another kind \
+         of object"
+    )]
+    NotOfKind {
+        /// The kind that was asked for.
+        kind: &'static str,
+        /// `namespace/name` of the object.
+        object: String,
+        /// The field it lacks.
+        field: &'static str,
+    },
+    /// An object without a name, which the API server never sends.
+    #[error("a {kind} without a name (in namespace {namespace:?})")]
+    NoName {
+        /// The kind that was asked for.
+        kind: &'static str,
+        /// The object's namespace, if it has one.
+        namespace: Option<String>,
+    },
+}
+
+/// What a watched kind must hold to be taken as one.
+trait Checked: k8s_openapi::Resource + Resource<DynamicType = ()> {
+    /// The field the API server always sets on this kind, if the object lacks it.
+    fn missing_field(&self) -> Option<&'static str>;
+}
+
+impl Checked for Service {
+    fn missing_field(&self) -> Option<&'static str> {
+        self.spec.is_none().then_some("spec")
+    }
+}
+
+/// The client reads a missing `addressType` as empty; the API server never stores one so.
+impl Checked for EndpointSlice {
+    fn missing_field(&self) -> Option<&'static str> {
+        self.address_type.is_empty().then_some("addressType")
+    }
+}
+
+/// `Ok` when `object` can be of the kind the API server was asked for.
+fn check<K: Checked>(object: &K) -> Result<(), InvalidObject> {
+    let kind = <K as k8s_openapi::Resource>::KIND;
+    let meta = object.meta();
+    if meta.name.as_deref().is_none_or(str::is_empty) {
+        return Err(InvalidObject::NoName {
+            kind,
+            namespace: meta.namespace.clone(),
+        });
+    }
+    match object.missing_field() {
+        Some(field) => Err(InvalidObject::NotOfKind {
+            kind,
+            object: object_name(object),
+            field,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Starts one watcher feeding one store, recording what it changes in `log`.
 fn spawn_feed<K>(
     api: Api<K>,
@@ -261,22 +340,18 @@ fn spawn_feed<K>(
     changed: Arc<watch::Sender<u64>>,
 ) -> (Feed<K>, AbortHandle)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Checked + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = reflector::store();
     let listed = Arc::new(AtomicBool::new(false));
     let kind = K::kind(&());
     // Lists stay quorum reads (the default) rather than answers from an API server's cache:
     // after an outage a stale cache in another API server could otherwise hand back an older
     // state than the store already holds, and the node would briefly program the past.
     let config = watcher::Config::default().labels(&label_selector);
-    let stream = watcher::watcher(api, config)
-        .default_backoff()
-        .modify(trim::<K>)
-        .reflect(writer);
     let task_listed = listed.clone();
-    // The reflector has applied an event to the store by the time the stream yields it, so a
-    // key is recorded only once the store holds what the controller will read for it.
+    // The store has applied an event by the time it is recorded, so a key is recorded only
+    // once the store holds what the controller will read for it.
     let record = move |key: Option<ObjectKey>| {
         let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
         match key {
@@ -285,43 +360,97 @@ where
         }
     };
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(object)) => {
-                    tracing::debug!(%kind, object = %object_name(&object), "applied");
-                    record(Some(ObjectKey::of(object.meta())));
-                    bump(&changed);
+        // Waits between watchers started over after an invalid object; reset by a list that
+        // completes.
+        let mut restarts = DefaultBackoff::default();
+        loop {
+            let stream = watcher::watcher(api.clone(), config.clone())
+                .default_backoff()
+                .modify(trim::<K>);
+            let mut stream = std::pin::pin!(stream);
+            let invalid = loop {
+                let event = match stream.next().await {
+                    None => break None,
+                    Some(Ok(event)) => event,
+                    Some(Err(error)) if unreadable_watch_event(&error) => {
+                        // The client's own message is an empty Status: say what it means.
+                        tracing::warn!(%kind, selector = %label_selector,
+                            "watch sent a line that is neither an event of the watched kind \
+                             nor a Status (an object of another kind?), skipped; retrying with \
+                             backoff");
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        // The watcher retries by itself after a backoff; until it has
+                        // relisted, the store keeps what it had.
+                        tracing::warn!(%kind, selector = %label_selector, %error,
+                            "watch failed, retrying with backoff");
+                        continue;
+                    }
+                };
+                if let Err(invalid) = check_event(&event) {
+                    break Some(invalid);
                 }
-                Ok(Event::Delete(object)) => {
-                    tracing::debug!(%kind, object = %object_name(&object), "deleted");
-                    record(Some(ObjectKey::of(object.meta())));
-                    bump(&changed);
+                writer.apply_watcher_event(&event);
+                match event {
+                    Event::Apply(object) => {
+                        tracing::debug!(%kind, object = %object_name(&object), "applied");
+                        record(Some(ObjectKey::of(object.meta())));
+                        bump(&changed);
+                    }
+                    Event::Delete(object) => {
+                        tracing::debug!(%kind, object = %object_name(&object), "deleted");
+                        record(Some(ObjectKey::of(object.meta())));
+                        bump(&changed);
+                    }
+                    Event::Init => {
+                        tracing::debug!(%kind, selector = %label_selector, "listing");
+                    }
+                    Event::InitApply(_) => {}
+                    Event::InitDone => {
+                        // Recorded before the kind counts as listed: a controller that sees
+                        // every kind listed then finds this list in the log and takes it with
+                        // the rest, rather than taking everything and finding it again at the
+                        // next sync.
+                        record(None);
+                        let first = !task_listed.swap(true, Ordering::AcqRel);
+                        tracing::info!(%kind, selector = %label_selector, first, "list complete");
+                        restarts.reset();
+                        bump(&changed);
+                    }
                 }
-                Ok(Event::Init) => {
-                    tracing::debug!(%kind, selector = %label_selector, "listing");
-                }
-                Ok(Event::InitApply(_)) => {}
-                Ok(Event::InitDone) => {
-                    // Recorded before the kind counts as listed: a controller that sees every
-                    // kind listed then finds this list in the log and takes it with the rest,
-                    // rather than taking everything and finding it again at the next sync.
-                    record(None);
-                    let first = !task_listed.swap(true, Ordering::AcqRel);
-                    tracing::info!(%kind, selector = %label_selector, first, "list complete");
-                    bump(&changed);
-                }
-                Err(error) => {
-                    // The watcher retries by itself after a backoff; until it has relisted,
-                    // the store keeps what it had.
-                    tracing::warn!(%kind, selector = %label_selector, %error,
-                        "watch failed, retrying with backoff");
-                }
-            }
+            };
+            let Some(invalid) = invalid else {
+                tracing::error!(%kind, selector = %label_selector, "watch stream ended");
+                return;
+            };
+            // Nothing of the answer that held it reaches the store: a list in progress is
+            // dropped unfinished (the next list starts afresh), a watch event is not applied.
+            let delay = restarts.next().unwrap_or(Duration::from_secs(30));
+            tracing::error!(%kind, selector = %label_selector, error = %invalid,
+                retry_in = ?delay,
+                "invalid object from the API server, refused; the store keeps its content \
+                 and the watcher lists again");
+            tokio::time::sleep(delay).await;
         }
-        tracing::error!(%kind, selector = %label_selector, "watch stream ended");
     });
     (Feed { store, listed }, task.abort_handle())
+}
+
+/// Whether `error` is a line of a watch that is JSON but neither an event of the watched kind
+/// nor a Status (an event of another kind): the client then reads it as a Status with every
+/// field empty, which an API server never sends.
+fn unreadable_watch_event(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::WatchFailed(kube::Error::Api(status))
+        if status.code == 0 && status.message.is_empty() && status.reason.is_empty())
+}
+
+/// The object an event carries, checked.
+fn check_event<K: Checked>(event: &Event<K>) -> Result<(), InvalidObject> {
+    match event {
+        Event::Apply(object) | Event::Delete(object) | Event::InitApply(object) => check(object),
+        Event::Init | Event::InitDone => Ok(()),
+    }
 }
 
 fn bump(changed: &watch::Sender<u64>) {
@@ -371,6 +500,79 @@ mod tests {
             endpoint_slice_selector(),
             "kubernetes.io/service-name,!service.kubernetes.io/headless"
         );
+    }
+
+    #[test]
+    fn objects_of_another_kind_or_without_name_are_refused_by_name() {
+        // A ConfigMapList read as a ServiceList: its items carry no kind, so they read as
+        // Services, without a spec.
+        let list: kube::core::ObjectList<Service> = serde_json::from_value(serde_json::json!({
+            "kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"},
+            "items": [{"metadata": {"name": "web-config", "namespace": "shop"},
+                "data": {"key": "value"}}],
+        }))
+        .unwrap();
+        assert_eq!(
+            check(&list.items[0]),
+            Err(InvalidObject::NotOfKind {
+                kind: "Service",
+                object: "shop/web-config".into(),
+                field: "spec",
+            })
+        );
+        assert_eq!(
+            check(&list.items[0]).unwrap_err().to_string(),
+            "Service shop/web-config has no spec, which every Service has: the answer held \
+             another kind of object"
+        );
+        let slices: kube::core::ObjectList<EndpointSlice> =
+            serde_json::from_value(serde_json::json!({
+                "kind": "ConfigMapList", "apiVersion": "v1", "metadata": {},
+                "items": [{"metadata": {"name": "web-config", "namespace": "shop"}}],
+            }))
+            .unwrap();
+        assert_eq!(
+            check(&slices.items[0]).unwrap_err().to_string(),
+            "EndpointSlice shop/web-config has no addressType, which every EndpointSlice has: \
+             the answer held another kind of object"
+        );
+        let unnamed = EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("shop".into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            ..EndpointSlice::default()
+        };
+        assert_eq!(
+            check(&unnamed),
+            Err(InvalidObject::NoName {
+                kind: "EndpointSlice",
+                namespace: Some("shop".into())
+            })
+        );
+        let service = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(Default::default()),
+            ..Service::default()
+        };
+        assert_eq!(check(&service), Ok(()));
+        assert!(check_event(&Event::Apply(Service::default())).is_err());
+        assert_eq!(check_event::<Service>(&Event::InitDone), Ok(()));
+        // What the client makes of a watch line of another kind.
+        let empty = kube::core::Status::default().boxed();
+        assert!(unreadable_watch_event(&watcher::Error::WatchFailed(
+            kube::Error::Api(empty)
+        )));
+        let gone = kube::core::Status::failure("too old", "Expired")
+            .with_code(410)
+            .boxed();
+        assert!(!unreadable_watch_event(&watcher::Error::WatchFailed(
+            kube::Error::Api(gone)
+        )));
     }
 
     #[test]
