@@ -1015,26 +1015,28 @@ impl<D: Dataplane> Controller<D> {
         drift
             .addresses
             .extend(bound.symmetric_difference(&actual.bound_addresses));
+        let compare_time = started.elapsed();
+        let phase = std::time::Instant::now();
         self.publish_traffic(model.desired(), &services);
         self.report_undecodable(&contents.undecodable);
-        let expected = match &self.netfilter {
-            Some(index) if !window.netfilter_replaced => Some(index.contents()),
-            _ => None,
-        };
-        let netfilter = match (read.netfilter, expected) {
+        let traffic_time = phase.elapsed();
+        let phase = std::time::Instant::now();
+        let netfilter = match (read.netfilter, &self.netfilter) {
             (_, None) => Vec::new(),
-            (Ok(check), Some(expected)) => {
-                self.count_netfilter_packets(check.counters);
+            _ if window.netfilter_replaced => Vec::new(),
+            (Ok(check), Some(index)) => {
                 let mut differences = check.rule_differences;
                 differences.extend(netfilter::listing::element_differences(
                     &check.elements,
-                    &expected,
+                    index,
                     &window.elements,
                 ));
+                self.count_netfilter_packets(check.counters);
                 differences
             }
             (Err(e), Some(_)) => vec![format!("listing the table: {e}")],
         };
+        let netfilter_time = phase.elapsed();
         if !netfilter.is_empty() {
             warn!(differences = ?netfilter, "ipvsd's nftables table is not what it should be; it is replaced");
             self.netfilter = None;
@@ -1051,15 +1053,19 @@ impl<D: Dataplane> Controller<D> {
             changed_meanwhile = window.virtual_servers.len(),
             drifted = self.drift.virtual_servers.len() + drift.virtual_servers.len(),
             read_ms = read_time.as_millis() as u64,
-            compare_ms = started.elapsed().as_millis() as u64,
+            compare_ms = compare_time.as_millis() as u64,
+            traffic_ms = traffic_time.as_millis() as u64,
+            netfilter_ms = netfilter_time.as_millis() as u64,
             rss_mib = crate::metrics::resident_mib(),
             "repair: kernel read beside the syncs and compared with the cache"
         );
-        self.actual = Some(Actual {
+        let old = self.actual.replace(Actual {
             services,
             bound_addresses: bound,
             undecodable: contents.undecodable,
         });
+        // Freeing a large table's entries takes a while: not on the sync loop.
+        tokio::task::spawn_blocking(move || drop(old));
         self.drift.virtual_servers.extend(drift.virtual_servers);
         self.drift.addresses.extend(drift.addresses);
         Ok(())

@@ -134,7 +134,8 @@ pub struct KernelRead {
 /// writes with its flags (which only the dataplane knows).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetfilterCheck {
-    /// Elements by set, as [`crate::netfilter::listing::parse`] reads them.
+    /// Elements by set, as [`crate::netfilter::listing::parse`] reads them, in the form
+    /// transactions write them ([`crate::netfilter::listing::to_written_form`]).
     pub elements: crate::netfilter::SetContents,
     /// Chains whose rules are not those ipvsd writes; empty when they are.
     pub rule_differences: Vec<String>,
@@ -194,7 +195,7 @@ impl Dataplane for Kernel {
                             &listed.rules,
                             &listing::expected_rules(&config),
                         ),
-                        elements: listed.elements,
+                        elements: listing::to_written_form(listed.elements),
                         counters: crate::netfilter::parse_counters(&text),
                     }
                 });

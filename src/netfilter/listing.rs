@@ -147,35 +147,92 @@ pub fn rule_differences(
     out
 }
 
-/// How the listed elements differ from what the sets should hold, leaving out the elements
-/// `unsettled` (changed while the listing ran); empty when they agree.
+/// Element lookups a comparison needs, from what the table should hold: [`SetContents`], or
+/// the controller's [`super::ElementIndex`] itself (no copy of a large table's elements).
+pub trait ElementLookup {
+    /// Whether set `set` should hold `element` (in the form transactions write it).
+    fn holds(&self, set: &str, element: &str) -> bool;
+    /// How many elements set `set` should hold.
+    fn count(&self, set: &str) -> usize;
+    /// The sets that should hold elements.
+    fn set_names(&self) -> Vec<&str>;
+}
+
+impl ElementLookup for SetContents {
+    fn holds(&self, set: &str, element: &str) -> bool {
+        self.0.get(set).is_some_and(|s| s.contains(element))
+    }
+
+    fn count(&self, set: &str) -> usize {
+        self.0.get(set).map_or(0, BTreeSet::len)
+    }
+
+    fn set_names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Puts listed elements in the form transactions write them, where `nft` prints them
+/// otherwise (see [`normalize`]): a protocol number by name, and a range of an interval set
+/// with its prefix length even when it is a single address. Done where the listing is read,
+/// beside the syncs, so that the comparison itself only looks elements up.
+pub fn to_written_form(listed: SetContents) -> SetContents {
+    SetContents(
+        listed
+            .0
+            .into_iter()
+            .map(|(set, elements)| {
+                let interval = set.starts_with("firewall-allow");
+                let elements = elements
+                    .iter()
+                    .map(|e| {
+                        let mut e = normalize(e);
+                        if interval {
+                            let last = e.rsplit(' ').next().unwrap_or_default();
+                            if !last.contains('/') {
+                                let length = if last.contains(':') { 128 } else { 32 };
+                                e = format!("{e}/{length}");
+                            }
+                        }
+                        e
+                    })
+                    .collect();
+                (set, elements)
+            })
+            .collect(),
+    )
+}
+
+/// How the listed elements (in written form, see [`to_written_form`]) differ from what the
+/// sets should hold, leaving out the elements `unsettled` (changed while the listing ran);
+/// empty when they agree.
 pub fn element_differences(
     listed: &SetContents,
-    expected: &SetContents,
+    expected: &impl ElementLookup,
     unsettled: &SetContents,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let empty = BTreeSet::new();
-    let names: BTreeSet<&String> = expected.0.keys().chain(listed.0.keys()).collect();
+    let mut names: BTreeSet<&str> = expected.set_names().into_iter().collect();
+    names.extend(listed.0.keys().map(String::as_str));
     for name in names {
-        let want = expected.0.get(name).unwrap_or(&empty);
         let have = listed.0.get(name).unwrap_or(&empty);
-        let skip: BTreeSet<String> = unsettled
-            .0
-            .get(name)
-            .unwrap_or(&empty)
+        let skip = unsettled.0.get(name).unwrap_or(&empty);
+        let mut extra = 0;
+        let mut present = 0;
+        for element in have {
+            if expected.holds(name, element) {
+                present += 1;
+            } else if !skip.contains(element) {
+                extra += 1;
+            }
+        }
+        // Expected but not listed, less those that changed while the listing ran.
+        let unsettled_missing = skip
             .iter()
-            .map(|e| normalize(e))
-            .collect();
-        let want: BTreeSet<String> = want.iter().map(|e| normalize(e)).collect();
-        let missing = want
-            .iter()
-            .filter(|e| !have.contains(*e) && !skip.contains(*e))
+            .filter(|e| expected.holds(name, e) && !have.contains(*e))
             .count();
-        let extra = have
-            .iter()
-            .filter(|e| !want.contains(*e) && !skip.contains(*e))
-            .count();
+        let missing = expected.count(name) - present - unsettled_missing;
         if missing > 0 || extra > 0 {
             out.push(format!("set {name}: {missing} missing, {extra} extra"));
         }
@@ -287,8 +344,9 @@ mod tests {
             ["192.0.2.10 . tcp . 80 . 203.0.113.7/32".to_owned()].into(),
         );
         let none = SetContents::default();
+        let listed = to_written_form(listing.elements.clone());
         assert_eq!(
-            element_differences(&listing.elements, &expected, &none),
+            element_differences(&listed, &expected, &none),
             Vec::<String>::new()
         );
         assert_eq!(
@@ -322,7 +380,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            element_differences(&listing.elements, &want, &none),
+            element_differences(&listed, &want, &none),
             ["set cluster-ips-v4: 1 missing, 1 extra".to_owned()]
         );
         // The same elements, changed while the listing ran: no difference.
@@ -331,7 +389,7 @@ mod tests {
             &["10.96.0.1 . tcp . 443", "10.96.0.2 . tcp . 80"],
         )]);
         assert_eq!(
-            element_differences(&listing.elements, &want, &unsettled),
+            element_differences(&listed, &want, &unsettled),
             Vec::<String>::new()
         );
     }

@@ -296,6 +296,22 @@ impl ElementIndex {
     }
 }
 
+impl listing::ElementLookup for ElementIndex {
+    fn holds(&self, set: &str, element: &str) -> bool {
+        self.counts
+            .get(set)
+            .is_some_and(|s| s.contains_key(element))
+    }
+
+    fn count(&self, set: &str) -> usize {
+        self.counts.get(set).map_or(0, BTreeMap::len)
+    }
+
+    fn set_names(&self) -> Vec<&str> {
+        self.counts.keys().map(String::as_str).collect()
+    }
+}
+
 /// The content of ipvsd's sets and maps as `nft` elements, by set name (`cluster-ips-v4`, ...):
 /// the form transactions are written and compared in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
