@@ -739,7 +739,7 @@ impl<D: Dataplane> Controller<D> {
                 }
                 (Transaction::Change(changes), index)
             }
-            (_, _) => {
+            _ => {
                 let index = ElementIndex::of(desired);
                 self.collect_netfilter_counters().await;
                 (Transaction::Replace(index.contents()), index)

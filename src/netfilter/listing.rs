@@ -81,16 +81,15 @@ fn add_elements(contents: &mut SetContents, set: &str, text: &str) {
         .trim();
     let out = contents.0.entry(set.to_owned()).or_default();
     for element in inner.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        out.insert(normalize(element));
+        out.insert(element.to_owned());
     }
     if out.is_empty() {
         contents.0.remove(set);
     }
 }
 
-/// An element as both sides write it: `nft` prints a host prefix (`/32`, `/128`) of an interval
-/// set as the bare address, a protocol by number where the machine has no `/etc/protocols`, and
-/// spaces as it likes.
+/// An element with its protocol by name, as transactions write it: `nft` prints it by number
+/// where the machine has no `/etc/protocols`, and spaces as it likes.
 pub fn normalize(element: &str) -> String {
     let words: Vec<&str> = element.split_whitespace().collect();
     let mut out: Vec<String> = Vec::with_capacity(words.len());
@@ -107,11 +106,6 @@ pub fn normalize(element: &str) -> String {
             out.push(word.to_owned());
             continue;
         }
-        let word = word
-            .strip_suffix("/32")
-            .filter(|a| a.contains('.'))
-            .or_else(|| word.strip_suffix("/128").filter(|a| a.contains(':')))
-            .unwrap_or(word);
         let named = match (component, word.parse::<u8>()) {
             (1, Ok(number)) => super::protocol_name(ipvs::Protocol::from_number(number.into())),
             _ => word.to_owned(),
@@ -182,7 +176,8 @@ pub fn to_written_form(listed: SetContents) -> SetContents {
             .0
             .into_iter()
             .map(|(set, elements)| {
-                let interval = set.starts_with("firewall-allow");
+                // The one interval set: `nft` prints a single-address range bare.
+                let interval = set.starts_with(super::SetKind::FirewallAllow.base());
                 let elements = elements
                     .iter()
                     .map(|e| {
@@ -322,9 +317,16 @@ mod tests {
     #[test]
     fn elements_compare_whatever_nft_names_protocols_and_host_prefixes() {
         assert_eq!(normalize("10.96.0.10 . 6 . 80"), "10.96.0.10 . tcp . 80");
+        let listed = SetContents(
+            [(
+                "firewall-allow-v6".to_owned(),
+                ["fd00::1 . 17 . 53 . fd00::2".to_owned()].into(),
+            )]
+            .into(),
+        );
         assert_eq!(
-            normalize("fd00::1 . 17 . 53 . fd00::2/128"),
-            "fd00::1 . udp . 53 . fd00::2"
+            to_written_form(listed).set("firewall-allow-v6"),
+            ["fd00::1 . udp . 53 . fd00::2/128".to_owned()].into()
         );
         assert_eq!(
             normalize("192.0.2.7 . 132 . 80 : 10.96.0.7 . 80"),
