@@ -1,0 +1,467 @@
+//! Where ipvsd's memory goes at N Services: a heap profile of the stages a first sync and a
+//! repair go through, with the code ipvsd runs, on the host (no kernel needed).
+//!
+//! Every allocation is counted by `dhat`'s allocator. The program builds what ipvsd holds after
+//! each stage and prints the live heap then (bytes and blocks), what the stage added, and the
+//! highest heap reached within it; at the end, the allocation sites holding the most at the
+//! highest point of the whole run, each named by its first frame in ipvsd's code:
+//!
+//! 1. **lists read**: the API server's list answers (JSON, as kube-apiserver writes the objects
+//!    the side-by-side benchmark creates: NodePort Services, one EndpointSlice of E ready
+//!    endpoints each, `managedFields` included) parsed into the source's store;
+//! 2. **model**: the incremental model index built from the store (`ModelIndex::build`);
+//! 3. **first-sync plan**: the operations the first sync plans against an empty table;
+//! 4. **cache**: the controller's copy of the kernel table after those operations;
+//! 5. **nftables**: the element index and the full table's text;
+//! 6. **traffic metrics**: the per-virtual-server series;
+//! 7. **repair read**: the table read back beside the cache.
+//!
+//! Build with line tables so the sites have names:
+//!
+//!     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo run --release --example profile_memory
+//!
+//! Environment: `PROFILE_SERVICES` (10000), `PROFILE_ENDPOINTS` (10), `PROFILE_SITES` (20: how
+//! many sites to print), `PROFILE_JSON` (where dhat writes its whole profile, for dhat's
+//! viewer; default `dhat-heap.json` in the working directory).
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ipvsd::controller::apply_to_cache;
+use ipvsd::metrics::Metrics;
+use ipvsd::model::index::ModelIndex;
+use ipvsd::model::{ModelConfig, NodePortAddresses};
+use ipvsd::netfilter::{ElementIndex, MasqueradeConfig, Transaction};
+use ipvsd::node_addresses::NodeAddresses;
+use ipvsd::plan::{plan, Actual, GracefulTermination, Ownership};
+use ipvsd::source::kube::trim;
+use ipvsd::source::{ObjectKey, Objects};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::core::ObjectList;
+use serde_json::json;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const NODE_NAME: &str = "demo-node";
+const NODE_ADDRESSES: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(192, 168, 50, 10),
+    Ipv4Addr::new(192, 168, 50, 11),
+];
+const TIME: &str = "2026-12-02T06:00:00Z";
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn cluster_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + 1 + i as u32)
+}
+
+fn uid(kind: u8, i: usize) -> String {
+    format!("{kind:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// A Service as kube-apiserver answers it for what the benchmark creates.
+fn service_json(i: usize) -> serde_json::Value {
+    let ip = cluster_ip(i).to_string();
+    json!({
+        "metadata": {
+            "name": format!("svc-{i:05}"),
+            "namespace": "bench",
+            "uid": uid(1, i),
+            "resourceVersion": (1000 + 2 * i).to_string(),
+            "creationTimestamp": TIME,
+            "managedFields": [{
+                "manager": "bench_api",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": TIME,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {
+                    "f:externalTrafficPolicy": {},
+                    "f:internalTrafficPolicy": {},
+                    "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                        ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}
+                    }},
+                    "f:sessionAffinity": {},
+                    "f:type": {}
+                }}
+            }]
+        },
+        "spec": {
+            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080,
+                       "nodePort": 30000 + i}],
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "type": "NodePort",
+            "sessionAffinity": "None",
+            "externalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster"
+        },
+        "status": {"loadBalancer": {}}
+    })
+}
+
+/// The EndpointSlice of Service `i`, as kube-apiserver answers it.
+fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
+    let endpoints: Vec<_> = (0..endpoints)
+        .map(|j| {
+            let address =
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + (i * 64 + j) as u32);
+            json!({
+                "addresses": [address.to_string()],
+                "conditions": {"ready": true},
+                "nodeName": if j % 3 == 0 { NODE_NAME.to_string() } else { format!("node-{}", j % 3) },
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "name": format!("svc-{i:05}-1"),
+            "namespace": "bench",
+            "uid": uid(2, i),
+            "resourceVersion": (1001 + 2 * i).to_string(),
+            "generation": 1,
+            "creationTimestamp": TIME,
+            "labels": {"kubernetes.io/service-name": format!("svc-{i:05}")},
+            "managedFields": [{
+                "manager": "bench_api",
+                "operation": "Update",
+                "apiVersion": "discovery.k8s.io/v1",
+                "time": TIME,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:addressType": {},
+                    "f:endpoints": {},
+                    "f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/service-name": {}}},
+                    "f:ports": {}
+                }
+            }]
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    })
+}
+
+fn list_body(api_version: &str, kind: &str, items: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": "99999"},
+        "items": items,
+    }))
+    .expect("JSON values serialise")
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The live heap at the end of each stage, and the highest within it.
+struct Stages {
+    before: dhat::HeapStats,
+    rows: Vec<(String, dhat::HeapStats, u64, f64)>,
+    started: Instant,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            before: dhat::HeapStats::get(),
+            rows: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, name: &str) {
+        let now = dhat::HeapStats::get();
+        let added = now.curr_bytes as i64 - self.before.curr_bytes as i64;
+        eprintln!(
+            "{name:<44} {:>9.1} MiB live ({:+.1} MiB, {} blocks), {:.1} s",
+            now.curr_bytes as f64 / MIB,
+            added as f64 / MIB,
+            now.curr_blocks,
+            self.started.elapsed().as_secs_f64()
+        );
+        self.rows.push((
+            name.to_string(),
+            now.clone(),
+            now.max_bytes as u64,
+            added as f64 / MIB,
+        ));
+        self.before = now;
+        self.started = Instant::now();
+    }
+}
+
+fn main() -> Result<()> {
+    let services = env_usize("PROFILE_SERVICES", 10_000)?;
+    let endpoints = env_usize("PROFILE_ENDPOINTS", 10)?;
+    let sites = env_usize("PROFILE_SITES", 20)?;
+    let json_path = std::env::var("PROFILE_JSON").unwrap_or_else(|_| "dhat-heap.json".into());
+    let profiler = dhat::Profiler::builder().file_name(&json_path).build();
+
+    let mut stages = Stages::new();
+    let service_body = list_body(
+        "v1",
+        "ServiceList",
+        (0..services).map(service_json).collect(),
+    );
+    let slice_body = list_body(
+        "discovery.k8s.io/v1",
+        "EndpointSliceList",
+        (0..services).map(|i| slice_json(i, endpoints)).collect(),
+    );
+    stages.mark("list answers (JSON text)");
+
+    // The source's store: every object shared by key.
+    let mut objects = Objects::default();
+    let list: ObjectList<Service> = serde_json::from_slice(&service_body)?;
+    for mut s in list.items {
+        trim(&mut s);
+        objects
+            .services
+            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+    }
+    let list: ObjectList<EndpointSlice> = serde_json::from_slice(&slice_body)?;
+    for mut s in list.items {
+        trim(&mut s);
+        objects
+            .endpoint_slices
+            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+    }
+    drop((service_body, slice_body));
+    stages.mark("1. lists read into the store");
+
+    let nodes = NodeAddresses {
+        addresses: NODE_ADDRESSES.iter().map(|a| IpAddr::V4(*a)).collect(),
+        ..NodeAddresses::default()
+    };
+    let config = ModelConfig {
+        node_name: NODE_NAME.to_string(),
+        nodeport_addresses: NodePortAddresses::Cidrs(vec!["192.168.50.0/24".parse()?]),
+        ..ModelConfig::default()
+    };
+    let model = ModelIndex::build(config, nodes.clone(), &objects);
+    stages.mark("2. model index");
+    let desired = model.desired();
+
+    let ownership = Ownership {
+        node_addresses: nodes,
+        ..Ownership::default()
+    };
+    let ops = plan(
+        desired,
+        &Actual::default(),
+        &ownership,
+        &GracefulTermination::default(),
+        Instant::now(),
+    );
+    stages.mark("3. first-sync plan");
+
+    let mut actual = Actual::default();
+    for op in &ops {
+        apply_to_cache(&mut actual, op);
+    }
+    stages.mark("4. cache of the kernel table");
+    let planned = ops.len();
+    drop(ops);
+    stages.mark("   (first-sync plan dropped)");
+
+    let elements = ElementIndex::of(desired);
+    stages.mark("5. nftables element index");
+    let text = Transaction::Replace(elements.contents()).render(&MasqueradeConfig::default());
+    let text_len = text.len();
+    stages.mark("   nftables table text (sent, then dropped)");
+    drop(text);
+
+    let metrics = Metrics::new();
+    let traffic: Vec<_> = desired
+        .virtual_servers
+        .iter()
+        .filter_map(|(key, vs)| {
+            actual
+                .services
+                .get(key)
+                .map(|a| (*key, vs.origin.to_string(), a.service.stats))
+        })
+        .collect();
+    metrics.set_traffic(&traffic);
+    drop(traffic);
+    stages.mark("6. traffic metrics");
+    let scrape = metrics.encode();
+    let scrape_len = scrape.len();
+    drop(scrape);
+
+    let read_back: BTreeMap<_, _> = actual.services.clone();
+    stages.mark("7. repair read beside the cache");
+    drop(read_back);
+
+    let peak = dhat::HeapStats::get().max_bytes;
+    println!(
+        "{services} Services x {endpoints} endpoints: {} virtual servers, {} real servers, \
+         {planned} first-sync operations, {} nftables elements ({:.1} MiB of text), \
+         metrics scrape {:.1} MiB",
+        desired.virtual_servers.len(),
+        model.real_servers(),
+        elements
+            .contents()
+            .0
+            .values()
+            .map(|s| s.len())
+            .sum::<usize>(),
+        text_len as f64 / MIB,
+        scrape_len as f64 / MIB,
+    );
+    println!(
+        "sizes in bytes: Service {}, EndpointSlice {}, Endpoint {}, VirtualServer {}, \
+         Destination {}, ActualService {}, Operation {}",
+        std::mem::size_of::<Service>(),
+        std::mem::size_of::<EndpointSlice>(),
+        std::mem::size_of::<k8s_openapi::api::discovery::v1::Endpoint>(),
+        std::mem::size_of::<ipvsd::model::VirtualServer>(),
+        std::mem::size_of::<ipvs::Destination>(),
+        std::mem::size_of::<ipvsd::plan::ActualService>(),
+        std::mem::size_of::<ipvsd::plan::Operation>(),
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "stage", "live MiB", "added", "blocks"
+    );
+    for (name, stats, _, added) in &stages.rows {
+        println!(
+            "{name:<44} {:>10.1} {:>+10.1} {:>10}",
+            stats.curr_bytes as f64 / MIB,
+            added,
+            stats.curr_blocks
+        );
+    }
+    println!("highest live heap: {:.1} MiB", peak as f64 / MIB);
+
+    drop((actual, metrics, elements, model, objects));
+    drop(profiler);
+    print_sites(&json_path, sites)
+}
+
+/// The sites holding the most at the highest point, from dhat's file: each named by its first
+/// frame in ipvsd's code (and the frame it calls, when that is a library's).
+fn print_sites(path: &str, count: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let profile: serde_json::Value = serde_json::from_str(&text)?;
+    let frames: Vec<&str> = profile["ftbl"]
+        .as_array()
+        .context("no frame table")?
+        .iter()
+        .map(|f| f.as_str().unwrap_or(""))
+        .collect();
+    let mut by_site: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for pp in profile["pps"].as_array().context("no program points")? {
+        let bytes = pp["gb"].as_u64().unwrap_or(0);
+        let blocks = pp["gbk"].as_u64().unwrap_or(0);
+        if bytes == 0 {
+            continue;
+        }
+        let fs: Vec<&str> = pp["fs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| frames.get(i.as_u64()? as usize).copied())
+            .collect();
+        let name = site_name(&fs);
+        let entry = by_site.entry(name).or_default();
+        entry.0 += bytes;
+        entry.1 += blocks;
+    }
+    let mut sites: Vec<_> = by_site.into_iter().collect();
+    sites.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let total: u64 = sites.iter().map(|s| s.1 .0).sum();
+    println!(
+        "at the highest point, {:.1} MiB, by site:",
+        total as f64 / MIB
+    );
+    for (name, (bytes, blocks)) in sites.iter().take(count) {
+        println!(
+            "{:>8.1} MiB {:>5.1}% {:>9} blocks  {name}",
+            *bytes as f64 / MIB,
+            100.0 * *bytes as f64 / total.max(1) as f64,
+            blocks
+        );
+    }
+    Ok(())
+}
+
+/// A site: what was allocated (the innermost frame naming a type other than the allocator's)
+/// and the first function of this repository's code on the way (frames are innermost first).
+fn site_name(frames: &[&str]) -> String {
+    const OURS: [&str; 4] = ["src/", "main/src/", "ipvs/src/", "main/examples/"];
+    let ours = frames.iter().position(|f| {
+        let place = f.rsplit_once(" (").map_or("", |(_, p)| p);
+        OURS.iter().any(|p| place.starts_with(p))
+            && !is_library_place(place)
+            && !f.contains("__rust_alloc")
+    });
+    let inner = &frames[..ours.unwrap_or(frames.len())];
+    let what = inner
+        .iter()
+        .map(|f| simplify(&function_of(f)))
+        .find(|f| f.contains('<') && !f.contains("<Global>") && !f.starts_with("alloc"))
+        .unwrap_or_default();
+    match ours {
+        Some(i) => format!("{what} @ {}", simplify(&function_of(frames[i]))),
+        None => what,
+    }
+}
+
+/// Places the standard library and dependencies also name `src/...`.
+fn is_library_place(place: &str) -> bool {
+    [
+        "src/vec/",
+        "src/raw_vec/",
+        "src/de/",
+        "src/ser/",
+        "src/lib.rs",
+        "src/alloc.rs",
+        "src/boxed.rs",
+    ]
+    .iter()
+    .any(|p| place.starts_with(p))
+}
+
+/// The function and place of a frame, without its address.
+fn function_of(frame: &str) -> String {
+    let name = frame.split_once(": ").map_or(frame, |(_, n)| n);
+    let (function, place) = name.rsplit_once(" (").unwrap_or((name, ""));
+    let place = place.trim_end_matches(')').rsplit('/').next().unwrap_or("");
+    format!("{function} ({place})")
+}
+
+/// Paths shortened to their last segment, and long names cut.
+fn simplify(name: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in name.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(word.rsplit("::").next().unwrap_or(&word));
+    if out.chars().count() > 110 {
+        out = out.chars().take(107).collect::<String>() + "...";
+    }
+    out
+}
