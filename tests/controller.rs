@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipvs::ServiceKey;
 use ipvsd::conntrack::{Entry, Tuple, IPPROTO_UDP};
-use ipvsd::controller::{apply_to_cache, Config, Controller, Inputs};
+use ipvsd::controller::{apply_to_cache, fit_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
@@ -401,6 +401,34 @@ fn endpoints_of<'a>(snapshot: &'a mut Snapshot, service: &str) -> &'a mut Vec<En
 }
 
 const DEMO_VIRTUAL_SERVERS: usize = 7;
+
+#[test]
+fn the_cache_keeps_destination_lists_at_their_length() {
+    let key = ServiceKey::Addr {
+        address: "10.96.0.10".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 80,
+    };
+    let mut ops = vec![Operation::Ipvs(ipvs::Request::AddService(
+        ipvs::Service::new(key, "rr"),
+    ))];
+    for i in 1..=10u8 {
+        let address = IpAddr::from([10, 1, 0, i]);
+        ops.push(Operation::Ipvs(ipvs::Request::AddDestination(
+            key,
+            ipvs::Destination::new(address, 8080),
+        )));
+    }
+    let mut actual = Actual::default();
+    for op in &ops {
+        apply_to_cache(&mut actual, op);
+    }
+    assert!(actual.services[&key].destinations.capacity() > 10);
+    fit_cache(&mut actual, &ops);
+    let destinations = &actual.services[&key].destinations;
+    assert_eq!(destinations.len(), 10);
+    assert_eq!(destinations.capacity(), 10);
+}
 
 #[tokio::test]
 async fn nothing_is_read_or_written_until_the_source_is_complete() {

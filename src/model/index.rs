@@ -21,6 +21,7 @@ use ipvs::ServiceKey;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::small_set::SmallSet;
 use super::{
     node_port_addresses, service_output, Desired, ModelConfig, Note, ParsedSlice, ServiceOutput,
     VirtualServer,
@@ -87,19 +88,19 @@ pub struct ModelIndex {
     /// The slices the model can use, parsed.
     slices: BTreeMap<ObjectKey, ParsedSlice>,
     /// The slices of each Service (by the Service's key, whether the Service exists or not).
-    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: BTreeMap<ObjectKey, SmallSet<ObjectKey>>,
     /// The Services claiming each virtual server key; the first holds it.
-    claims: BTreeMap<ServiceKey, BTreeSet<ObjectKey>>,
+    claims: BTreeMap<ServiceKey, SmallSet<ObjectKey>>,
     /// The Services claiming each health-check port; the first holds it.
-    health_claims: BTreeMap<u16, BTreeSet<ObjectKey>>,
+    health_claims: BTreeMap<u16, SmallSet<ObjectKey>>,
     /// How many Services want each address bound.
     bound_counts: BTreeMap<IpAddr, usize>,
     /// The Services having each address (whether it is bound depends on the node's).
-    services_by_address: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
+    services_by_address: BTreeMap<IpAddr, SmallSet<ObjectKey>>,
     /// The Services that may have node ports.
     node_port_services: BTreeSet<ObjectKey>,
     /// The desired virtual servers on each address.
-    keys_by_address: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    keys_by_address: BTreeMap<IpAddr, SmallSet<ServiceKey>>,
     /// The warnings of each slice and Service that has any.
     slice_warnings: BTreeMap<ObjectKey, Vec<String>>,
     service_warnings: BTreeSet<ObjectKey>,
@@ -571,7 +572,7 @@ impl ModelIndex {
 }
 
 /// Removes `value` from the set of `key`, and the set when it is empty.
-fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, value: &V) {
+fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, SmallSet<V>>, key: &K, value: &V) {
     if let Some(set) = map.get_mut(key) {
         set.remove(value);
         if set.is_empty() {

@@ -27,6 +27,7 @@ use crate::node_addresses::NodeAddresses;
 use crate::source::{ObjectKey, Snapshot};
 
 pub mod index;
+mod small_set;
 
 /// Session affinity timeout when a ClientIP Service does not set one (Kubernetes' default).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
