@@ -14,7 +14,7 @@
 //! 4. **cache**: the controller's copy of the kernel table after those operations;
 //! 5. **nftables**: the element index and the full table's text;
 //! 6. **traffic metrics**: the per-virtual-server series;
-//! 7. **repair read**: the table read back beside the cache.
+//! 7. **repair read**: the cache's fingerprints and the table read back, compared as it is read.
 //!
 //! Build with line tables so the sites have names:
 //!
@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use ipvsd::controller::{apply_to_cache, fit_cache};
+use ipvsd::dataplane::{Fingerprints, IpvsComparison};
 use ipvsd::metrics::Metrics;
 use ipvsd::model::index::ModelIndex;
 use ipvsd::model::{ModelConfig, NodePortAddresses};
@@ -312,9 +313,19 @@ fn main() -> Result<()> {
     let scrape_len = scrape.len();
     drop(scrape);
 
-    let read_back: BTreeMap<_, _> = actual.services.clone();
+    // The repair: the cache's fingerprints, and the table read back one virtual server at a
+    // time, each compared as it comes (here the read equals the cache, as after a first sync).
+    let expected: Fingerprints = actual
+        .services
+        .iter()
+        .map(|(key, service)| (*key, service.fingerprint()))
+        .collect();
+    let mut comparison = IpvsComparison::default();
+    for service in actual.services.values() {
+        comparison.add(service.clone(), &expected);
+    }
     stages.mark("7. repair read beside the cache");
-    drop(read_back);
+    drop((comparison, expected));
 
     let peak = dhat::HeapStats::get().max_bytes;
     println!(

@@ -16,10 +16,12 @@
 //! Every sync period the kernel is read again, so that a rule changed by hand is put back. At
 //! 10,000 Services that read takes tens of seconds in a slow VM, and replacing the nftables
 //! table seconds more, so the repair does not stop the syncs: its read runs beside them (see
-//! [`Dataplane::read_in_background`]), and what the syncs changed meanwhile is taken from the
-//! cache, which knows it better than a read that may have passed it before or after. What the
-//! read finds different from the cache is planned by the next sync like any change; the nftables
-//! table is replaced only when its listing differs from what it should hold.
+//! [`Dataplane::read_in_background`]) and compares each virtual server with the cache's
+//! fingerprint of it as it reads, keeping only those that differ (no second copy of the table);
+//! what the syncs changed meanwhile is taken from the cache, which knows it better than a read
+//! that may have passed it before or after. What the read finds different from the cache is
+//! planned by the next sync like any change; the nftables table is replaced only when its
+//! listing differs from what it should hold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -352,7 +354,9 @@ impl<D: Dataplane> Controller<D> {
                         } else if repair_read.is_none() {
                             debug!("periodic repair: reading the kernel beside the syncs");
                             self.repair = Some(RepairWindow::new());
-                            repair_read = Some(tokio::spawn(self.dataplane.read_in_background()));
+                            let expected = Arc::new(self.fingerprints());
+                            repair_read =
+                                Some(tokio::spawn(self.dataplane.read_in_background(expected)));
                             // Until the read is in; then counted from its end.
                             next_full = now + Duration::from_secs(24 * 3600);
                         }
@@ -459,7 +463,12 @@ impl<D: Dataplane> Controller<D> {
         if read_now {
             let contents = self.dataplane.read_services().await?;
             let bound_addresses = self.dataplane.bound_addresses().await?;
-            self.publish_traffic(desired, &contents.services);
+            let counters = contents
+                .services
+                .iter()
+                .map(|(key, service)| (*key, service.service.stats))
+                .collect();
+            self.publish_traffic(desired, &counters);
             self.report_undecodable(&contents.undecodable);
             self.actual = Some(Actual {
                 services: contents.services,
@@ -971,26 +980,23 @@ impl<D: Dataplane> Controller<D> {
         }
     }
 
-    /// Takes in what a repair's read found: the cache becomes the read, except for what the
-    /// syncs changed while it ran (the cache knows those better), and what differs from the
-    /// cache is left for the next sync to plan. The nftables table is marked for replacement
-    /// when its listing differs from what it should hold.
+    /// Takes in what a repair's read found. The read compared the kernel with the cache's
+    /// fingerprints as it went; where they differ the kernel is believed (the cache takes what
+    /// was read, or loses what is gone) and the next sync plans those keys — except for what
+    /// the syncs changed while it ran, which the cache knows better. The nftables table is
+    /// marked for replacement when its listing differs from what it should hold.
+    ///
+    /// The cache's connection counts are not refreshed here: a sync reads them for the real
+    /// servers it retires, and the draining ones are read on their own.
     fn take_repair_read(&mut self, read: KernelRead) -> Result<(), ControllerError> {
         let window = self.repair.take().unwrap_or_else(RepairWindow::new);
         let read_time = window.started.elapsed();
-        let contents = read.ipvs?;
+        let comparison = read.ipvs?;
         let mut bound = read.bound_addresses?;
-        let (Some(actual), Some(model)) = (self.actual.as_ref(), self.model.as_ref()) else {
+        let (Some(actual), Some(model)) = (self.actual.as_mut(), self.model.as_ref()) else {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let mut services = contents.services;
-        for key in &window.virtual_servers {
-            match actual.services.get(key) {
-                Some(cached) => services.insert(*key, cached.clone()),
-                None => services.remove(key),
-            };
-        }
         for address in &window.addresses {
             if actual.bound_addresses.contains(address) {
                 bound.insert(*address);
@@ -999,27 +1005,42 @@ impl<D: Dataplane> Controller<D> {
             }
         }
         let mut drift = Drift::default();
-        for (key, read) in &services {
-            if !actual
-                .services
-                .get(key)
-                .is_some_and(|c| c.settings_eq(read))
+        for (key, read) in comparison.differing {
+            if window.virtual_servers.contains(&key)
+                || actual
+                    .services
+                    .get(&key)
+                    .is_some_and(|cached| cached.settings_eq(&read))
             {
-                drift.virtual_servers.insert(*key);
+                continue;
             }
+            drift.virtual_servers.insert(key);
+            actual.services.insert(key, read);
         }
-        for key in actual.services.keys() {
-            if !services.contains_key(key) {
-                drift.virtual_servers.insert(*key);
-            }
+        let gone: Vec<ipvs::ServiceKey> = actual
+            .services
+            .keys()
+            .filter(|key| {
+                !comparison.counters.contains_key(key) && !window.virtual_servers.contains(key)
+            })
+            .copied()
+            .collect();
+        for key in gone {
+            actual.services.remove(&key);
+            drift.virtual_servers.insert(key);
         }
         drift
             .addresses
             .extend(bound.symmetric_difference(&actual.bound_addresses));
+        actual.bound_addresses = bound;
         let compare_time = started.elapsed();
         let phase = std::time::Instant::now();
-        self.publish_traffic(model.desired(), &services);
-        self.report_undecodable(&contents.undecodable);
+        let read_count = comparison.counters.len();
+        self.publish_traffic(model.desired(), &comparison.counters);
+        self.report_undecodable(&comparison.undecodable);
+        if let Some(actual) = self.actual.as_mut() {
+            actual.undecodable = comparison.undecodable;
+        }
         let traffic_time = phase.elapsed();
         let phase = std::time::Instant::now();
         let netfilter = match (read.netfilter, &self.netfilter) {
@@ -1050,7 +1071,7 @@ impl<D: Dataplane> Controller<D> {
             );
         }
         info!(
-            virtual_servers = services.len(),
+            virtual_servers = read_count,
             changed_meanwhile = window.virtual_servers.len(),
             drifted = self.drift.virtual_servers.len() + drift.virtual_servers.len(),
             read_ms = read_time.as_millis() as u64,
@@ -1060,13 +1081,6 @@ impl<D: Dataplane> Controller<D> {
             rss_mib = crate::metrics::resident_mib(),
             "repair: kernel read beside the syncs and compared with the cache"
         );
-        let old = self.actual.replace(Actual {
-            services,
-            bound_addresses: bound,
-            undecodable: contents.undecodable,
-        });
-        // Freeing a large table's entries takes a while: not on the sync loop.
-        tokio::task::spawn_blocking(move || drop(old));
         self.drift.virtual_servers.extend(drift.virtual_servers);
         self.drift.addresses.extend(drift.addresses);
         Ok(())
@@ -1159,18 +1173,28 @@ impl<D: Dataplane> Controller<D> {
         );
     }
 
+    /// What a repair's read compares the kernel with: the cache's fingerprint of each
+    /// virtual server.
+    fn fingerprints(&self) -> crate::dataplane::Fingerprints {
+        self.actual
+            .iter()
+            .flat_map(|actual| &actual.services)
+            .map(|(key, service)| (*key, service.fingerprint()))
+            .collect()
+    }
+
     fn publish_traffic(
         &self,
         desired: &Desired,
-        services: &std::collections::BTreeMap<ipvs::ServiceKey, ActualService>,
+        counters: &std::collections::BTreeMap<ipvs::ServiceKey, ipvs::Stats>,
     ) {
         let traffic: Vec<_> = desired
             .virtual_servers
             .iter()
             .filter_map(|(key, vs)| {
-                services
+                counters
                     .get(key)
-                    .map(|actual| (*key, vs.origin.to_string(), actual.service.stats))
+                    .map(|stats| (*key, vs.origin.to_string(), *stats))
             })
             .collect();
         // Rewriting five families of 30,000 series each takes a second in a slow VM: not on

@@ -25,6 +25,36 @@ pub struct ActualService {
 }
 
 impl ActualService {
+    /// A digest of what [`ActualService::settings_eq`] compares: two reads that agree on their
+    /// settings have the same fingerprint, whatever the order of their destinations and
+    /// whatever the kernel counted. A repair compares the kernel's table with the cache by
+    /// fingerprint as it reads it, so that it holds no second copy of the table.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let service = &self.service;
+        let mut hasher = DefaultHasher::new();
+        service.key.hash(&mut hasher);
+        service.scheduler.hash(&mut hasher);
+        service
+            .flags
+            .difference(ipvs::ServiceFlags::HASHED)
+            .bits()
+            .hash(&mut hasher);
+        service.timeout.hash(&mut hasher);
+        service.netmask.hash(&mut hasher);
+        service.persistence_engine.hash(&mut hasher);
+        self.destinations.len().hash(&mut hasher);
+        // Summed, so that the order of the destinations does not count.
+        let destinations = self.destinations.iter().fold(0u64, |sum, d| {
+            let mut hasher = DefaultHasher::new();
+            (d.address, d.port, d.forwarding).hash(&mut hasher);
+            (d.weight, d.upper_threshold, d.lower_threshold).hash(&mut hasher);
+            sum.wrapping_add(hasher.finish())
+        });
+        destinations.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// Whether two reads of a virtual server agree on what is set (not on what the kernel
     /// counts), whatever the order of the destinations.
     pub fn settings_eq(&self, other: &ActualService) -> bool {

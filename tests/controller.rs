@@ -12,7 +12,9 @@ use ipvsd::controller::{apply_to_cache, fit_cache, Config, Controller, Inputs};
 use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
-use ipvsd::dataplane::{Dataplane, IpvsContents, KernelRead, NetfilterCheck};
+use ipvsd::dataplane::{
+    Dataplane, Fingerprints, IpvsComparison, IpvsContents, KernelRead, NetfilterCheck,
+};
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
@@ -95,7 +97,10 @@ impl Dataplane for FakeKernel {
         }))
     }
 
-    fn read_in_background(&self) -> impl std::future::Future<Output = KernelRead> + Send + 'static {
+    fn read_in_background(
+        &self,
+        expected: Arc<Fingerprints>,
+    ) -> impl std::future::Future<Output = KernelRead> + Send + 'static {
         let kernel = self.clone();
         async move {
             let (read, gate) = kernel.with(|t| {
@@ -109,10 +114,13 @@ impl Dataplane for FakeKernel {
                     None => Err(NftablesError::TimedOut(Duration::ZERO)),
                 };
                 let read = KernelRead {
-                    ipvs: Ok(IpvsContents {
-                        services: t.actual.services.clone(),
-                        undecodable: t.actual.undecodable.clone(),
-                    }),
+                    ipvs: Ok(IpvsComparison::of(
+                        IpvsContents {
+                            services: t.actual.services.clone(),
+                            undecodable: t.actual.undecodable.clone(),
+                        },
+                        &expected,
+                    )),
                     bound_addresses: Ok(t.actual.bound_addresses.clone()),
                     netfilter,
                 };
@@ -496,21 +504,34 @@ async fn a_burst_of_changes_is_applied_in_one_sync() {
 #[tokio::test]
 async fn the_kernel_is_read_again_and_repaired_every_sync_period() {
     let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(300)).await;
-    // Someone deletes a virtual server and unbinds an address behind ipvsd's back.
+    // Someone deletes a virtual server, unbinds an address and changes a real server's weight
+    // behind ipvsd's back.
     let dns = ServiceKey::Addr {
         address: "10.96.0.53".parse().unwrap(),
         protocol: ipvs::Protocol::Udp,
         port: 53,
     };
-    h.kernel.with(|t| {
+    let weighted = h.kernel.with(|t| {
         t.actual.services.remove(&dns);
         t.actual
             .bound_addresses
             .remove(&"10.96.0.53".parse().unwrap());
+        let (weighted, service) = t
+            .actual
+            .services
+            .iter_mut()
+            .find(|(_, s)| !s.destinations.is_empty())
+            .expect("a virtual server with real servers");
+        service.destinations[0].weight = 7;
+        *weighted
     });
     h.wait_until("the repair", |t| {
         t.actual.services.get(&dns).map(|s| s.destinations.len()) == Some(2)
             && t.actual.bound_addresses.len() == 6
+            && t.actual.services[&weighted]
+                .destinations
+                .iter()
+                .all(|d| d.weight == 1)
     })
     .await;
     let kernel = h.stop().await;

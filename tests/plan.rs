@@ -655,3 +655,68 @@ fn entries_that_cannot_be_read_are_never_deleted_or_changed() {
         ]
     );
 }
+
+#[test]
+fn fingerprints_agree_exactly_where_settings_do() {
+    let key = tcp("10.96.0.10", 80);
+    let base = mk_actual_service(
+        key,
+        &[
+            live("10.1.0.1", 8080, 1, 0, 0),
+            live("10.1.0.2", 8080, 1, 0, 0),
+        ],
+    );
+    // What the kernel counts, the order of the real servers and the HASHED flag are no
+    // difference.
+    let mut counted = base.clone();
+    counted.destinations.reverse();
+    counted.destinations[0].active_connections = 5;
+    counted.destinations[1].stats.bytes_in = 1000;
+    counted.service.stats.connections = 9;
+    counted.service.flags = ServiceFlags::empty();
+    assert!(counted.settings_eq(&base));
+    assert_eq!(counted.fingerprint(), base.fingerprint());
+
+    // Every setting is.
+    let mut changes: Vec<(&str, ActualService)> = Vec::new();
+    let mut c = base.clone();
+    c.destinations[0].weight = 2;
+    changes.push(("weight", c));
+    let mut c = base.clone();
+    c.destinations[1].upper_threshold = 10;
+    changes.push(("upper threshold", c));
+    let mut c = base.clone();
+    c.destinations[1].lower_threshold = 1;
+    changes.push(("lower threshold", c));
+    let mut c = base.clone();
+    c.destinations[0].forwarding = ForwardingMethod::DirectRoute;
+    changes.push(("forwarding", c));
+    let mut c = base.clone();
+    c.destinations[0].port = 8081;
+    changes.push(("a real server's port", c));
+    let mut c = base.clone();
+    c.destinations.pop();
+    changes.push(("a real server fewer", c));
+    let mut c = base.clone();
+    c.destinations.push(live("10.1.0.3", 8080, 1, 0, 0));
+    changes.push(("a real server more", c));
+    let mut c = base.clone();
+    c.service.scheduler = "wrr".into();
+    changes.push(("scheduler", c));
+    let mut c = base.clone();
+    c.service.flags = ServiceFlags::PERSISTENT;
+    changes.push(("flags", c));
+    let mut c = base.clone();
+    c.service.timeout = 300;
+    changes.push(("timeout", c));
+    let mut c = base.clone();
+    c.service.netmask = 24;
+    changes.push(("netmask", c));
+    let mut c = base.clone();
+    c.service.persistence_engine = Some("sip".into());
+    changes.push(("persistence engine", c));
+    for (what, changed) in changes {
+        assert!(!changed.settings_eq(&base), "{what}");
+        assert_ne!(changed.fingerprint(), base.fingerprint(), "{what}");
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ipvs::{Client, Destination, Dump, EntryKind, ForwardingMethod, ServiceKey, Undecodable};
 
-use super::IpvsContents;
+use super::{Fingerprints, IpvsComparison, IpvsContents};
 use crate::plan::{ActualService, Operation};
 
 /// The kernel's IPVS table, through one netlink socket.
@@ -64,9 +64,40 @@ impl IpvsTable {
     /// dump per service. Each entry is read on its own: one that cannot be read (another
     /// program's, with a value the `ipvs` crate has no name for) is listed apart, not an error.
     pub async fn read(&self) -> Result<IpvsContents, ipvs::Error> {
+        let mut services = BTreeMap::new();
+        let undecodable = self
+            .read_each(|service| {
+                services.insert(service.service.key, service);
+            })
+            .await?;
+        Ok(IpvsContents {
+            services,
+            undecodable,
+        })
+    }
+
+    /// Reads the whole table, comparing each virtual server with `expected` as it comes.
+    pub async fn read_compared(
+        &self,
+        expected: &Fingerprints,
+    ) -> Result<IpvsComparison, ipvs::Error> {
+        let mut comparison = IpvsComparison::default();
+        let undecodable = self
+            .read_each(|service| comparison.add(service, expected))
+            .await?;
+        comparison.undecodable = undecodable;
+        Ok(comparison)
+    }
+
+    /// Reads every virtual server with its destinations, handing each to `take`; returns the
+    /// entries that could not be read. A virtual server deleted between the two dumps is
+    /// left out.
+    async fn read_each(
+        &self,
+        mut take: impl FnMut(ActualService),
+    ) -> Result<Vec<Undecodable>, ipvs::Error> {
         let dump = self.client.service_dump().await?;
         let mut undecodable = dump.undecodable;
-        let mut services = BTreeMap::new();
         for service in dump.entries {
             let destinations = match self.destination_dump(&service.key).await {
                 Ok(d) => d,
@@ -74,18 +105,12 @@ impl IpvsTable {
                 Err(e) => return Err(e),
             };
             undecodable.extend(destinations.undecodable);
-            services.insert(
-                service.key,
-                ActualService {
-                    service,
-                    destinations: destinations.entries,
-                },
-            );
+            take(ActualService {
+                service,
+                destinations: destinations.entries,
+            });
         }
-        Ok(IpvsContents {
-            services,
-            undecodable,
-        })
+        Ok(undecodable)
     }
 
     /// Reads the destinations of the given virtual servers, one dump after the other: netlink
