@@ -10,11 +10,12 @@
 //!    the side-by-side benchmark creates: NodePort Services, one EndpointSlice of E ready
 //!    endpoints each, `managedFields` included) parsed into the source's store;
 //! 2. **model**: the incremental model index built from the store (`ModelIndex::build`);
-//! 3. **first-sync plan**: the operations the first sync plans against an empty table;
-//! 4. **cache**: the controller's copy of the kernel table after those operations;
-//! 5. **nftables**: the element index and the full table's text;
-//! 6. **traffic metrics**: the per-virtual-server series;
-//! 7. **repair read**: the cache's fingerprints and the table read back, compared as it is read.
+//! 3. **first sync**: planned and applied against an empty table in parts, as the controller
+//!    does, leaving the controller's copy of the kernel table (the largest part's operations
+//!    are printed);
+//! 4. **nftables**: the element index and the full table's text;
+//! 5. **traffic metrics**: the per-virtual-server series;
+//! 6. **repair read**: the cache's fingerprints and the table read back, compared as it is read.
 //!
 //! Build with line tables so the sites have names:
 //!
@@ -39,7 +40,7 @@ use ipvsd::model::index::ModelIndex;
 use ipvsd::model::{ModelConfig, NodePortAddresses};
 use ipvsd::netfilter::{ElementIndex, MasqueradeConfig, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
-use ipvsd::plan::{plan, Actual, GracefulTermination, Ownership};
+use ipvsd::plan::{parts, plan_keys, Actual, GracefulTermination, Ownership, PART_SIZE};
 use ipvsd::source::kube::Checked;
 use ipvsd::source::{ObjectKey, Objects};
 use k8s_openapi::api::core::v1::Service;
@@ -269,27 +270,32 @@ fn main() -> Result<()> {
         node_addresses: nodes,
         ..Ownership::default()
     };
-    let ops = plan(
-        desired,
-        &Actual::default(),
-        &ownership,
-        &GracefulTermination::default(),
-        Instant::now(),
-    );
-    stages.mark("3. first-sync plan");
-
+    // The first sync, planned and applied a part at a time as the controller does.
     let mut actual = Actual::default();
-    for op in &ops {
-        apply_to_cache(&mut actual, op);
+    let mut planned = 0;
+    let mut largest_part = 0;
+    for (keys, addresses) in parts(desired, &actual, PART_SIZE) {
+        let before = dhat::HeapStats::get().curr_bytes;
+        let ops = plan_keys(
+            desired,
+            &actual,
+            &ownership,
+            &GracefulTermination::default(),
+            Instant::now(),
+            &keys,
+            &addresses,
+        );
+        largest_part = largest_part.max(dhat::HeapStats::get().curr_bytes - before);
+        for op in &ops {
+            apply_to_cache(&mut actual, op);
+        }
+        fit_cache(&mut actual, &ops);
+        planned += ops.len();
     }
-    fit_cache(&mut actual, &ops);
-    stages.mark("4. cache of the kernel table");
-    let planned = ops.len();
-    drop(ops);
-    stages.mark("   (first-sync plan dropped)");
+    stages.mark("3. first sync (in parts): the cache");
 
     let elements = ElementIndex::of(desired);
-    stages.mark("5. nftables element index");
+    stages.mark("4. nftables element index");
     let text = Transaction::Replace(elements.contents()).render(&MasqueradeConfig::default());
     let text_len = text.len();
     stages.mark("   nftables table text (sent, then dropped)");
@@ -308,7 +314,7 @@ fn main() -> Result<()> {
         .collect();
     metrics.set_traffic(&traffic);
     drop(traffic);
-    stages.mark("6. traffic metrics");
+    stages.mark("5. traffic metrics");
     let scrape = metrics.encode();
     let scrape_len = scrape.len();
     drop(scrape);
@@ -324,16 +330,17 @@ fn main() -> Result<()> {
     for service in actual.services.values() {
         comparison.add(service.clone(), &expected);
     }
-    stages.mark("7. repair read beside the cache");
+    stages.mark("6. repair read beside the cache");
     drop((comparison, expected));
 
     let peak = dhat::HeapStats::get().max_bytes;
     println!(
         "{services} Services x {endpoints} endpoints: {} virtual servers, {} real servers, \
-         {planned} first-sync operations, {} nftables elements ({:.1} MiB of text), \
+         {planned} first-sync operations (largest part {:.1} MiB), {} nftables elements ({:.1} MiB of text), \
          metrics scrape {:.1} MiB",
         desired.virtual_servers.len(),
         model.real_servers(),
+        largest_part as f64 / MIB,
         elements
             .contents()
             .0

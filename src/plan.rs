@@ -312,6 +312,41 @@ pub fn plan(
     planner.operations()
 }
 
+/// How many virtual servers a part of a sync of everything plans at most (see [`parts`]): at
+/// 11 operations per virtual server, about 4 MiB of operations.
+pub const PART_SIZE: usize = 2048;
+
+/// The scopes of [`plan`] cut into parts of at most `size` virtual servers, for [`plan_keys`]:
+/// the parts' operations together are [`plan`]'s, but only one part's need be held at a time.
+/// The addresses to bind go with the first part and those to unbind with the last, so that
+/// addresses still come before the services on them and go after; the virtual servers no
+/// longer desired come after the desired ones, so removals stay last.
+pub fn parts(
+    desired: &Desired,
+    actual: &Actual,
+    size: usize,
+) -> Vec<(BTreeSet<ServiceKey>, BTreeSet<IpAddr>)> {
+    let size = size.max(1);
+    let undesired = actual
+        .services
+        .keys()
+        .filter(|key| !desired.virtual_servers.contains_key(key));
+    let mut parts: Vec<(BTreeSet<ServiceKey>, BTreeSet<IpAddr>)> = vec![Default::default()];
+    for key in desired.virtual_servers.keys().chain(undesired) {
+        if parts.last().is_some_and(|(keys, _)| keys.len() >= size) {
+            parts.push(Default::default());
+        }
+        parts.last_mut().expect("one at least").0.insert(*key);
+    }
+    parts[0].1.extend(desired.bound_addresses.iter().copied());
+    parts
+        .last_mut()
+        .expect("one at least")
+        .1
+        .extend(actual.bound_addresses.difference(&desired.bound_addresses));
+    parts
+}
+
 /// The operations [`plan`] gives for the virtual servers `keys` and the addresses `addresses`,
 /// and only those: what a change that touched only them needs, at a cost that grows with them
 /// rather than with the whole table. Every other virtual server and address must already be as

@@ -10,8 +10,8 @@ use ipvs::{
 use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{
-    draining_destinations, plan, plan_keys, Actual, ActualService, GracefulTermination, Operation,
-    Ownership,
+    draining_destinations, parts, plan, plan_keys, Actual, ActualService, GracefulTermination,
+    Operation, Ownership,
 };
 
 fn ip(text: &str) -> IpAddr {
@@ -495,16 +495,74 @@ fn concerns(op: &Operation) -> (Option<ServiceKey>, Option<IpAddr>) {
     }
 }
 
+fn full_plan(case: &Case) -> Vec<Operation> {
+    plan(
+        &case.desired,
+        &case.actual,
+        &case.ownership,
+        &case.graceful,
+        now(),
+    )
+}
+
+/// The operations of `case` for one scope.
+fn keyed_plan(
+    case: &Case,
+    keys: &BTreeSet<ServiceKey>,
+    addresses: &BTreeSet<IpAddr>,
+) -> Vec<Operation> {
+    plan_keys(
+        &case.desired,
+        &case.actual,
+        &case.ownership,
+        &case.graceful,
+        now(),
+        keys,
+        addresses,
+    )
+}
+
+#[test]
+fn a_plan_in_parts_is_the_full_plan() {
+    for case in cases() {
+        let full = full_plan(&case);
+        for size in [1, 2, 1000] {
+            let scopes = parts(&case.desired, &case.actual, size);
+            assert!(scopes.iter().all(|(keys, _)| keys.len() <= size));
+            let parted: Vec<Operation> = scopes
+                .iter()
+                .flat_map(|(keys, addresses)| keyed_plan(&case, keys, addresses))
+                .collect();
+            let text = |ops: &[Operation]| {
+                let mut lines: Vec<String> = ops.iter().map(ToString::to_string).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(
+                text(&parted),
+                text(&full),
+                "case {:?}, parts of {size}",
+                case.name
+            );
+            // Binds come first and unbinds last, as in the full plan.
+            let is_bind = |op: &&Operation| matches!(op, Operation::BindAddress(_));
+            let is_unbind = |op: &&Operation| matches!(op, Operation::UnbindAddress(_));
+            assert_eq!(
+                parted.iter().take_while(is_bind).count(),
+                parted.iter().filter(is_bind).count()
+            );
+            assert_eq!(
+                parted.iter().rev().take_while(is_unbind).count(),
+                parted.iter().filter(is_unbind).count()
+            );
+        }
+    }
+}
+
 #[test]
 fn keyed_planning_equals_the_full_plan_restricted_to_the_keys() {
     for case in cases() {
-        let full = plan(
-            &case.desired,
-            &case.actual,
-            &case.ownership,
-            &case.graceful,
-            now(),
-        );
+        let full = full_plan(&case);
         let keys: BTreeSet<ServiceKey> = case
             .desired
             .virtual_servers
@@ -531,15 +589,7 @@ fn keyed_planning_equals_the_full_plan_restricted_to_the_keys() {
             .collect();
         scopes.push((keys.clone(), addresses.clone()));
         for (scope_keys, scope_addresses) in scopes {
-            let keyed = plan_keys(
-                &case.desired,
-                &case.actual,
-                &case.ownership,
-                &case.graceful,
-                now(),
-                &scope_keys,
-                &scope_addresses,
-            );
+            let keyed = keyed_plan(&case, &scope_keys, &scope_addresses);
             let restricted: Vec<Operation> = full
                 .iter()
                 .filter(|op| match concerns(op) {
