@@ -441,3 +441,117 @@ fn keyed_element_changes_keep_an_element_another_virtual_server_still_needs() {
     );
     assert!(index.contents().is_empty());
 }
+
+#[test]
+fn an_element_that_moves_to_another_set_is_deleted_from_one_and_added_to_the_other() {
+    use netfilter::listing::ElementLookup;
+
+    // A load-balancer IP of policy Cluster on a bound address, with a local endpoint that a
+    // cluster IP of the same Service has too: its hairpin element has two contributors.
+    let cluster = key("10.96.0.10", Protocol::Tcp, 80);
+    let lb = key("203.0.113.10", Protocol::Tcp, 80);
+    let endpoint = [("10.244.0.7", 8080)];
+    let with_policy = |local_policy: bool| {
+        let mut lb_vs = mk_vs(
+            lb,
+            AddressKind::LoadBalancer,
+            local_policy,
+            &endpoint,
+            &endpoint,
+        );
+        lb_vs.cluster_ip = Some((ip("10.96.0.10"), 80));
+        mk_desired(
+            vec![
+                mk_vs(cluster, AddressKind::ClusterIp, false, &endpoint, &endpoint),
+                lb_vs,
+            ],
+            &["10.96.0.10", "203.0.113.10"],
+        )
+    };
+    let cluster_policy = with_policy(false);
+    let local_policy = with_policy(true);
+    let mut index = netfilter::ElementIndex::of(&cluster_policy);
+    assert_eq!(
+        index.contents(),
+        netfilter::elements(&cluster_policy).contents()
+    );
+
+    // Policy Local: the same element text leaves masquerade-services for the local-policy set
+    // (and its map entry comes); the load balancer's other elements stay as they were.
+    let lb_only = BTreeSet::from([lb]);
+    let changes = index.update(&local_policy, &lb_only, &BTreeSet::new());
+    assert_eq!(
+        changes.delete.0,
+        [(
+            "masquerade-services-v4".to_string(),
+            strings(&["203.0.113.10 . tcp . 80"])
+        )]
+        .into()
+    );
+    assert_eq!(
+        changes.add.0,
+        [
+            (
+                "local-policy-cluster-ips-v4".to_string(),
+                strings(&["203.0.113.10 . tcp . 80 : 10.96.0.10 . 80"])
+            ),
+            (
+                "local-policy-services-v4".to_string(),
+                strings(&["203.0.113.10 . tcp . 80"])
+            ),
+        ]
+        .into()
+    );
+    let expected = netfilter::elements(&local_policy).contents();
+    assert_eq!(index.contents(), expected);
+    // The index answers a comparison's lookups as the contents it stands for would.
+    assert_eq!(index.set_names(), expected.set_names());
+    for (set, element) in expected.iter() {
+        assert!(index.holds(set, element), "{set}: {element}");
+        assert_eq!(index.count(set), expected.count(set), "{set}");
+    }
+    assert!(!index.holds("masquerade-services-v4", "203.0.113.10 . tcp . 80"));
+    assert_eq!(index.count("masquerade-services-v4"), 0);
+    assert_eq!(index.count("no-such-set"), 0);
+
+    // An update that changes nothing yields nothing; back to Cluster, the same changes undone.
+    assert!(index
+        .update(&local_policy, &lb_only, &BTreeSet::new())
+        .is_empty());
+    let back = index.update(&cluster_policy, &lb_only, &BTreeSet::new());
+    assert_eq!((back.add, back.delete), (changes.delete, changes.add));
+    assert_eq!(
+        index.contents(),
+        netfilter::elements(&cluster_policy).contents()
+    );
+
+    // The load balancer goes: the hairpin element it shares with the cluster IP stays.
+    let cluster_only = mk_desired(
+        vec![mk_vs(
+            cluster,
+            AddressKind::ClusterIp,
+            false,
+            &endpoint,
+            &endpoint,
+        )],
+        &["10.96.0.10"],
+    );
+    let changes = index.update(
+        &cluster_only,
+        &lb_only,
+        &BTreeSet::from([ip("203.0.113.10")]),
+    );
+    assert!(changes.add.is_empty());
+    assert!(changes.delete.set("hairpin-endpoints-v4").is_empty());
+    assert_eq!(
+        changes,
+        netfilter::diff(
+            &netfilter::elements(&cluster_only).contents(),
+            &netfilter::elements(&cluster_policy).contents()
+        )
+    );
+    assert_eq!(
+        index.contents(),
+        netfilter::elements(&cluster_only).contents()
+    );
+}

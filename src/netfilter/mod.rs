@@ -37,9 +37,11 @@
 //! The text is the `nft -f` language: the `nft` tool parses it and sends one netlink batch,
 //! which the kernel applies all or nothing.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use ipvs::{Family, Protocol, ServiceKey};
@@ -196,15 +198,77 @@ enum Contributor {
     Address(IpAddr),
 }
 
+/// One of ipvsd's sets as [`ElementIndex`] numbers it: its position among [`SetKind::ALL`]
+/// times [`FAMILIES`]. A byte beside each contributed element instead of a copy of the set's
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SetId(u8);
+
+impl SetId {
+    fn of(kind: SetKind, fam: Family) -> SetId {
+        let fam = match fam {
+            Family::Inet => 0,
+            Family::Inet6 => 1,
+        };
+        // `SetKind::ALL` lists the kinds in their declaration order (checked where
+        // `ElementIndex::default` lays its sets out).
+        SetId((kind as usize * FAMILIES.len() + fam) as u8)
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// What one contributor contributes: its elements, each with its set, sorted by set and
+/// element so that comparing its old elements with its new ones is a walk over both. Boxed
+/// rather than a `Vec`: it does not grow once made, and the spare capacity would be paid by
+/// every contributor. The text is the one its set counts (see [`IndexedSet::contributors`]).
+type Contribution = Box<[(SetId, Arc<str>)]>;
+
+/// One set of the table in [`ElementIndex`]: its name and its elements, each with how many
+/// contributors it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IndexedSet {
+    name: String,
+    /// The element's text is shared with the contributions that hold it: one copy of each
+    /// element in the index.
+    contributors: BTreeMap<Arc<str>, usize>,
+}
+
 /// The table's elements with what each virtual server and bound address contributes, so a
 /// change to some of them yields the element changes without looking at the others. An element
 /// several contribute (the hairpin element of an endpoint behind a cluster IP and a node port)
 /// stays while any of them does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// It lives as long as the controller, and a large cluster has tens of thousands of
+/// contributors with a few elements each: a contributor's elements are one sorted slice of
+/// set number and shared text, rather than a map of set names to sets of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementIndex {
-    contributions: BTreeMap<Contributor, SetContents>,
-    /// How many contributors each element of each set has.
-    counts: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Each contributor's elements (none is kept for a contributor without any).
+    contributions: BTreeMap<Contributor, Contribution>,
+    /// Every set of the table, in [`SetId`] order.
+    sets: Vec<IndexedSet>,
+}
+
+impl Default for ElementIndex {
+    fn default() -> ElementIndex {
+        let mut sets = Vec::with_capacity(SetKind::ALL.len() * FAMILIES.len());
+        for kind in SetKind::ALL {
+            for fam in FAMILIES {
+                debug_assert_eq!(SetId::of(kind, fam).index(), sets.len(), "set numbering");
+                sets.push(IndexedSet {
+                    name: kind.name(fam),
+                    contributors: BTreeMap::new(),
+                });
+            }
+        }
+        ElementIndex {
+            contributions: BTreeMap::new(),
+            sets,
+        }
+    }
 }
 
 impl ElementIndex {
@@ -222,9 +286,13 @@ impl ElementIndex {
     /// Everything the table holds.
     pub fn contents(&self) -> SetContents {
         SetContents(
-            self.counts
+            self.sets
                 .iter()
-                .map(|(set, elements)| (set.clone(), elements.keys().cloned().collect()))
+                .filter(|set| !set.contributors.is_empty())
+                .map(|set| {
+                    let elements = set.contributors.keys().map(|e| e.to_string()).collect();
+                    (set.name.clone(), elements)
+                })
                 .collect(),
         )
     }
@@ -244,71 +312,135 @@ impl ElementIndex {
             .map(|k| Contributor::VirtualServer(*k))
             .chain(addresses.iter().map(|a| Contributor::Address(*a)));
         for contributor in contributors {
-            let mut elements = Elements::default();
-            match contributor {
-                Contributor::VirtualServer(key) => {
-                    if let Some(vs) = desired.virtual_servers.get(&key) {
-                        elements.add_virtual_server(&key, vs, &desired.bound_addresses);
-                    }
-                }
-                Contributor::Address(address) => {
-                    if desired.bound_addresses.contains(&address) {
-                        elements.bound_addresses.insert(address);
-                    }
-                }
-            }
-            let new = elements.contents();
-            let old = if new.is_empty() {
-                self.contributions.remove(&contributor)
-            } else {
-                self.contributions.insert(contributor, new.clone())
-            }
-            .unwrap_or_default();
-            if old == new {
+            let new = contributed(desired, contributor);
+            let old = self
+                .contributions
+                .get(&contributor)
+                .map_or(&[][..], |o| &o[..]);
+            let unchanged = old.len() == new.len()
+                && old
+                    .iter()
+                    .zip(&new)
+                    .all(|((os, oe), (ns, ne))| os == ns && **oe == **ne);
+            if unchanged {
                 continue;
             }
-            for (set, element) in old.iter() {
-                let counts = self.counts.get_mut(set).expect("counted");
-                let count = counts.get_mut(element).expect("counted");
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(element);
-                    if counts.is_empty() {
-                        self.counts.remove(set);
-                    }
-                    changes.record(set, element, false);
-                }
-            }
-            for (set, element) in new.iter() {
-                let count = self
-                    .counts
-                    .entry(set.to_owned())
-                    .or_default()
-                    .entry(element.to_owned())
-                    .or_default();
-                *count += 1;
-                if *count == 1 {
-                    changes.record(set, element, true);
-                }
+            let old = self.contributions.remove(&contributor).unwrap_or_default();
+            let kept = self.replace_contribution(old, new, &mut changes);
+            if !kept.is_empty() {
+                self.contributions.insert(contributor, kept);
             }
         }
         changes
     }
+
+    /// Moves one contributor from its `old` elements to its `new` ones (both sorted) and
+    /// returns what it now holds: an element in both keeps its text and count, the others are
+    /// counted out or in, and recorded in `changes` when their last contributor goes or their
+    /// first comes.
+    fn replace_contribution(
+        &mut self,
+        old: Contribution,
+        new: Vec<(SetId, String)>,
+        changes: &mut ElementChanges,
+    ) -> Contribution {
+        let mut old = old.into_vec().into_iter().peekable();
+        let mut kept = Vec::with_capacity(new.len());
+        for (set, element) in new {
+            // Old elements sorted before this one are no longer contributed.
+            while let Some((gone_set, gone)) =
+                old.next_if(|(s, e)| (*s, &**e) < (set, element.as_str()))
+            {
+                self.count_out(gone_set, &gone, changes);
+            }
+            match old.next_if(|(s, e)| *s == set && **e == *element) {
+                Some(same) => kept.push(same),
+                None => kept.push((set, self.count_in(set, element, changes))),
+            }
+        }
+        for (gone_set, gone) in old {
+            self.count_out(gone_set, &gone, changes);
+        }
+        kept.into_boxed_slice()
+    }
+
+    /// Counts one more contributor of `element` in `set`; returns the index's copy of it.
+    fn count_in(&mut self, set: SetId, element: String, changes: &mut ElementChanges) -> Arc<str> {
+        let set = &mut self.sets[set.index()];
+        match set.contributors.entry(Arc::from(element)) {
+            Entry::Occupied(mut counted) => {
+                *counted.get_mut() += 1;
+                Arc::clone(counted.key())
+            }
+            Entry::Vacant(first) => {
+                let element = Arc::clone(first.key());
+                first.insert(1);
+                changes.record(&set.name, &element, true);
+                element
+            }
+        }
+    }
+
+    /// Counts one contributor less of `element` in `set`.
+    fn count_out(&mut self, set: SetId, element: &str, changes: &mut ElementChanges) {
+        let set = &mut self.sets[set.index()];
+        let count = set.contributors.get_mut(element).expect("counted");
+        *count -= 1;
+        if *count == 0 {
+            set.contributors.remove(element);
+            changes.record(&set.name, element, false);
+        }
+    }
+
+    /// The set named `name`, if it is one of the table's.
+    fn named(&self, name: &str) -> Option<&IndexedSet> {
+        self.sets.iter().find(|set| set.name == name)
+    }
+}
+
+/// What `contributor` contributes under `desired`, sorted by set and element (nothing if it is
+/// gone).
+fn contributed(desired: &Desired, contributor: Contributor) -> Vec<(SetId, String)> {
+    let mut elements = Elements::default();
+    match contributor {
+        Contributor::VirtualServer(key) => {
+            if let Some(vs) = desired.virtual_servers.get(&key) {
+                elements.add_virtual_server(&key, vs, &desired.bound_addresses);
+            }
+        }
+        Contributor::Address(address) => {
+            if desired.bound_addresses.contains(&address) {
+                elements.bound_addresses.insert(address);
+            }
+        }
+    }
+    let mut written = Vec::new();
+    elements.write(|kind, fam, element| written.push((SetId::of(kind, fam), element)));
+    written.sort_unstable();
+    written.dedup();
+    written
 }
 
 impl listing::ElementLookup for ElementIndex {
     fn holds(&self, set: &str, element: &str) -> bool {
-        self.counts
-            .get(set)
-            .is_some_and(|s| s.contains_key(element))
+        self.named(set)
+            .is_some_and(|s| s.contributors.contains_key(element))
     }
 
     fn count(&self, set: &str) -> usize {
-        self.counts.get(set).map_or(0, BTreeMap::len)
+        self.named(set).map_or(0, |s| s.contributors.len())
     }
 
     fn set_names(&self) -> Vec<&str> {
-        self.counts.keys().map(String::as_str).collect()
+        let mut names: Vec<&str> = self
+            .sets
+            .iter()
+            .filter(|set| !set.contributors.is_empty())
+            .map(|set| set.name.as_str())
+            .collect();
+        // By name, as [`SetContents`] lists them.
+        names.sort_unstable();
+        names
     }
 }
 
@@ -349,6 +481,14 @@ impl Elements {
     /// The elements as `nft` writes them, by set.
     pub fn contents(&self) -> SetContents {
         let mut out = SetContents::default();
+        self.write(|kind, fam, element| out.insert(kind, fam, element));
+        out
+    }
+
+    /// Hands each element to `out` as `nft` writes it, with the kind and family of its set:
+    /// the one place elements are written, for [`Elements::contents`] and for
+    /// [`ElementIndex`], which keeps them by set number rather than by set name.
+    fn write(&self, mut out: impl FnMut(SetKind, Family, String)) {
         let target = |(a, p, port): &Target| format!("{a} . {} . {port}", protocol_name(*p));
         for (kind, set) in [
             (SetKind::ClusterIps, &self.cluster_ips),
@@ -357,21 +497,21 @@ impl Elements {
             (SetKind::Firewall, &self.firewall),
         ] {
             for t in set {
-                out.insert(kind, Family::of(&t.0), target(t));
+                out(kind, Family::of(&t.0), target(t));
             }
         }
         for t in &self.hairpin {
-            out.insert(
+            out(
                 SetKind::Hairpin,
                 Family::of(&t.0),
                 format!("{} . {}", target(t), t.0),
             );
         }
         for a in &self.bound_addresses {
-            out.insert(SetKind::BoundAddresses, Family::of(a), a.to_string());
+            out(SetKind::BoundAddresses, Family::of(a), a.to_string());
         }
         for (t, net) in &self.firewall_allow {
-            out.insert(
+            out(
                 SetKind::FirewallAllow,
                 Family::of(&t.0),
                 format!("{} . {net}", target(t)),
@@ -380,15 +520,14 @@ impl Elements {
         for (t, (ip, port)) in &self.local_policy {
             if Family::of(ip) == Family::of(&t.0) {
                 // A map cannot be looked up as a set on every kernel: its keys again, as a set.
-                out.insert(SetKind::LocalPolicyServices, Family::of(&t.0), target(t));
-                out.insert(
+                out(SetKind::LocalPolicyServices, Family::of(&t.0), target(t));
+                out(
                     SetKind::LocalPolicy,
                     Family::of(&t.0),
                     format!("{} : {ip} . {port}", target(t)),
                 );
             }
         }
-        out
     }
 }
 
