@@ -38,7 +38,7 @@ const REQUEST_WINDOW: usize = 128;
 /// while it was being read) is retried before giving up.
 const DUMP_ATTEMPTS: usize = 5;
 
-/// Why one rtnetlink exchange failed; [`LinkError`] says what was being done.
+/// Why one rtnetlink exchange failed; [`LinkError`](super::link::LinkError) says what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkFailure {
     /// The kernel answered with an error code; `detail` carries its extended-ack message, if any.

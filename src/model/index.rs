@@ -1,7 +1,7 @@
 //! The desired rules kept up to date change by change.
 //!
 //! [`ModelIndex`] holds each Service's inputs (the Service and its parsed EndpointSlices) and
-//! its output ([`ServiceOutput`]: the virtual servers, addresses and health-check port it asks
+//! its output (`ServiceOutput`: the virtual servers, addresses and health-check port it asks
 //! for, and its warnings), and the assembled [`Desired`]. A changed Service or EndpointSlice
 //! recomputes that one Service; a change of the node's addresses recomputes the Services that
 //! have node ports or an address that became, or stopped being, a node address. The rest of

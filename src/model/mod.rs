@@ -5,7 +5,7 @@
 //! that part is left out. One broken Service must not take the node's other Services down with it.
 //!
 //! Each Service's rules are computed by one function of that Service, its slices, the node's
-//! addresses and the flags ([`service_output`]); what remains is deciding between Services that
+//! addresses and the flags (`service_output`); what remains is deciding between Services that
 //! claim the same virtual server or health-check port. [`desired`] does that over all Services
 //! at once and is the reference; [`index::ModelIndex`] keeps the same result up to date change
 //! by change, recomputing only the Services a change concerns.
