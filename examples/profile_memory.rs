@@ -352,11 +352,12 @@ fn main() -> Result<()> {
     );
     println!(
         "sizes in bytes: Service {}, EndpointSlice {}, Endpoint {}, VirtualServer {}, \
-         Destination {}, ActualService {}, Operation {}",
+         RealServer {}, Destination {}, ActualService {}, Operation {}",
         std::mem::size_of::<Service>(),
         std::mem::size_of::<EndpointSlice>(),
         std::mem::size_of::<k8s_openapi::api::discovery::v1::Endpoint>(),
         std::mem::size_of::<ipvsd::model::VirtualServer>(),
+        std::mem::size_of::<ipvsd::model::RealServer>(),
         std::mem::size_of::<ipvs::Destination>(),
         std::mem::size_of::<ipvsd::plan::ActualService>(),
         std::mem::size_of::<ipvsd::plan::Operation>(),
@@ -410,7 +411,7 @@ fn print_sites(path: &str, count: usize) -> Result<()> {
         entry.1 += blocks;
     }
     let mut sites: Vec<_> = by_site.into_iter().collect();
-    sites.sort_by_key(|site| std::cmp::Reverse(site.1 .0));
+    sites.sort_by_key(|(_, (bytes, _))| std::cmp::Reverse(*bytes));
     let total: u64 = sites.iter().map(|s| s.1 .0).sum();
     println!(
         "at the highest point, {:.1} MiB, by site:",

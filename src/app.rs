@@ -20,7 +20,7 @@ use crate::dataplane::{IpvsTable, Kernel, Netfilter};
 use crate::health::Health;
 use crate::health_check::HealthCheckServers;
 use crate::metrics::Metrics;
-use crate::model::{self, ModelConfig};
+use crate::model::{self, ModelConfig, RealServer};
 use crate::netfilter::{self, MasqueradeConfig};
 use crate::node_addresses::NodeAddresses;
 use crate::plan::{self, Actual, GracefulTermination, Ownership};
@@ -261,7 +261,10 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
             .map(|vs| {
                 (
                     vs.service.clone(),
-                    vs.destinations.values().cloned().collect(),
+                    vs.destinations
+                        .iter()
+                        .map(RealServer::to_destination)
+                        .collect(),
                 )
             })
             .collect();

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use ipvs::{Protocol, ServiceKey};
 
-use crate::model::Desired;
+use crate::model::{Desired, RealServers};
 
 /// `IPPROTO_UDP`.
 pub const IPPROTO_UDP: u8 = 17;
@@ -58,7 +58,9 @@ pub fn stale_udp_entries(
     desired: &Desired,
     keys: &BTreeSet<ServiceKey>,
 ) -> Vec<Entry> {
-    let mut real_servers: BTreeMap<(IpAddr, u16), BTreeSet<(IpAddr, u16)>> = BTreeMap::new();
+    // The real servers of each UDP key, by its address and port; `None` when `desired` no longer
+    // has the virtual server.
+    let mut real_servers: BTreeMap<(IpAddr, u16), Option<&RealServers>> = BTreeMap::new();
     for key in keys {
         let ServiceKey::Addr {
             address,
@@ -68,11 +70,7 @@ pub fn stale_udp_entries(
         else {
             continue;
         };
-        let current = desired
-            .virtual_servers
-            .get(key)
-            .map(|vs| vs.destinations.keys().copied().collect())
-            .unwrap_or_default();
+        let current = desired.virtual_servers.get(key).map(|vs| &vs.destinations);
         real_servers.insert((address, port), current);
     }
     entries
@@ -81,7 +79,9 @@ pub fn stale_udp_entries(
         .filter(|e| {
             real_servers
                 .get(&(e.original.destination, e.original.destination_port))
-                .is_some_and(|current| !current.contains(&(e.reply.source, e.reply.source_port)))
+                .is_some_and(|current| {
+                    !current.is_some_and(|r| r.contains(e.reply.source, e.reply.source_port))
+                })
         })
         .copied()
         .collect()

@@ -450,8 +450,8 @@ impl<'a> Planner<'a> {
                 .push(Operation::Ipvs(Request::AddService(vs.service.clone())));
             self.destination_changes.extend(
                 vs.destinations
-                    .values()
-                    .map(|d| Operation::Ipvs(Request::AddDestination(*key, d.clone()))),
+                    .iter()
+                    .map(|r| Operation::Ipvs(Request::AddDestination(*key, r.to_destination()))),
             );
             return;
         };
@@ -464,26 +464,33 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|d| ((d.address, d.port), d))
             .collect();
-        for (id, want) in &vs.destinations {
-            if self.opaque.destinations.contains(&(*key, id.0, id.1)) {
+        for want in &vs.destinations {
+            if self
+                .opaque
+                .destinations
+                .contains(&(*key, want.address, want.port))
+            {
                 continue;
             }
-            match current_dests.get(id) {
+            match current_dests.get(&want.key()) {
                 None => self
                     .destination_changes
-                    .push(Operation::Ipvs(Request::AddDestination(*key, want.clone()))),
-                Some(have) if !have.settings_eq(want) => {
+                    .push(Operation::Ipvs(Request::AddDestination(
+                        *key,
+                        want.to_destination(),
+                    ))),
+                Some(have) if !want.settings_eq(have) => {
                     self.destination_changes
                         .push(Operation::Ipvs(Request::UpdateDestination(
                             *key,
-                            want.clone(),
+                            want.to_destination(),
                         )))
                 }
                 Some(_) => {}
             }
         }
-        for (id, have) in &current_dests {
-            if vs.destinations.contains_key(id) {
+        for ((address, port), have) in &current_dests {
+            if vs.destinations.contains(*address, *port) {
                 continue;
             }
             if let Some(op) = retire_destination(key, have, self.graceful, self.now) {
@@ -587,7 +594,7 @@ pub fn draining_destinations(desired: &Desired, actual: &Actual) -> BTreeSet<Des
             continue;
         };
         for d in &current.destinations {
-            if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
+            if d.weight == 0 && !vs.destinations.contains(d.address, d.port) {
                 out.insert((*key, d.address, d.port));
             }
         }
@@ -609,7 +616,7 @@ pub fn draining_destinations_of(
             continue;
         };
         for d in &current.destinations {
-            if d.weight == 0 && !vs.destinations.contains_key(&(d.address, d.port)) {
+            if d.weight == 0 && !vs.destinations.contains(d.address, d.port) {
                 out.insert((*key, d.address, d.port));
             }
         }

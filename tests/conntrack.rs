@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipvs::{Destination, Protocol, Request, Service, ServiceKey};
 use ipvsd::conntrack::{stale_udp_entries, udp_key_changed_by, Entry, Tuple, IPPROTO_UDP};
-use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
+use ipvsd::model::{AddressKind, Desired, RealServer, ServiceRef, VirtualServer};
 use ipvsd::plan::Operation;
 
 const IPPROTO_TCP: u8 = 6;
@@ -31,10 +31,7 @@ fn mk_vs(key: ServiceKey, real_servers: &[&str]) -> VirtualServer {
             .iter()
             .map(|rs| {
                 let addr: std::net::SocketAddr = rs.parse().unwrap();
-                (
-                    (addr.ip(), addr.port()),
-                    Destination::new(addr.ip(), addr.port()),
-                )
+                RealServer::new(addr.ip(), addr.port())
             })
             .collect(),
         origin: ServiceRef {

@@ -284,8 +284,9 @@ fn the_demo_manifests_load_cleanly_and_give_the_demo_rules() {
         .map(|vs| {
             let dests: Vec<String> = vs
                 .destinations
-                .keys()
-                .map(|(a, p)| {
+                .iter()
+                .map(|r| {
+                    let (a, p) = (r.address, r.port);
                     if a.is_ipv6() {
                         format!("[{a}]:{p}")
                     } else {

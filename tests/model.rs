@@ -181,11 +181,11 @@ fn summary(d: &Desired) -> Vec<String> {
                 AddressKind::LoadBalancer => "lb",
             };
             line += &format!(" [{kind} {}] ->", vs.origin);
-            for ((address, port), dest) in &vs.destinations {
-                assert_eq!((dest.address, dest.port), (*address, *port));
+            for real in &vs.destinations {
+                let dest = real.to_destination();
                 assert_eq!(dest.forwarding, ForwardingMethod::Masquerade, "{line}");
                 assert_eq!(dest.weight, 1, "{line}");
-                line += &format!(" {}", socket(address, *port));
+                line += &format!(" {}", socket(&real.address, real.port));
             }
             line
         })
@@ -1116,13 +1116,13 @@ fn garbage_in_gives_warnings_not_panics_and_consistent_rules() {
             let is_v6 = address.is_ipv6();
             let full = if is_v6 { 128 } else { 32 };
             assert_eq!(vs.service.netmask, full, "seed {seed}: {key}");
-            for (dest_address, dest_port) in vs.destinations.keys() {
+            for real in &vs.destinations {
                 assert_eq!(
-                    dest_address.is_ipv6(),
+                    real.address.is_ipv6(),
                     is_v6,
                     "seed {seed}: {key} has a real server of the other family"
                 );
-                assert_ne!(*dest_port, 0, "seed {seed}: {key}");
+                assert_ne!(real.port, 0, "seed {seed}: {key}");
             }
             if vs.kind != AddressKind::NodePort {
                 assert!(

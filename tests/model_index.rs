@@ -283,9 +283,9 @@ fn programmed(desired: &Desired, rng: &mut Rng) -> Actual {
             .map(|(key, vs)| {
                 let destinations = vs
                     .destinations
-                    .values()
-                    .map(|d| {
-                        let mut d = d.clone();
+                    .iter()
+                    .map(|r| {
+                        let mut d = r.to_destination();
                         d.active_connections = if rng.chance(30) { 2 } else { 0 };
                         d
                     })

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use ipvs::{Destination, Protocol, Service, ServiceKey};
-use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
+use ipvs::{Protocol, Service, ServiceKey};
+use ipvsd::model::{AddressKind, Desired, RealServer, ServiceRef, VirtualServer};
 use ipvsd::netfilter::{self, ElementChanges, MasqueradeConfig, SetContents, Target, Transaction};
 
 fn ip(s: &str) -> IpAddr {
@@ -37,7 +37,7 @@ fn mk_vs(
         service: Service::new(key, "rr"),
         destinations: destinations
             .iter()
-            .map(|(a, p)| ((ip(a), *p), Destination::new(ip(a), *p)))
+            .map(|(a, p)| RealServer::new(ip(a), *p))
             .collect(),
         origin: ServiceRef {
             namespace: "default".into(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipvs::{
     Destination, Family, ForwardingMethod, Protocol, Request, Service, ServiceFlags, ServiceKey,
 };
-use ipvsd::model::{AddressKind, Desired, ServiceRef, VirtualServer};
+use ipvsd::model::{AddressKind, Desired, RealServer, ServiceRef, VirtualServer};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{
     draining_destinations, parts, plan, plan_keys, Actual, ActualService, GracefulTermination,
@@ -56,14 +56,16 @@ fn live(address: &str, port: u16, weight: u32, active: u32, inactive: u32) -> De
     }
 }
 
+/// A real server as the model wants it: masqueraded, weight 1.
+fn real(address: &str, port: u16) -> RealServer {
+    RealServer::new(ip(address), port)
+}
+
 /// A desired virtual server with round-robin and the given real servers.
-fn mk_vs(key: ServiceKey, destinations: &[Destination]) -> VirtualServer {
+fn mk_vs(key: ServiceKey, real_servers: &[RealServer]) -> VirtualServer {
     VirtualServer {
         service: Service::new(key, "rr"),
-        destinations: destinations
-            .iter()
-            .map(|d| ((d.address, d.port), d.clone()))
-            .collect(),
+        destinations: real_servers.iter().copied().collect(),
         origin: ServiceRef {
             namespace: "default".into(),
             name: "web".into(),
@@ -161,7 +163,7 @@ fn cases() -> Vec<Case> {
     vec![
         case(
             "missing virtual server: bind, add the service, then its destinations",
-            mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080), dest("10.244.0.12", 8080)])], &["10.96.0.10"]),
+            mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080), real("10.244.0.12", 8080)])], &["10.96.0.10"]),
             mk_actual(vec![], &[]),
             &[
                 "bind 10.96.0.10/32",
@@ -172,7 +174,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "in sync: HASHED and counters do not count as differences",
-            mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080)])], &["10.96.0.10"]),
+            mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080)])], &["10.96.0.10"]),
             mk_actual(vec![mk_actual_service(web, &[live("10.244.0.11", 8080, 1, 5, 7)])], &["10.96.0.10"]),
             &[],
         ),
@@ -180,7 +182,7 @@ fn cases() -> Vec<Case> {
             "changed scheduler, flags and persistence: updated in place, never deleted and re-added",
             mk_desired(
                 vec![{
-                    let mut vs = mk_vs(web, &[dest("10.244.0.11", 8080)]);
+                    let mut vs = mk_vs(web, &[real("10.244.0.11", 8080)]);
                     vs.service.scheduler = "mh".into();
                     vs.service.flags = ServiceFlags::SCHED2 | ServiceFlags::PERSISTENT;
                     vs.service.timeout = 600;
@@ -216,7 +218,7 @@ fn cases() -> Vec<Case> {
             mk_desired(
                 vec![mk_vs(
                     web,
-                    &[dest("10.244.0.11", 8080), dest("10.244.0.12", 8080), dest("10.244.0.13", 8080)],
+                    &[real("10.244.0.11", 8080), real("10.244.0.12", 8080), real("10.244.0.13", 8080)],
                 )],
                 &["10.96.0.10"],
             ),
@@ -239,7 +241,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "a weight-0 destination desired again gets its weight back",
-            mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080)])], &["10.96.0.10"]),
+            mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080)])], &["10.96.0.10"]),
             mk_actual(vec![mk_actual_service(web, &[live("10.244.0.11", 8080, 0, 4, 2)])], &["10.96.0.10"]),
             &["-e -t 10.96.0.10:80 -r 10.244.0.11:8080 -m -w 1"],
         ),
@@ -288,7 +290,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "excluded CIDRs: nothing created, changed, deleted, bound or unbound there",
             desired: mk_desired(
-                vec![mk_vs(tcp("10.100.0.1", 80), &[dest("10.244.0.11", 8080)]), mk_vs(web, &[])],
+                vec![mk_vs(tcp("10.100.0.1", 80), &[real("10.244.0.11", 8080)]), mk_vs(web, &[])],
                 &["10.100.0.1", "10.100.0.2", "10.96.0.10"],
             ),
             actual: mk_actual(
@@ -307,7 +309,7 @@ fn cases() -> Vec<Case> {
         },
         case(
             "TCP destination no longer desired with connections: weight 0 first",
-            mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080)])], &["10.96.0.10"]),
+            mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080)])], &["10.96.0.10"]),
             mk_actual(
                 vec![mk_actual_service(web, &[live("10.244.0.11", 8080, 1, 0, 0), live("10.244.0.12", 8080, 1, 2, 1)])],
                 &["10.96.0.10"],
@@ -316,7 +318,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "TCP destination at weight 0 whose connections ended: deleted",
-            mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080)])], &["10.96.0.10"]),
+            mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080)])], &["10.96.0.10"]),
             mk_actual(
                 vec![mk_actual_service(web, &[live("10.244.0.11", 8080, 1, 0, 0), live("10.244.0.12", 8080, 0, 0, 0)])],
                 &["10.96.0.10"],
@@ -370,7 +372,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "restart with weight-0 leftovers: idle ones deleted, busy ones kept until their timeout",
-            desired: mk_desired(vec![mk_vs(web, &[dest("10.244.0.11", 8080)])], &["10.96.0.10"]),
+            desired: mk_desired(vec![mk_vs(web, &[real("10.244.0.11", 8080)])], &["10.96.0.10"]),
             actual: mk_actual(
                 vec![mk_actual_service(
                     web,
@@ -413,13 +415,13 @@ fn cases() -> Vec<Case> {
             "operation order: binds, service changes, destination changes, destination deletes, service deletes, unbinds",
             mk_desired(
                 vec![
-                    mk_vs(tcp("10.96.0.30", 80), &[dest("10.244.0.31", 8080)]),
+                    mk_vs(tcp("10.96.0.30", 80), &[real("10.244.0.31", 8080)]),
                     {
-                        let mut vs = mk_vs(tcp("10.96.0.10", 80), &[dest("10.244.0.11", 8080)]);
+                        let mut vs = mk_vs(tcp("10.96.0.10", 80), &[real("10.244.0.11", 8080)]);
                         vs.service.scheduler = "wlc".into();
                         vs
                     },
-                    mk_vs(dns, &[dest("10.244.0.22", 5353)]),
+                    mk_vs(dns, &[real("10.244.0.22", 5353)]),
                 ],
                 &["10.96.0.10", "10.96.0.30", "10.96.0.53"],
             ),
@@ -628,7 +630,7 @@ fn a_new_service_is_created_with_every_desired_setting() {
 fn draining_destinations_are_the_undesired_ones_at_weight_zero() {
     let web = tcp("10.96.0.10", 80);
     let desired = mk_desired(
-        vec![mk_vs(web, &[dest("10.244.0.11", 8080)])],
+        vec![mk_vs(web, &[real("10.244.0.11", 8080)])],
         &["10.96.0.10"],
     );
     let actual = mk_actual(
@@ -662,8 +664,8 @@ fn entries_that_cannot_be_read_are_never_deleted_or_changed() {
     let masked = tcp("fd00:96::1", 80);
     let desired = mk_desired(
         vec![
-            mk_vs(owned, &[dest("10.244.0.1", 8080), dest("10.244.0.9", 8080)]),
-            mk_vs(masked, &[dest("fd00:244::1", 8080)]),
+            mk_vs(owned, &[real("10.244.0.1", 8080), real("10.244.0.9", 8080)]),
+            mk_vs(masked, &[real("fd00:244::1", 8080)]),
         ],
         &["10.96.0.10", "fd00:96::1"],
     );

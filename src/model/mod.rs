@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipvs::{Destination, Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
+use ipvs::{Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
@@ -27,7 +27,10 @@ use crate::node_addresses::NodeAddresses;
 use crate::source::{ObjectKey, Snapshot};
 
 pub mod index;
+mod real_servers;
 mod small_set;
+
+pub use real_servers::{RealServer, RealServers};
 
 /// Session affinity timeout when a ClientIP Service does not set one (Kubernetes' default).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
@@ -147,15 +150,12 @@ impl fmt::Display for AddressKind {
     }
 }
 
-/// Real servers by (address, port).
-pub type RealServers = BTreeMap<(IpAddr, u16), Destination>;
-
 /// One desired IPVS virtual service with its real servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualServer {
     /// The service as it should be in the kernel.
     pub service: IpvsService,
-    /// Its real servers by (address, port).
+    /// Its real servers, found by (address, port).
     pub destinations: RealServers,
     /// The Service port it was made for.
     pub origin: ServiceRef,
@@ -1093,7 +1093,7 @@ impl ServiceRules<'_> {
             .collect();
         let destinations = chosen
             .into_iter()
-            .map(|(e, p)| ((e.address, *p), Destination::new(e.address, *p)))
+            .map(|(e, p)| RealServer::new(e.address, *p))
             .collect();
         (destinations, local)
     }
