@@ -166,8 +166,9 @@ pub struct VirtualServer {
     /// serve it, and outside clients keep their address.
     pub local_policy: bool,
     /// The real servers that run on this node (their endpoint's `nodeName` is this node's): a
-    /// pod reaching itself through the Service must be masqueraded (hairpin).
-    pub local_destinations: BTreeSet<(IpAddr, u16)>,
+    /// pod reaching itself through the Service must be masqueraded (hairpin). Sorted, each
+    /// once; a slice rather than a set, which would allocate a node of eleven per virtual server.
+    pub local_destinations: Box<[(IpAddr, u16)]>,
     /// For a load-balancer IP: the client ranges allowed (`spec.loadBalancerSourceRanges`);
     /// `None`: every client.
     pub source_ranges: Option<Vec<ipnet::IpNet>>,
@@ -401,6 +402,8 @@ impl ParsedSlice {
                 endpoints.push(usable);
             }
         }
+        // Kept as long as the slice is: at its length, not at the room it grew to.
+        endpoints.shrink_to_fit();
         let namespace = slice
             .metadata
             .namespace
@@ -1068,7 +1071,7 @@ impl ServiceRules<'_> {
         family: Family,
         port_name: &str,
         local_only: bool,
-    ) -> (RealServers, BTreeSet<(IpAddr, u16)>) {
+    ) -> (RealServers, Box<[(IpAddr, u16)]>) {
         let candidates: Vec<(&UsableEndpoint, u16)> = self
             .slices
             .iter()
@@ -1086,11 +1089,12 @@ impl ServiceRules<'_> {
         } else {
             ready
         };
-        let local = chosen
+        let local: BTreeSet<(IpAddr, u16)> = chosen
             .iter()
             .filter(|(e, _)| e.node_name.as_deref() == Some(self.node_name))
             .map(|(e, p)| (e.address, *p))
             .collect();
+        let local = local.into_iter().collect();
         let destinations = chosen
             .into_iter()
             .map(|(e, p)| RealServer::new(e.address, *p))

@@ -308,6 +308,28 @@ impl Checked for Service {
     fn missing_field(&self) -> Option<&'static str> {
         self.spec.is_none().then_some("spec")
     }
+
+    /// Lists kept at their length rather than at the capacity they grew to while being read
+    /// (a one-port Service's ports took room for four).
+    fn trim_for_store(&mut self) {
+        trim(self);
+        if let Some(spec) = self.spec.as_mut() {
+            for list in [
+                spec.cluster_ips.as_mut(),
+                spec.external_ips.as_mut(),
+                spec.ip_families.as_mut(),
+                spec.load_balancer_source_ranges.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                list.shrink_to_fit();
+            }
+            if let Some(ports) = spec.ports.as_mut() {
+                ports.shrink_to_fit();
+            }
+        }
+    }
 }
 
 /// The client reads a missing `addressType` as empty; the API server never stores one so.
