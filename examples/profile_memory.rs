@@ -384,7 +384,7 @@ fn print_sites(path: &str, count: usize) -> Result<()> {
         entry.1 += blocks;
     }
     let mut sites: Vec<_> = by_site.into_iter().collect();
-    sites.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    sites.sort_by_key(|site| std::cmp::Reverse(site.1 .0));
     let total: u64 = sites.iter().map(|s| s.1 .0).sum();
     println!(
         "at the highest point, {:.1} MiB, by site:",
