@@ -480,7 +480,7 @@ pub fn resident_mib() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn mk_key(port: u16) -> ipvs::ServiceKey {
         ipvs::ServiceKey::Addr {
@@ -529,6 +529,114 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("9153"), "{text}");
+    }
+
+    /// The traffic families as the `Family`-based encoding gave them, captured from it for the
+    /// three virtual servers of [`traffic_exposition_is_unchanged`]: what scrapers and
+    /// dashboards read, down to help text, type, label names and order, and the empty `port`
+    /// of a firewall-mark service. Series are sorted within each family, since the families'
+    /// hash maps gave them in no fixed order.
+    const TRAFFIC_EXPOSITION: &str = r##"# HELP ipvsd_virtual_server_connections Connections the kernel scheduled to this virtual server.
+# TYPE ipvsd_virtual_server_connections counter
+ipvsd_virtual_server_connections_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3
+ipvsd_virtual_server_connections_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 7
+ipvsd_virtual_server_connections_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2
+# HELP ipvsd_virtual_server_packets_in Packets received by this virtual server.
+# TYPE ipvsd_virtual_server_packets_in counter
+ipvsd_virtual_server_packets_in_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 31
+ipvsd_virtual_server_packets_in_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 11
+ipvsd_virtual_server_packets_in_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 21
+# HELP ipvsd_virtual_server_packets_out Packets sent by this virtual server.
+# TYPE ipvsd_virtual_server_packets_out counter
+ipvsd_virtual_server_packets_out_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 32
+ipvsd_virtual_server_packets_out_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 12
+ipvsd_virtual_server_packets_out_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 22
+# HELP ipvsd_virtual_server_bytes_in Bytes received by this virtual server.
+# TYPE ipvsd_virtual_server_bytes_in counter
+ipvsd_virtual_server_bytes_in_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3300
+ipvsd_virtual_server_bytes_in_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 1300
+ipvsd_virtual_server_bytes_in_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2300
+# HELP ipvsd_virtual_server_bytes_out Bytes sent by this virtual server.
+# TYPE ipvsd_virtual_server_bytes_out counter
+ipvsd_virtual_server_bytes_out_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3400
+ipvsd_virtual_server_bytes_out_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 1400
+ipvsd_virtual_server_bytes_out_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2400
+# EOF
+"##;
+
+    /// From the first traffic series' header to the end (the traffic families are encoded
+    /// last), with the series of each family sorted.
+    fn traffic_exposition(text: &str) -> String {
+        let start = text
+            .find("# HELP ipvsd_virtual_server_")
+            .unwrap_or_else(|| panic!("no traffic families in\n{text}"));
+        let mut out = Vec::new();
+        let mut series = Vec::new();
+        for line in text[start..].lines() {
+            if line.starts_with('#') {
+                series.sort_unstable();
+                out.append(&mut series);
+                out.push(line);
+            } else {
+                series.push(line);
+            }
+        }
+        series.sort_unstable();
+        out.append(&mut series);
+        out.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    #[test]
+    fn traffic_exposition_is_unchanged() {
+        let metrics = Metrics::new();
+        metrics.set_traffic(&[
+            (
+                mk_key(53),
+                "kube-system/kube-dns:dns-tcp".into(),
+                ipvs::Stats {
+                    cps: 99,
+                    ..mk_stats(7)
+                },
+            ),
+            (
+                ipvs::ServiceKey::Addr {
+                    address: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x53)),
+                    protocol: ipvs::Protocol::Udp,
+                    port: 5353,
+                },
+                "default/mdns:udp".into(),
+                ipvs::Stats {
+                    connections: 2,
+                    packets_in: 21,
+                    packets_out: 22,
+                    bytes_in: 2300,
+                    bytes_out: 2400,
+                    bytes_in_rate: 5,
+                    ..ipvs::Stats::default()
+                },
+            ),
+            (
+                ipvs::ServiceKey::FwMark {
+                    mark: 0x4000,
+                    family: ipvs::Family::Inet,
+                },
+                "default/marked:http".into(),
+                ipvs::Stats {
+                    connections: 3,
+                    packets_in: 31,
+                    packets_out: 32,
+                    bytes_in: 3300,
+                    bytes_out: 3400,
+                    ..ipvs::Stats::default()
+                },
+            ),
+        ]);
+        assert_eq!(traffic_exposition(&metrics.encode()), TRAFFIC_EXPOSITION);
+
+        // With no virtual server the families are left out, headers included.
+        metrics.set_traffic(&[]);
+        let text = metrics.encode();
+        assert!(!text.contains("ipvsd_virtual_server_"), "{text}");
     }
 
     #[test]
