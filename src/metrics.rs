@@ -4,15 +4,21 @@
 //! The traffic series are what kube-proxy never offered: per-Service connection, packet and
 //! byte counts read from the kernel's IPVS statistics, labelled with the Service they belong to.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// The content type [`Metrics::encode`] produces (OpenMetrics text, which Prometheus scrapes).
@@ -60,29 +66,153 @@ impl ModelComputation {
     }
 }
 
-/// Labels of one virtual server's traffic series.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct VirtualServerLabels {
-    /// `tcp`, `udp`, `sctp`, `proto-N`, or `fwmark` for a firewall-mark service.
-    protocol: String,
-    /// The virtual address, or the mark for a firewall-mark service.
-    address: String,
-    /// The virtual port; empty for a firewall-mark service.
-    port: String,
-    /// `namespace/name:port` of the Service the virtual server implements.
-    service: String,
+/// One virtual server's traffic as the kernel last reported it: a row of [`Traffic`].
+#[derive(Debug)]
+struct VirtualServerTraffic {
+    key: ipvs::ServiceKey,
+    /// `namespace/name:port` of the Service the virtual server implements, shared by the
+    /// Service port's virtual servers (its cluster IP, node ports, load-balancer addresses).
+    service: Arc<str>,
+    connections: u64,
+    packets_in: u64,
+    packets_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
-type TrafficFamily = Family<VirtualServerLabels, Counter>;
+/// One traffic family: its name, help text (with the full stop the registry adds to the help
+/// of the metrics it holds, which a collector must write itself), and the row's counter.
+struct TrafficFamily {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&VirtualServerTraffic) -> u64,
+}
 
-/// The traffic families, replaced together so a scrape never sees half of an update.
-#[derive(Debug)]
+/// The traffic families, in the order they are encoded (the order of their registration when
+/// they were `Family`s, which scrapes kept).
+const TRAFFIC_FAMILIES: [TrafficFamily; 5] = [
+    TrafficFamily {
+        name: "virtual_server_connections",
+        help: "Connections the kernel scheduled to this virtual server.",
+        value: |vs| vs.connections,
+    },
+    TrafficFamily {
+        name: "virtual_server_packets_in",
+        help: "Packets received by this virtual server.",
+        value: |vs| vs.packets_in,
+    },
+    TrafficFamily {
+        name: "virtual_server_packets_out",
+        help: "Packets sent by this virtual server.",
+        value: |vs| vs.packets_out,
+    },
+    TrafficFamily {
+        name: "virtual_server_bytes_in",
+        help: "Bytes received by this virtual server.",
+        value: |vs| vs.bytes_in,
+    },
+    TrafficFamily {
+        name: "virtual_server_bytes_out",
+        help: "Bytes sent by this virtual server.",
+        value: |vs| vs.bytes_out,
+    },
+];
+
+/// The per-virtual-server traffic series, kept as one table and encoded at scrape time.
+///
+/// Five `Family<labels, Counter>` held a hash table of 30,000 owned label sets each at 10,000
+/// Services (42 MiB in `examples/profile_memory`); the table holds each virtual server once,
+/// with the five numbers the kernel gave (under 3 MiB), and the label values are written from
+/// it while encoding.
+#[derive(Default)]
 struct Traffic {
-    connections: TrafficFamily,
-    packets_in: TrafficFamily,
-    packets_out: TrafficFamily,
-    bytes_in: TrafficFamily,
-    bytes_out: TrafficFamily,
+    /// Replaced whole by [`Metrics::set_traffic`]; a scrape encodes the table it took, so it
+    /// sees either the old set or the new one, and neither waits for the other beyond the
+    /// swap of a pointer.
+    table: Mutex<Arc<[VirtualServerTraffic]>>,
+}
+
+impl Traffic {
+    fn table(&self) -> std::sync::MutexGuard<'_, Arc<[VirtualServerTraffic]>> {
+        // Only a pointer is read or swapped under the lock; a poisoned one still holds a
+        // whole table.
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl fmt::Debug for Traffic {
+    // A count, not 30,000 rows, in a debug print of the registry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Traffic")
+            .field("virtual_servers", &self.table().len())
+            .finish()
+    }
+}
+
+impl Collector for Traffic {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let table = Arc::clone(&self.table());
+        // The registry leaves out an empty family, headers included; so do we.
+        if table.is_empty() {
+            return Ok(());
+        }
+        for TrafficFamily { name, help, value } in TRAFFIC_FAMILIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for vs in table.iter() {
+                let labels = VirtualServerLabels(vs);
+                let series = family.encode_family(&labels)?;
+                ConstCounter::new(value(vs)).encode(series)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Labels of one virtual server's traffic series, written from its row without building
+/// strings:
+/// - `protocol`: `tcp`, `udp`, `sctp`, `proto-N`, or `fwmark` for a firewall-mark service;
+/// - `address`: the virtual address, or the mark for a firewall-mark service;
+/// - `port`: the virtual port; empty for a firewall-mark service;
+/// - `service`: `namespace/name:port` of the Service the virtual server implements.
+struct VirtualServerLabels<'a>(&'a VirtualServerTraffic);
+
+impl EncodeLabelSet for VirtualServerLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let vs = self.0;
+        match vs.key {
+            ipvs::ServiceKey::Addr {
+                address,
+                protocol,
+                port,
+            } => {
+                encode_label(encoder, "protocol", protocol)?;
+                encode_label(encoder, "address", address)?;
+                encode_label(encoder, "port", port)?;
+            }
+            ipvs::ServiceKey::FwMark { mark, .. } => {
+                encode_label(encoder, "protocol", "fwmark")?;
+                encode_label(encoder, "address", mark)?;
+                encode_label(encoder, "port", "")?;
+            }
+        }
+        encode_label(encoder, "service", &vs.service)
+    }
+}
+
+/// Writes label `name` with `value` as its `Display` form, as `to_string()` would give it.
+fn encode_label(
+    encoder: &mut LabelSetEncoder,
+    name: &str,
+    value: impl fmt::Display,
+) -> Result<(), fmt::Error> {
+    let mut label = encoder.encode_label();
+    let mut key = label.encode_label_key()?;
+    key.write_str(name)?;
+    let mut value_encoder = key.encode_label_value()?;
+    write!(value_encoder, "{value}")?;
+    value_encoder.finish()
 }
 
 /// All of ipvsd's metrics, shared as `Arc<Metrics>` between the sync loop and the HTTP server.
@@ -105,9 +235,8 @@ pub struct Metrics {
     conntrack_deleted: Counter,
     conntrack_failures: Counter,
     node_address_overruns: Counter,
-    /// Held while the traffic families are rewritten and while encoding, so a scrape sees
-    /// either the old set or the new one.
-    traffic: Mutex<Traffic>,
+    /// Also registered in `registry`, as the collector of the traffic series.
+    traffic: Arc<Traffic>,
 }
 
 impl Default for Metrics {
@@ -231,42 +360,8 @@ impl Metrics {
             model_computations.clone(),
         );
 
-        let traffic = Traffic {
-            connections: Family::default(),
-            packets_in: Family::default(),
-            packets_out: Family::default(),
-            bytes_in: Family::default(),
-            bytes_out: Family::default(),
-        };
-        for (name, help, family) in [
-            (
-                "virtual_server_connections",
-                "Connections the kernel scheduled to this virtual server",
-                &traffic.connections,
-            ),
-            (
-                "virtual_server_packets_in",
-                "Packets received by this virtual server",
-                &traffic.packets_in,
-            ),
-            (
-                "virtual_server_packets_out",
-                "Packets sent by this virtual server",
-                &traffic.packets_out,
-            ),
-            (
-                "virtual_server_bytes_in",
-                "Bytes received by this virtual server",
-                &traffic.bytes_in,
-            ),
-            (
-                "virtual_server_bytes_out",
-                "Bytes sent by this virtual server",
-                &traffic.bytes_out,
-            ),
-        ] {
-            registry.register(name, help, family.clone());
-        }
+        let traffic = Arc::new(Traffic::default());
+        registry.register_collector(Box::new(Arc::clone(&traffic)));
 
         Metrics {
             registry,
@@ -286,7 +381,7 @@ impl Metrics {
             model_computations,
             conntrack_deleted,
             conntrack_failures,
-            traffic: Mutex::new(traffic),
+            traffic,
         }
     }
 
@@ -389,82 +484,48 @@ impl Metrics {
     /// The whole set is replaced so that virtual servers that vanished stop being reported.
     /// The kernel's numbers are totals since the virtual server was created; a recreated one
     /// starts again from zero, which Prometheus treats as a counter reset.
+    ///
+    /// Each virtual server is expected once (the caller's come from a map keyed by it): the
+    /// table is encoded as given, so a repeated one would be reported twice, where the
+    /// families it replaces added the two up.
     pub fn set_traffic(&self, per_vs: &[(ipvs::ServiceKey, String, ipvs::Stats)]) {
-        let traffic = self.lock_traffic();
-        traffic.connections.clear();
-        traffic.packets_in.clear();
-        traffic.packets_out.clear();
-        traffic.bytes_in.clear();
-        traffic.bytes_out.clear();
-        for (key, service, stats) in per_vs {
-            let labels = virtual_server_labels(key, service);
-            traffic
-                .connections
-                .get_or_create(&labels)
-                .inc_by(stats.connections);
-            traffic
-                .packets_in
-                .get_or_create(&labels)
-                .inc_by(stats.packets_in);
-            traffic
-                .packets_out
-                .get_or_create(&labels)
-                .inc_by(stats.packets_out);
-            traffic
-                .bytes_in
-                .get_or_create(&labels)
-                .inc_by(stats.bytes_in);
-            traffic
-                .bytes_out
-                .get_or_create(&labels)
-                .inc_by(stats.bytes_out);
-        }
+        // The table is built before the lock is taken, and the old one dropped after.
+        let mut services: HashMap<&str, Arc<str>> = HashMap::new();
+        let table: Arc<[VirtualServerTraffic]> = per_vs
+            .iter()
+            .map(|(key, service, stats)| VirtualServerTraffic {
+                key: *key,
+                service: Arc::clone(
+                    services
+                        .entry(service.as_str())
+                        .or_insert_with(|| Arc::from(service.as_str())),
+                ),
+                connections: stats.connections,
+                packets_in: stats.packets_in,
+                packets_out: stats.packets_out,
+                bytes_in: stats.bytes_in,
+                bytes_out: stats.bytes_out,
+            })
+            .collect();
+        drop(services);
+        let old = std::mem::replace(&mut *self.traffic.table(), table);
+        drop(old);
     }
 
     /// Every series in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let _traffic = self.lock_traffic();
         let mut out = String::new();
         // Encoding into a String only fails if a label value cannot be formatted, which
-        // none of ours (plain strings) can.
+        // none of ours (strings, addresses, numbers) can.
         if let Err(error) = encode(&mut out, &self.registry) {
             tracing::error!(%error, "encoding metrics failed");
         }
         out
     }
-
-    fn lock_traffic(&self) -> std::sync::MutexGuard<'_, Traffic> {
-        // The families stay consistent on their own; a poisoned lock only means a panic
-        // happened mid-update, and the next update replaces everything anyway.
-        self.traffic
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 fn gauge_value(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
-}
-
-fn virtual_server_labels(key: &ipvs::ServiceKey, service: &str) -> VirtualServerLabels {
-    match key {
-        ipvs::ServiceKey::Addr {
-            address,
-            protocol,
-            port,
-        } => VirtualServerLabels {
-            protocol: protocol.to_string(),
-            address: address.to_string(),
-            port: port.to_string(),
-            service: service.to_string(),
-        },
-        ipvs::ServiceKey::FwMark { mark, .. } => VirtualServerLabels {
-            protocol: "fwmark".to_string(),
-            address: mark.to_string(),
-            port: String::new(),
-            service: service.to_string(),
-        },
-    }
 }
 
 /// The process's resident memory in MiB (`VmRSS` of `/proc/self/status`), for the logs of the
@@ -480,7 +541,7 @@ pub fn resident_mib() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn mk_key(port: u16) -> ipvs::ServiceKey {
         ipvs::ServiceKey::Addr {
@@ -529,6 +590,146 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("9153"), "{text}");
+    }
+
+    /// The traffic families as the `Family`-based encoding gave them, captured from it for the
+    /// three virtual servers of [`traffic_exposition_is_unchanged`]: what scrapers and
+    /// dashboards read, down to help text, type, label names and order, and the empty `port`
+    /// of a firewall-mark service. Series are sorted within each family, since the families'
+    /// hash maps gave them in no fixed order.
+    const TRAFFIC_EXPOSITION: &str = r##"# HELP ipvsd_virtual_server_connections Connections the kernel scheduled to this virtual server.
+# TYPE ipvsd_virtual_server_connections counter
+ipvsd_virtual_server_connections_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3
+ipvsd_virtual_server_connections_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 7
+ipvsd_virtual_server_connections_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2
+# HELP ipvsd_virtual_server_packets_in Packets received by this virtual server.
+# TYPE ipvsd_virtual_server_packets_in counter
+ipvsd_virtual_server_packets_in_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 31
+ipvsd_virtual_server_packets_in_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 11
+ipvsd_virtual_server_packets_in_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 21
+# HELP ipvsd_virtual_server_packets_out Packets sent by this virtual server.
+# TYPE ipvsd_virtual_server_packets_out counter
+ipvsd_virtual_server_packets_out_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 32
+ipvsd_virtual_server_packets_out_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 12
+ipvsd_virtual_server_packets_out_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 22
+# HELP ipvsd_virtual_server_bytes_in Bytes received by this virtual server.
+# TYPE ipvsd_virtual_server_bytes_in counter
+ipvsd_virtual_server_bytes_in_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3300
+ipvsd_virtual_server_bytes_in_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 1300
+ipvsd_virtual_server_bytes_in_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2300
+# HELP ipvsd_virtual_server_bytes_out Bytes sent by this virtual server.
+# TYPE ipvsd_virtual_server_bytes_out counter
+ipvsd_virtual_server_bytes_out_total{protocol="fwmark",address="16384",port="",service="default/marked:http"} 3400
+ipvsd_virtual_server_bytes_out_total{protocol="tcp",address="10.96.0.10",port="53",service="kube-system/kube-dns:dns-tcp"} 1400
+ipvsd_virtual_server_bytes_out_total{protocol="udp",address="fd00::53",port="5353",service="default/mdns:udp"} 2400
+# EOF
+"##;
+
+    /// From the first traffic series' header to the end (the traffic families are encoded
+    /// last), with the series of each family sorted.
+    fn traffic_exposition(text: &str) -> String {
+        let start = text
+            .find("# HELP ipvsd_virtual_server_")
+            .unwrap_or_else(|| panic!("no traffic families in\n{text}"));
+        let mut out = Vec::new();
+        let mut series = Vec::new();
+        for line in text[start..].lines() {
+            if line.starts_with('#') {
+                series.sort_unstable();
+                out.append(&mut series);
+                out.push(line);
+            } else {
+                series.push(line);
+            }
+        }
+        series.sort_unstable();
+        out.append(&mut series);
+        out.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    #[test]
+    fn traffic_exposition_is_unchanged() {
+        let metrics = Metrics::new();
+        metrics.set_traffic(&[
+            (
+                mk_key(53),
+                "kube-system/kube-dns:dns-tcp".into(),
+                ipvs::Stats {
+                    cps: 99,
+                    ..mk_stats(7)
+                },
+            ),
+            (
+                ipvs::ServiceKey::Addr {
+                    address: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x53)),
+                    protocol: ipvs::Protocol::Udp,
+                    port: 5353,
+                },
+                "default/mdns:udp".into(),
+                ipvs::Stats {
+                    connections: 2,
+                    packets_in: 21,
+                    packets_out: 22,
+                    bytes_in: 2300,
+                    bytes_out: 2400,
+                    bytes_in_rate: 5,
+                    ..ipvs::Stats::default()
+                },
+            ),
+            (
+                ipvs::ServiceKey::FwMark {
+                    mark: 0x4000,
+                    family: ipvs::Family::Inet,
+                },
+                "default/marked:http".into(),
+                ipvs::Stats {
+                    connections: 3,
+                    packets_in: 31,
+                    packets_out: 32,
+                    bytes_in: 3300,
+                    bytes_out: 3400,
+                    ..ipvs::Stats::default()
+                },
+            ),
+        ]);
+        assert_eq!(traffic_exposition(&metrics.encode()), TRAFFIC_EXPOSITION);
+
+        // With no virtual server the families are left out, headers included.
+        metrics.set_traffic(&[]);
+        let text = metrics.encode();
+        assert!(!text.contains("ipvsd_virtual_server_"), "{text}");
+    }
+
+    #[test]
+    fn a_scrape_sees_one_whole_traffic_table() {
+        let metrics = Arc::new(Metrics::new());
+        let table = |connections: u64| -> Vec<_> {
+            (1..=200)
+                .map(|port| (mk_key(port), "ns/svc:p".to_string(), mk_stats(connections)))
+                .collect()
+        };
+        let (first, second) = (table(1), table(2));
+        metrics.set_traffic(&first);
+        let writer = {
+            let metrics = Arc::clone(&metrics);
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    metrics.set_traffic(&second);
+                    metrics.set_traffic(&first);
+                }
+            })
+        };
+        for _ in 0..50 {
+            let text = metrics.encode();
+            let counts: Vec<&str> = text
+                .lines()
+                .filter(|line| line.starts_with("ipvsd_virtual_server_connections_total"))
+                .filter_map(|line| line.rsplit(' ').next())
+                .collect();
+            assert_eq!(counts.len(), 200, "{text}");
+            assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
+        }
+        writer.join().unwrap();
     }
 
     #[test]
