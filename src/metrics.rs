@@ -237,6 +237,8 @@ pub struct Metrics {
     node_address_overruns: Counter,
     /// Also registered in `registry`, as the collector of the traffic series.
     traffic: Arc<Traffic>,
+    /// The length of the last scrape's text: room for the next is taken at once.
+    last_scrape: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -382,6 +384,7 @@ impl Metrics {
             conntrack_deleted,
             conntrack_failures,
             traffic,
+            last_scrape: Default::default(),
         }
     }
 
@@ -514,12 +517,18 @@ impl Metrics {
 
     /// Every series in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        use std::sync::atomic::Ordering;
+        // At 30,000 virtual servers the text is 17.5 MiB; grown by doubling it would take
+        // 32 MiB (and both halves while the last copy is made): room for the last length and
+        // an eighth more is taken at once instead.
+        let last = self.last_scrape.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 8);
         // Encoding into a String only fails if a label value cannot be formatted, which
         // none of ours (strings, addresses, numbers) can.
         if let Err(error) = encode(&mut out, &self.registry) {
             tracing::error!(%error, "encoding metrics failed");
         }
+        self.last_scrape.store(out.len(), Ordering::Relaxed);
         out
     }
 }
@@ -730,6 +739,24 @@ ipvsd_virtual_server_bytes_out_total{protocol="udp",address="fd00::53",port="535
             assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_scrape_takes_room_for_about_the_last_ones_length() {
+        let metrics = Metrics::new();
+        let traffic: Vec<_> = (1..=2000)
+            .map(|port| (mk_key(port), format!("default/web:{port}"), mk_stats(1)))
+            .collect();
+        metrics.set_traffic(&traffic);
+        let first = metrics.encode();
+        let second = metrics.encode();
+        assert_eq!(first, second);
+        assert!(
+            second.capacity() <= second.len() + second.len() / 8,
+            "{} bytes of room for {}",
+            second.capacity(),
+            second.len()
+        );
     }
 
     #[test]
