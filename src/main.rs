@@ -7,6 +7,12 @@ use clap::Parser;
 use ipvsd::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than the system allocator: a large node's first sync and repairs allocate and
+/// free tables of tens of MiB on several threads, which glibc's arenas kept resident (see the
+/// README's Performance section for the measurement).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
