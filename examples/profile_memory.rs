@@ -363,7 +363,7 @@ fn main() -> Result<()> {
     );
     println!(
         "sizes in bytes: Service {}, EndpointSlice {}, Endpoint {}, VirtualServer {}, \
-         RealServer {}, Destination {}, ActualService {}, Operation {}",
+         RealServer {}, Destination {}, ActualService {}, ActualDestination {}, Operation {}",
         std::mem::size_of::<Service>(),
         std::mem::size_of::<EndpointSlice>(),
         std::mem::size_of::<k8s_openapi::api::discovery::v1::Endpoint>(),
@@ -371,6 +371,7 @@ fn main() -> Result<()> {
         std::mem::size_of::<ipvsd::model::RealServer>(),
         std::mem::size_of::<ipvs::Destination>(),
         std::mem::size_of::<ipvsd::plan::ActualService>(),
+        std::mem::size_of::<ipvsd::plan::ActualDestination>(),
         std::mem::size_of::<ipvsd::plan::Operation>(),
     );
     println!(

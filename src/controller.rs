@@ -47,7 +47,9 @@ use crate::model::index::{ModelIndex, Touched};
 use crate::model::{self, Desired, ModelConfig};
 use crate::netfilter::{self, ElementIndex, SetContents, Transaction};
 use crate::node_addresses::NodeAddresses;
-use crate::plan::{self, Actual, ActualService, GracefulTermination, Operation, Ownership};
+use crate::plan::{
+    self, Actual, ActualDestination, ActualService, GracefulTermination, Operation, Ownership,
+};
 use crate::source::{Changes, Source};
 
 /// How often the connection counts of terminating real servers are read again.
@@ -1172,7 +1174,7 @@ impl<D: Dataplane> Controller<D> {
         if let Some(actual) = self.actual.as_mut() {
             for (key, destinations) in read {
                 if let Some(service) = actual.services.get_mut(&key) {
-                    service.destinations = destinations;
+                    service.destinations = destinations.iter().map(Into::into).collect();
                 }
             }
         }
@@ -1370,7 +1372,7 @@ fn apply_request_to_cache(actual: &mut Actual, request: &Request) {
         }
         Request::AddDestination(k, d) => {
             if let Some(a) = actual.services.get_mut(k) {
-                a.destinations.push(d.clone());
+                a.destinations.push(d.into());
             }
         }
         Request::UpdateDestination(k, d) => {
@@ -1381,17 +1383,12 @@ fn apply_request_to_cache(actual: &mut Actual, request: &Request) {
                     .find(|o| o.address == d.address && o.port == d.port)
                 {
                     // The kernel keeps counting connections; only the settings changed.
-                    let (active, inactive, persistent, stats) = (
-                        old.active_connections,
-                        old.inactive_connections,
-                        old.persistent_connections,
-                        old.stats,
-                    );
-                    *old = d.clone();
-                    old.active_connections = active;
-                    old.inactive_connections = inactive;
-                    old.persistent_connections = persistent;
-                    old.stats = stats;
+                    *old = ActualDestination {
+                        active_connections: old.active_connections,
+                        inactive_connections: old.inactive_connections,
+                        persistent_connections: old.persistent_connections,
+                        ..d.into()
+                    };
                 }
             }
         }

@@ -145,7 +145,11 @@ impl Dataplane for FakeKernel {
             t.destination_reads += 1;
             keys.iter()
                 .map(|k| {
-                    let d = t.actual.services.get(k).map(|s| s.destinations.clone());
+                    let d = t
+                        .actual
+                        .services
+                        .get(k)
+                        .map(|s| s.destinations.iter().map(|d| d.to_destination()).collect());
                     (*k, d.unwrap_or_default())
                 })
                 .collect()

@@ -18,7 +18,7 @@ use ipvsd::model::index::{ModelIndex, Touched};
 use ipvsd::model::{desired, Desired, ModelConfig, NodePortAddresses};
 use ipvsd::netfilter::{self, ElementIndex};
 use ipvsd::node_addresses::{NodeAddresses, PrimaryAddresses};
-use ipvsd::plan::{self, Actual, ActualService, GracefulTermination, Ownership};
+use ipvsd::plan::{self, Actual, ActualDestination, ActualService, GracefulTermination, Ownership};
 use ipvsd::source::{Delta, ObjectKey, Objects, Snapshot};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
@@ -285,7 +285,7 @@ fn programmed(desired: &Desired, rng: &mut Rng) -> Actual {
                     .destinations
                     .iter()
                     .map(|r| {
-                        let mut d = r.to_destination();
+                        let mut d = ActualDestination::from(r.to_destination());
                         d.active_connections = if rng.chance(30) { 2 } else { 0 };
                         d
                     })

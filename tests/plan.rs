@@ -97,7 +97,7 @@ fn mk_actual_service(key: ServiceKey, destinations: &[Destination]) -> ActualSer
     service.flags = ServiceFlags::HASHED;
     ActualService {
         service,
-        destinations: destinations.to_vec(),
+        destinations: destinations.iter().map(Into::into).collect(),
     }
 }
 
@@ -723,7 +723,7 @@ fn fingerprints_agree_exactly_where_settings_do() {
     let mut counted = base.clone();
     counted.destinations.reverse();
     counted.destinations[0].active_connections = 5;
-    counted.destinations[1].stats.bytes_in = 1000;
+    counted.destinations[1].persistent_connections = 2;
     counted.service.stats.connections = 9;
     counted.service.flags = ServiceFlags::empty();
     assert!(counted.settings_eq(&base));
@@ -750,7 +750,7 @@ fn fingerprints_agree_exactly_where_settings_do() {
     c.destinations.pop();
     changes.push(("a real server fewer", c));
     let mut c = base.clone();
-    c.destinations.push(live("10.1.0.3", 8080, 1, 0, 0));
+    c.destinations.push(live("10.1.0.3", 8080, 1, 0, 0).into());
     changes.push(("a real server more", c));
     let mut c = base.clone();
     c.service.scheduler = "wrr".into();
@@ -771,4 +771,30 @@ fn fingerprints_agree_exactly_where_settings_do() {
         assert!(!changed.settings_eq(&base), "{what}");
         assert_ne!(changed.fingerprint(), base.fingerprint(), "{what}");
     }
+}
+
+#[test]
+fn the_cache_keeps_everything_of_a_destination_but_its_counters() {
+    let mut read = live("10.1.0.1", 8080, 3, 4, 5);
+    read.persistent_connections = 6;
+    read.upper_threshold = 100;
+    read.lower_threshold = 10;
+    read.family = Some(Family::Inet);
+    read.forwarding = ForwardingMethod::DirectRoute;
+    read.stats.connections = 7;
+    read.stats.bytes_in = 8;
+    let cached = ipvsd::plan::ActualDestination::from(&read);
+    let back = cached.to_destination();
+    assert_eq!(back.stats, ipvs::Stats::default());
+    assert_eq!(
+        back,
+        Destination {
+            stats: ipvs::Stats::default(),
+            ..read.clone()
+        }
+    );
+    assert!(cached.settings_eq(&ipvsd::plan::ActualDestination::from(&read)));
+    let mut other = read.clone();
+    other.weight = 1;
+    assert!(!cached.settings_eq(&other.into()));
 }

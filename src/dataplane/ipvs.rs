@@ -107,7 +107,7 @@ impl IpvsTable {
             undecodable.extend(destinations.undecodable);
             take(ActualService {
                 service,
-                destinations: destinations.entries,
+                destinations: destinations.entries.iter().map(Into::into).collect(),
             });
         }
         Ok(undecodable)
