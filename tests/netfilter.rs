@@ -376,6 +376,20 @@ fn counters_are_read_from_nft_list_counters() {
     }
 }
 
+/// The cluster IP 10.96.0.10 alone, on its `cluster` key, with `endpoint` on this node.
+fn mk_cluster_ip_only(cluster: ServiceKey, endpoint: &[(&str, u16)]) -> Desired {
+    mk_desired(
+        vec![mk_vs(
+            cluster,
+            AddressKind::ClusterIp,
+            false,
+            endpoint,
+            endpoint,
+        )],
+        &["10.96.0.10"],
+    )
+}
+
 #[test]
 fn keyed_element_changes_keep_an_element_another_virtual_server_still_needs() {
     // The same local endpoint behind a cluster IP and a node port: one hairpin element.
@@ -399,16 +413,7 @@ fn keyed_element_changes_keep_an_element_another_virtual_server_still_needs() {
     assert_eq!(index.contents(), netfilter::elements(&both).contents());
 
     // The node port goes: its own element goes, the shared hairpin element stays.
-    let cluster_only = mk_desired(
-        vec![mk_vs(
-            cluster,
-            AddressKind::ClusterIp,
-            false,
-            &endpoint,
-            &endpoint,
-        )],
-        &["10.96.0.10"],
-    );
+    let cluster_only = mk_cluster_ip_only(cluster, &endpoint);
     let changes = index.update(
         &cluster_only,
         &BTreeSet::from([node_port]),
@@ -526,16 +531,7 @@ fn an_element_that_moves_to_another_set_is_deleted_from_one_and_added_to_the_oth
     );
 
     // The load balancer goes: the hairpin element it shares with the cluster IP stays.
-    let cluster_only = mk_desired(
-        vec![mk_vs(
-            cluster,
-            AddressKind::ClusterIp,
-            false,
-            &endpoint,
-            &endpoint,
-        )],
-        &["10.96.0.10"],
-    );
+    let cluster_only = mk_cluster_ip_only(cluster, &endpoint);
     let changes = index.update(
         &cluster_only,
         &lb_only,

@@ -1089,17 +1089,18 @@ impl ServiceRules<'_> {
         } else {
             ready
         };
-        let local: BTreeSet<(IpAddr, u16)> = chosen
+        let mut local: Vec<(IpAddr, u16)> = chosen
             .iter()
             .filter(|(e, _)| e.node_name.as_deref() == Some(self.node_name))
             .map(|(e, p)| (e.address, *p))
             .collect();
-        let local = local.into_iter().collect();
+        local.sort_unstable();
+        local.dedup();
         let destinations = chosen
             .into_iter()
             .map(|(e, p)| RealServer::new(e.address, *p))
             .collect();
-        (destinations, local)
+        (destinations, local.into_boxed_slice())
     }
 }
 
