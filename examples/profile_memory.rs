@@ -42,9 +42,8 @@ use ipvsd::netfilter::{ElementIndex, MasqueradeConfig, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{parts, plan_keys, Actual, GracefulTermination, Ownership, PART_SIZE};
 use ipvsd::source::kube::Checked;
-use ipvsd::source::{ObjectKey, Objects};
+use ipvsd::source::{ObjectKey, Objects, Slice, SliceEndpoint};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::ObjectList;
 use serde_json::json;
 
@@ -248,7 +247,7 @@ fn main() -> Result<()> {
             .services
             .insert(ObjectKey::of(&s.metadata), Arc::new(s));
     }
-    let list: ObjectList<EndpointSlice> = serde_json::from_slice(&slice_body)?;
+    let list: ObjectList<Slice> = serde_json::from_slice(&slice_body)?;
     for mut s in list.items {
         s.trim_for_store();
         objects
@@ -370,11 +369,11 @@ fn main() -> Result<()> {
         scrape_len as f64 / MIB,
     );
     println!(
-        "sizes in bytes: Service {}, EndpointSlice {}, Endpoint {}, VirtualServer {}, \
+        "sizes in bytes: Service {}, Slice {}, SliceEndpoint {}, VirtualServer {}, \
          RealServer {}, Destination {}, ActualService {}, ActualDestination {}, Operation {}",
         std::mem::size_of::<Service>(),
-        std::mem::size_of::<EndpointSlice>(),
-        std::mem::size_of::<k8s_openapi::api::discovery::v1::Endpoint>(),
+        std::mem::size_of::<Slice>(),
+        std::mem::size_of::<SliceEndpoint>(),
         std::mem::size_of::<ipvsd::model::VirtualServer>(),
         std::mem::size_of::<ipvsd::model::RealServer>(),
         std::mem::size_of::<ipvs::Destination>(),

@@ -625,6 +625,7 @@ impl<D: Dataplane> Controller<D> {
                 .observe_programming_latency(std::time::Instant::now() - seen);
         }
         if operations > 0 || full {
+            let heap = full.then(crate::metrics::heap_stats).flatten();
             info!(
                 operations = report.operations,
                 failed = report.failed,
@@ -637,6 +638,8 @@ impl<D: Dataplane> Controller<D> {
                 netfilter_ms = netfilter_time.as_millis() as u64,
                 apply_ms = apply_time.as_millis() as u64,
                 rss_mib = full.then(crate::metrics::resident_mib).flatten(),
+                heap_mib = heap.map(|h| h.allocated_mib),
+                heap_resident_mib = heap.map(|h| h.resident_mib),
                 "synced"
             );
         }
@@ -744,12 +747,15 @@ impl<D: Dataplane> Controller<D> {
                     .await?;
                 let rss_before_mib = crate::metrics::resident_mib();
                 let model = ModelIndex::build(self.config.model.clone(), nodes, &objects);
+                let heap = crate::metrics::heap_stats();
                 self.metrics.model_computed(ModelComputation::Full);
                 info!(
                     services = objects.services.len(),
                     endpoint_slices = objects.endpoint_slices.len(),
                     rss_before_mib,
                     rss_mib = crate::metrics::resident_mib(),
+                    heap_mib = heap.map(|h| h.allocated_mib),
+                    heap_resident_mib = heap.map(|h| h.resident_mib),
                     "model rebuilt from everything"
                 );
                 self.model = Some(model);
@@ -1150,6 +1156,7 @@ impl<D: Dataplane> Controller<D> {
                 "the repair found rules changed behind ipvsd's back; putting them back"
             );
         }
+        let heap = crate::metrics::heap_stats();
         info!(
             virtual_servers = read_count,
             changed_meanwhile = window.virtual_servers.len(),
@@ -1160,6 +1167,8 @@ impl<D: Dataplane> Controller<D> {
             traffic_ms = traffic_time.as_millis() as u64,
             netfilter_ms = netfilter_time.as_millis() as u64,
             rss_mib = crate::metrics::resident_mib(),
+            heap_mib = heap.map(|h| h.allocated_mib),
+            heap_resident_mib = heap.map(|h| h.resident_mib),
             "repair: kernel read beside the syncs and compared with the cache"
         );
         self.drift.virtual_servers.extend(drift.virtual_servers);

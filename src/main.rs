@@ -16,6 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    ipvsd::metrics::set_heap_stats(jemalloc_stats);
     init_logging(cli.log_level.as_deref(), cli.log_format);
     match cli.command {
         Command::Run(args) => ipvsd::app::run(args, shutdown_signal()).await,
@@ -48,4 +49,15 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// jemalloc's own figures: what live allocations hold and what it keeps resident.
+fn jemalloc_stats() -> Option<ipvsd::metrics::HeapStats> {
+    // The statistics are a snapshot taken when the epoch advances.
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let mib = |bytes: usize| bytes as u64 / (1024 * 1024);
+    Some(ipvsd::metrics::HeapStats {
+        allocated_mib: mib(tikv_jemalloc_ctl::stats::allocated::read().ok()?),
+        resident_mib: mib(tikv_jemalloc_ctl::stats::resident::read().ok()?),
+    })
 }

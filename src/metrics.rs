@@ -537,6 +537,31 @@ fn gauge_value(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
+/// What the process's allocator reports, in MiB: what its live allocations hold and what it
+/// keeps resident for them (the difference is the allocator's own: free space in its pages,
+/// freed memory not yet returned, its metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes held by live allocations, in MiB.
+    pub allocated_mib: u64,
+    /// Bytes of the allocator's pages that are resident, in MiB.
+    pub resident_mib: u64,
+}
+
+static HEAP_STATS: std::sync::OnceLock<fn() -> Option<HeapStats>> = std::sync::OnceLock::new();
+
+/// Sets where [`heap_stats`] reads from: the binary's allocator (the library does not choose
+/// it). The first call wins.
+pub fn set_heap_stats(read: fn() -> Option<HeapStats>) {
+    let _ = HEAP_STATS.set(read);
+}
+
+/// The allocator's figures, for the same logs as [`resident_mib`]: whether the resident size
+/// is live data or the allocator's slack. `None` when the binary set no reader.
+pub fn heap_stats() -> Option<HeapStats> {
+    HEAP_STATS.get().and_then(|read| read())
+}
+
 /// The process's resident memory in MiB (`VmRSS` of `/proc/self/status`), for the logs of the
 /// syncs that shape it (a full sync, a repair): where the memory of a large node goes, stage by
 /// stage. `None` where there is no such file.

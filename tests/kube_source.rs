@@ -1036,7 +1036,10 @@ async fn changes_name_the_changed_objects_and_a_relist_gives_everything() {
     let delta = changes_until(&source, |d| !d.endpoint_slices.is_empty()).await;
     assert!(delta.services.is_empty(), "{delta:?}");
     let slice = delta.endpoint_slices[&web_abc].as_ref().expect("present");
-    assert_eq!(slice.endpoints.as_ref().unwrap()[0].addresses, ["10.1.0.2"]);
+    assert_eq!(
+        slice.endpoints.as_deref().unwrap()[0].addresses[..],
+        ["10.1.0.2"]
+    );
 
     // A Service moving from the unlabelled selection to this proxy's is still there in the
     // end (read from the other store), and a deleted one is gone.

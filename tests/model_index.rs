@@ -19,7 +19,7 @@ use ipvsd::model::{desired, Desired, ModelConfig, NodePortAddresses};
 use ipvsd::netfilter::{self, ElementIndex};
 use ipvsd::node_addresses::{NodeAddresses, PrimaryAddresses};
 use ipvsd::plan::{self, Actual, ActualDestination, ActualService, GracefulTermination, Ownership};
-use ipvsd::source::{Delta, ObjectKey, Objects, Snapshot};
+use ipvsd::source::{Delta, ObjectKey, Objects, Slice, Snapshot};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
     ServiceStatus, SessionAffinityConfig,
@@ -306,15 +306,18 @@ fn programmed(desired: &Desired, rng: &mut Rng) -> Actual {
 
 struct World {
     services: BTreeMap<ObjectKey, Arc<Service>>,
-    slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    slices: BTreeMap<ObjectKey, Arc<Slice>>,
     nodes: NodeAddresses,
 }
 
 impl World {
     fn snapshot(&self, rng: &mut Rng) -> Snapshot {
         let mut services: Vec<Service> = self.services.values().map(|s| (**s).clone()).collect();
-        let mut endpoint_slices: Vec<EndpointSlice> =
-            self.slices.values().map(|s| (**s).clone()).collect();
+        let mut endpoint_slices: Vec<EndpointSlice> = self
+            .slices
+            .values()
+            .map(|s| EndpointSlice::from((**s).clone()))
+            .collect();
         // The order a source lists objects in must not matter.
         shuffle(&mut services, rng);
         shuffle(&mut endpoint_slices, rng);
@@ -382,7 +385,11 @@ fn random_change(rng: &mut Rng, world: &World) -> Change {
                 }
                 Some(Arc::new(slice))
             } else {
-                Some(Arc::new(random_slice(rng, &key.namespace, &key.name)))
+                Some(Arc::new(Slice::from(random_slice(
+                    rng,
+                    &key.namespace,
+                    &key.name,
+                ))))
             };
             delta.endpoint_slices.insert(key, slice);
         }
@@ -604,7 +611,10 @@ fn a_change_among_ten_thousand_services_recomputes_only_what_it_concerns() {
     let mut delta = Delta::default();
     delta.endpoint_slices.insert(
         ObjectKey::new("default", format!("s{changed}-1")),
-        Some(Arc::new(slice(changed, &["10.244.0.1", "10.244.0.2"]))),
+        Some(Arc::new(Slice::from(slice(
+            changed,
+            &["10.244.0.1", "10.244.0.2"],
+        )))),
     );
     let touched = index.apply(&delta);
     assert_eq!(touched.recomputed, 1);

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use ipvs::ServiceKey;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::small_set::SmallSet;
 use super::{
@@ -27,7 +26,7 @@ use super::{
     VirtualServer,
 };
 use crate::node_addresses::NodeAddresses;
-use crate::source::{Delta, ObjectKey, Objects};
+use crate::source::{Delta, ObjectKey, Objects, Slice};
 
 /// What one change did to the desired rules: what the plan and the nftables elements must look
 /// at again. Sets of keys, never the whole rules.
@@ -73,7 +72,8 @@ struct ServiceEntry {
     output: ServiceOutput,
     /// The index of the first virtual server of each key in `output.virtual_servers`: the one
     /// that counts when the Service holds the key.
-    first: BTreeMap<ServiceKey, usize>,
+    /// Sorted by key (a Service has a few: a map's node would be mostly empty).
+    first: Box<[(ServiceKey, usize)]>,
     /// Its warnings as last rendered.
     warnings: Vec<String>,
 }
@@ -220,7 +220,7 @@ impl ModelIndex {
                 .or_insert_with(|| ServiceEntry {
                     object: None,
                     output: ServiceOutput::default(),
-                    first: BTreeMap::new(),
+                    first: Box::default(),
                     warnings: Vec::new(),
                 });
             match (&entry.object, service) {
@@ -259,7 +259,7 @@ impl ModelIndex {
     fn set_slice(
         &mut self,
         key: &ObjectKey,
-        slice: Option<&EndpointSlice>,
+        slice: Option<&Slice>,
         dirty: &mut BTreeSet<ObjectKey>,
     ) -> bool {
         if let Some(parsed) = self.slices.remove(key) {
@@ -442,9 +442,8 @@ impl ModelIndex {
     fn holding(&self, service: &ObjectKey, key: &ServiceKey) -> Option<&Arc<VirtualServer>> {
         let entry = self.services.get(service)?;
         entry
-            .first
-            .get(key)
-            .map(|i| &entry.output.virtual_servers[*i])
+            .first_of(key)
+            .map(|i| &entry.output.virtual_servers[i])
     }
 
     /// Withdraws a Service's old output from the claims and counts.
@@ -533,7 +532,7 @@ impl ModelIndex {
                 Note::VirtualServer(i) => {
                     let k = entry.output.virtual_servers[*i].service.key;
                     let holder = self.claims.get(&k).and_then(|c| c.first());
-                    let holds = holder == Some(key) && entry.first.get(&k) == Some(i);
+                    let holds = holder == Some(key) && entry.first_of(&k) == Some(*i);
                     if !holds {
                         if let Some(vs) = holder.and_then(|h| self.holding(h, &k)) {
                             warnings.push(entry.output.conflict(*i, vs));
@@ -581,11 +580,25 @@ fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, SmallSet<V>>, key: &K, valu
     }
 }
 
-/// The index of the first virtual server of each key.
-fn first_of_each_key(virtual_servers: &[Arc<VirtualServer>]) -> BTreeMap<ServiceKey, usize> {
-    let mut first = BTreeMap::new();
-    for (i, vs) in virtual_servers.iter().enumerate() {
-        first.entry(vs.service.key).or_insert(i);
+impl ServiceEntry {
+    /// The index of the first of its virtual servers with `key`.
+    fn first_of(&self, key: &ServiceKey) -> Option<usize> {
+        self.first
+            .binary_search_by(|(known, _)| known.cmp(key))
+            .ok()
+            .map(|i| self.first[i].1)
     }
-    first
+}
+
+/// The index of the first virtual server of each key, sorted by key.
+fn first_of_each_key(virtual_servers: &[Arc<VirtualServer>]) -> Box<[(ServiceKey, usize)]> {
+    let mut first: Vec<(ServiceKey, usize)> = virtual_servers
+        .iter()
+        .enumerate()
+        .map(|(i, vs)| (vs.service.key, i))
+        .collect();
+    // Sorted by key, then index: the first of each key is the one kept.
+    first.sort_unstable();
+    first.dedup_by_key(|(key, _)| *key);
+    first.into_boxed_slice()
 }

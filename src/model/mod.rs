@@ -17,14 +17,13 @@ use std::sync::Arc;
 
 use ipvs::{Family, Protocol, Service as IpvsService, ServiceFlags, ServiceKey};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
 use crate::labels::{
     HEADLESS_LABEL, SCHEDULER_ANNOTATION, SCHEDULER_FLAGS_ANNOTATION, SERVICE_NAME_LABEL,
     SERVICE_PROXY_NAME_LABEL,
 };
 use crate::node_addresses::NodeAddresses;
-use crate::source::{ObjectKey, Snapshot};
+use crate::source::{ObjectKey, Slice, SliceEndpoint, Snapshot};
 
 pub mod index;
 mod real_servers;
@@ -269,10 +268,15 @@ pub fn node_port_addresses(nodes: &NodeAddresses, config: &ModelConfig) -> Vec<I
 /// warnings come out in one order too: those of the slices, then those of the Services.
 pub fn desired(snapshot: &Snapshot, nodes: &NodeAddresses, config: &ModelConfig) -> Desired {
     let mut out = Desired::default();
-    let mut slices: Vec<&EndpointSlice> = snapshot.endpoint_slices.iter().collect();
+    let mut slices: Vec<Slice> = snapshot
+        .endpoint_slices
+        .iter()
+        .cloned()
+        .map(Slice::from)
+        .collect();
     slices.sort_by_cached_key(|s| ObjectKey::of(&s.metadata));
     let mut slices_by_service: BTreeMap<ObjectKey, Vec<ParsedSlice>> = BTreeMap::new();
-    for slice in slices {
+    for slice in &slices {
         if let Some(parsed) = ParsedSlice::parse(slice, &mut out.warnings) {
             slices_by_service
                 .entry(parsed.service.clone())
@@ -348,14 +352,15 @@ pub(crate) struct ParsedSlice {
     /// The Service it belongs to.
     service: ObjectKey,
     family: Family,
-    ports: BTreeMap<String, u16>,
+    /// By name, sorted (a slice has one or a few: a map's node would be mostly empty).
+    ports: Box<[(String, u16)]>,
     endpoints: Vec<UsableEndpoint>,
 }
 
 impl ParsedSlice {
     /// What the model uses of a slice, or `None` when it has no use (with a warning unless
     /// there is nothing to say). Depends on the slice alone.
-    pub(crate) fn parse(slice: &EndpointSlice, warnings: &mut Vec<String>) -> Option<ParsedSlice> {
+    pub(crate) fn parse(slice: &Slice, warnings: &mut Vec<String>) -> Option<ParsedSlice> {
         let name = object_name(&slice.metadata);
         let Some(service) = slice
             .metadata
@@ -382,14 +387,19 @@ impl ParsedSlice {
                 return None;
             }
         };
-        let mut ports = BTreeMap::new();
+        let mut ports: Vec<(String, u16)> = Vec::new();
         for (i, port) in slice.ports.iter().flatten().enumerate() {
             let Some(number) = port.port else {
                 continue;
             };
             match u16::try_from(number) {
                 Ok(n) if n != 0 => {
-                    ports.insert(port.name.clone().unwrap_or_default(), n);
+                    let name = port.name.as_deref().unwrap_or_default();
+                    // Of two ports with one name, the later counts.
+                    match ports.iter_mut().find(|(known, _)| known == name) {
+                        Some(known) => known.1 = n,
+                        None => ports.push((name.to_string(), n)),
+                    }
                 }
                 _ => warnings.push(format!(
                     "EndpointSlice {name}: ports[{i}].port {number} out of range"
@@ -409,12 +419,21 @@ impl ParsedSlice {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_string());
+        ports.sort_unstable();
         Some(ParsedSlice {
             service: ObjectKey::new(namespace, service.clone()),
             family,
-            ports,
+            ports: ports.into_boxed_slice(),
             endpoints,
         })
+    }
+
+    /// The number of the port named `name`.
+    fn port(&self, name: &str) -> Option<u16> {
+        self.ports
+            .binary_search_by(|(known, _)| known.as_str().cmp(name))
+            .ok()
+            .map(|i| self.ports[i].1)
     }
 
     /// The key of the Service the slice belongs to.
@@ -426,7 +445,7 @@ impl ParsedSlice {
 /// The first address of an endpoint: the API says the addresses are fungible and consumers may use
 /// the first one only, which is what kube-proxy does.
 fn parse_endpoint(
-    endpoint: &Endpoint,
+    endpoint: &SliceEndpoint,
     family: Family,
     slice: &str,
     index: usize,
@@ -1076,7 +1095,7 @@ impl ServiceRules<'_> {
             .slices
             .iter()
             .filter(|s| s.family == family)
-            .filter_map(|s| s.ports.get(port_name).map(|p| (s, *p)))
+            .filter_map(|s| s.port(port_name).map(|p| (s, p)))
             .flat_map(|(s, p)| s.endpoints.iter().map(move |e| (e, p)))
             .filter(|(e, _)| !local_only || e.node_name.as_deref() == Some(self.node_name))
             .collect();

@@ -26,7 +26,7 @@ use serde_yaml_ng::Value;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::{Changes, ContentLog, ObjectKey, Objects, Snapshot, Source};
+use super::{Changes, ContentLog, ObjectKey, Objects, Slice, Snapshot, Source};
 
 /// How often the files are checked for changes: quick enough that an edit feels immediate,
 /// cheap enough for the handful of small files manifests are.
@@ -237,7 +237,7 @@ pub fn load(paths: &[PathBuf]) -> LoadResult {
             endpoint_slices: combined
                 .endpoint_slices
                 .iter()
-                .map(|s| EndpointSlice::clone(s))
+                .map(|s| EndpointSlice::from(Slice::clone(s)))
                 .collect(),
         },
         errors: combined.errors,
@@ -248,7 +248,7 @@ pub fn load(paths: &[PathBuf]) -> LoadResult {
 #[derive(Debug, Default)]
 struct Combined {
     services: Vec<Arc<Service>>,
-    endpoint_slices: Vec<Arc<EndpointSlice>>,
+    endpoint_slices: Vec<Arc<Slice>>,
     errors: Vec<ManifestError>,
 }
 
@@ -357,7 +357,8 @@ type DocumentKey = (u64, bool);
 #[derive(Clone)]
 enum Entry {
     Service(Box<Named<Service>>),
-    EndpointSlice(Box<Named<EndpointSlice>>),
+    /// Kept as [`Slice`]: what the model reads of it.
+    EndpointSlice(Box<Named<Slice>>),
     Problem(ManifestError),
 }
 
@@ -727,7 +728,7 @@ impl ParsedDocument {
                 if problems.is_empty() {
                     self.entries.push(Entry::EndpointSlice(Box::new(Named {
                         key,
-                        object: Arc::new(slice),
+                        object: Arc::new(Slice::from(slice)),
                     })));
                 }
             }

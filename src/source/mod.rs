@@ -16,6 +16,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub mod kube;
 pub mod manifest;
+pub mod slice;
+
+pub use slice::{Slice, SliceEndpoint};
 
 /// Everything a source knows at one moment, as owned copies: for one-shot uses (`ipvsd plan`,
 /// tests) that want plain objects.
@@ -69,8 +72,8 @@ impl std::fmt::Display for ObjectKey {
 pub struct Objects {
     /// Services.
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
-    /// EndpointSlices.
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    /// EndpointSlices, as ipvsd keeps them.
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<Slice>>,
 }
 
 impl Objects {
@@ -87,7 +90,7 @@ impl Objects {
             objects
                 .endpoint_slices
                 .entry(ObjectKey::of(&slice.metadata))
-                .or_insert_with(|| Arc::new(slice));
+                .or_insert_with(|| Arc::new(Slice::from(slice)));
         }
         objects
     }
@@ -99,7 +102,7 @@ impl Objects {
             endpoint_slices: self
                 .endpoint_slices
                 .values()
-                .map(|s| EndpointSlice::clone(s))
+                .map(|s| EndpointSlice::from(Slice::clone(s)))
                 .collect(),
         }
     }
@@ -140,8 +143,8 @@ fn changed<T: PartialEq>(
 pub struct Delta {
     /// Services.
     pub services: BTreeMap<ObjectKey, Option<Arc<Service>>>,
-    /// EndpointSlices.
-    pub endpoint_slices: BTreeMap<ObjectKey, Option<Arc<EndpointSlice>>>,
+    /// EndpointSlices, as ipvsd keeps them.
+    pub endpoint_slices: BTreeMap<ObjectKey, Option<Arc<Slice>>>,
 }
 
 impl Delta {
