@@ -133,6 +133,50 @@ struct Traffic {
 }
 
 impl Traffic {
+    /// At least the length of the text [`Collector::encode`] writes for the current table,
+    /// and no more than a few dozen bytes over: room for a scrape taken at once when there is
+    /// no earlier one to size it from.
+    fn text_len_bound(&self) -> usize {
+        // A series line beside its family's name, its label values and its counter:
+        // `ipvsd_`, `_total`, `{protocol="`, `",address="`, `",port="`, `",service="`, `"} `
+        // and a newline.
+        const LINE: usize = 6 + 6 + 11 + 11 + 8 + 11 + 3 + 1;
+        // A family's `# HELP` and `# TYPE` lines, beside its name (twice) and help.
+        const HEADERS: usize = 40;
+        let table = Arc::clone(&self.table());
+        let labels: Vec<usize> = table
+            .iter()
+            .map(|vs| {
+                let (protocol, address, port) = match vs.key {
+                    ipvs::ServiceKey::Addr {
+                        address,
+                        protocol,
+                        port,
+                    } => (
+                        displayed_len(protocol),
+                        displayed_len(address),
+                        displayed_len(port),
+                    ),
+                    ipvs::ServiceKey::FwMark { mark, .. } => {
+                        ("fwmark".len(), displayed_len(mark), 0)
+                    }
+                };
+                protocol + address + port + vs.service.len()
+            })
+            .collect();
+        TRAFFIC_FAMILIES
+            .iter()
+            .map(|f| {
+                let lines: usize = table
+                    .iter()
+                    .zip(&labels)
+                    .map(|(vs, labels)| LINE + f.name.len() + labels + displayed_len((f.value)(vs)))
+                    .sum();
+                HEADERS + 2 * f.name.len() + f.help.len() + lines
+            })
+            .sum()
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Arc<[VirtualServerTraffic]>> {
         // Only a pointer is read or swapped under the lock; a poisoned one still holds a
         // whole table.
@@ -199,6 +243,22 @@ impl EncodeLabelSet for VirtualServerLabels<'_> {
         }
         encode_label(encoder, "service", &vs.service)
     }
+}
+
+/// The length of `value`'s `Display` form, written nowhere.
+fn displayed_len(value: impl fmt::Display) -> usize {
+    struct Count(usize);
+    impl fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Counting never fails; a `Display` that did would leave the count short, which only
+    // makes the room taken for a scrape smaller.
+    let _ = write!(count, "{value}");
+    count.0
 }
 
 /// Writes label `name` with `value` as its `Display` form, as `to_string()` would give it.
@@ -521,8 +581,14 @@ impl Metrics {
         // At 30,000 virtual servers the text is 17.5 MiB; grown by doubling it would take
         // 32 MiB (and both halves while the last copy is made): room for the last length and
         // an eighth more is taken at once instead.
+        // The first scrape has no last length: room for what the traffic table can take, and
+        // the rest of the series (a few KiB), instead.
         let last = self.last_scrape.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(last + last / 8);
+        let room = match last {
+            0 => self.traffic.text_len_bound() + 64 * 1024,
+            last => last + last / 8,
+        };
+        let mut out = String::with_capacity(room);
         // Encoding into a String only fails if a label value cannot be formatted, which
         // none of ours (strings, addresses, numbers) can.
         if let Err(error) = encode(&mut out, &self.registry) {
@@ -732,6 +798,69 @@ ipvsd_virtual_server_bytes_out_total{protocol="udp",address="fd00::53",port="535
         metrics.set_traffic(&[]);
         let text = metrics.encode();
         assert!(!text.contains("ipvsd_virtual_server_"), "{text}");
+    }
+
+    #[test]
+    fn the_traffic_text_fits_its_bound() {
+        // The longest of everything: IPv6 addresses, the longest protocol and port, counters
+        // at their maximum; and a firewall mark.
+        let longest = ipvs::Stats {
+            connections: u64::MAX,
+            packets_in: u64::MAX,
+            packets_out: u64::MAX,
+            bytes_in: u64::MAX,
+            bytes_out: u64::MAX,
+            ..ipvs::Stats::default()
+        };
+        let rows: Vec<_> = (0..100u16)
+            .map(|i| {
+                let key = match i % 3 {
+                    0 => ipvs::ServiceKey::Addr {
+                        address: IpAddr::V6(Ipv6Addr::new(
+                            0xfd00, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, i,
+                        )),
+                        protocol: ipvs::Protocol::Other(255),
+                        port: 65535 - i,
+                    },
+                    1 => ipvs::ServiceKey::FwMark {
+                        mark: u32::MAX - u32::from(i),
+                        family: ipvs::Family::Inet6,
+                    },
+                    _ => mk_key(i),
+                };
+                let service = format!("namespace-{i}/{}:port-name", "n".repeat(usize::from(i)));
+                (key, service, longest)
+            })
+            .collect();
+        let metrics = Metrics::new();
+        let mut registry = Registry::with_prefix("ipvsd");
+        registry.register_collector(Box::new(Arc::clone(&metrics.traffic)));
+        // The text is no longer than the bound, and the bound no more than a few dozen bytes
+        // per family over.
+        let fits = |rows: &[(ipvs::ServiceKey, String, ipvs::Stats)]| {
+            metrics.set_traffic(rows);
+            let mut traffic = String::new();
+            encode(&mut traffic, &registry).unwrap();
+            let bound = metrics.traffic.text_len_bound();
+            assert!(traffic.len() <= bound, "{} > {bound}", traffic.len());
+            assert!(
+                bound - traffic.len() <= 5 * 40,
+                "{bound} vs {}",
+                traffic.len()
+            );
+        };
+        fits(&rows);
+        // Short values too: IPv4, small counters.
+        let rows: Vec<_> = (1..=100)
+            .map(|port| {
+                (
+                    mk_key(port),
+                    "ns/svc:p".to_string(),
+                    mk_stats(u64::from(port)),
+                )
+            })
+            .collect();
+        fits(&rows);
     }
 
     #[test]
