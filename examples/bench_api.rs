@@ -35,7 +35,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -425,6 +425,10 @@ struct Measured {
     /// Whether the sample was complete before the whole table (a dump had to confirm later).
     sample_early: bool,
     changes: Vec<Duration>,
+    /// When each change was sent (the wall clock ipvsd's log is stamped with).
+    sent: Vec<SystemTime>,
+    /// Where the time of the slowest changes went, from ipvsd's log (ipvsd only).
+    breakdown: Vec<String>,
     /// Changes not in the kernel within [`CHANGE_LIMIT`] (counted at the limit).
     timeouts: usize,
     cpu_first_sync: f64,
@@ -625,6 +629,7 @@ async fn measure(
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
         let mut rng = Rng(change_seed);
         let mut changes = Vec::new();
+        let mut sent = Vec::new();
         let count = match contender {
             Contender::Ipvsd => args.changes,
             Contender::KubeProxy => {
@@ -644,6 +649,7 @@ async fn measure(
             services[i].endpoints.push(address);
             let body = slice_body(i, &services[i].endpoints);
             let start = Instant::now();
+            sent.push(SystemTime::now());
             slices
                 .patch(
                     &format!("{}-1", service_name(i)),
@@ -698,6 +704,8 @@ async fn measure(
                 first_sync,
                 sample_early,
                 changes,
+                sent,
+                breakdown: Vec::new(),
                 timeouts,
                 cpu_first_sync,
                 cpu_total,
@@ -709,6 +717,12 @@ async fn measure(
     .await;
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
+    let mut result = result;
+    if let (Contender::Ipvsd, Ok((measured, _))) = (contender, result.as_mut()) {
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            measured.breakdown = breakdown(measured, &text);
+        }
+    }
     // BENCH_SHOW_LOGS=N shows the first and last N lines of every contender's log, and between
     // them ipvsd's lines about whole-table work (full syncs, model rebuilds, repairs), which say
     // where the time and memory of a large table go.
@@ -744,6 +758,109 @@ async fn measure(
     drop(poller);
     drop(ns);
     result
+}
+
+/// Seconds since midnight UTC of a log line's timestamp (`2026-12-02T10:59:24.175332Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let clock = line.get(11..26)?;
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// Seconds since midnight UTC of `t`.
+fn time_of_day(t: SystemTime) -> f64 {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (since.as_secs() % 86_400) as f64 + f64::from(since.subsec_micros()) / 1e6
+}
+
+/// `a - b` in seconds of the day, across midnight.
+fn day_diff(a: f64, b: f64) -> f64 {
+    let d = a - b;
+    if d > 43_200.0 {
+        d - 86_400.0
+    } else if d < -43_200.0 {
+        d + 86_400.0
+    } else {
+        d
+    }
+}
+
+/// The number after `field=` in a log line.
+fn log_field(line: &str, field: &str) -> Option<f64> {
+    let at = line.find(&format!(" {field}="))? + field.len() + 2;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Where the time of each change went, from ipvsd's log: each change's sync is the first
+/// incremental sync that ended after the change was sent. Split into until the sync began (the
+/// API call, the watch, the controller's wait), the sync (`elapsed_ms`), and after it until the
+/// poll saw the real server; and whether the periodic repair was reading the table then.
+/// Lines for the slowest changes, and a summary over all.
+fn breakdown(m: &Measured, log: &str) -> Vec<String> {
+    let mut syncs: Vec<(f64, f64)> = Vec::new();
+    let mut repairs: Vec<(f64, f64)> = Vec::new();
+    for line in log.lines().map(without_colours) {
+        let Some(at) = log_time(&line) else { continue };
+        if line.contains(" synced ") && line.contains("full=false") {
+            if let Some(ms) = log_field(&line, "elapsed_ms") {
+                syncs.push((at, ms / 1e3));
+            }
+        } else if line.contains("repair:") {
+            if let Some(ms) = log_field(&line, "read_ms") {
+                repairs.push((at - ms / 1e3, at));
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    for (latency, sent) in m.changes.iter().zip(&m.sent) {
+        let sent = time_of_day(*sent);
+        let total = latency.as_secs_f64();
+        let Some(&(end, took)) = syncs
+            .iter()
+            .find(|(end, _)| day_diff(*end, sent) >= 0.0 && day_diff(*end, sent) <= total + 0.05)
+        else {
+            continue;
+        };
+        let before = day_diff(end - took, sent);
+        let reading = repairs
+            .iter()
+            .any(|(from, to)| day_diff(sent, *from) >= 0.0 && day_diff(*to, sent) >= 0.0);
+        parts.push((total, before, took, total - before - took, reading));
+    }
+    let ms = |s: f64| s * 1e3;
+    let mut out = vec![format!(
+        "where the time went ({} changes matched to their sync in ipvsd's log; {} while a repair read the table):          until the sync began / the sync / until the poll saw it",
+        parts.len(),
+        parts.iter().filter(|p| p.4).count()
+    )];
+    let mut sorted = parts.clone();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (total, before, took, after, reading) in sorted.iter().take(5) {
+        out.push(format!(
+            "  {:>6.0} ms: {:>6.0} / {:>4.0} / {:>4.0} ms{}",
+            ms(*total),
+            ms(*before),
+            ms(*took),
+            ms(*after),
+            if *reading { ", repair reading" } else { "" }
+        ));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    out.push(format!(
+        "  medians: {:.0} / {:.0} / {:.0} ms",
+        ms(median(parts.iter().map(|p| p.1).collect())),
+        ms(median(parts.iter().map(|p| p.2).collect())),
+        ms(median(parts.iter().map(|p| p.3).collect())),
+    ));
+    out
 }
 
 /// `ip -batch` of the addresses, then `ipvsadm -R` of the rules, in a fresh namespace.
@@ -832,6 +949,9 @@ fn report(
             );
         }
         println!();
+        for line in &m.breakdown {
+            println!("{:<26} {line}", "");
+        }
     }
     let find = |c: Contender| results.iter().find(|(x, _)| *x == c).map(|(_, m)| m);
     if let (Some(ipvsd), Some((ip, restore))) = (find(Contender::Ipvsd), refs) {

@@ -166,8 +166,9 @@ pub struct VirtualServer {
     pub local_policy: bool,
     /// The real servers that run on this node (their endpoint's `nodeName` is this node's): a
     /// pod reaching itself through the Service must be masqueraded (hairpin). Sorted, each
-    /// once; a slice rather than a set, which would allocate a node of eleven per virtual server.
-    pub local_destinations: Box<[(IpAddr, u16)]>,
+    /// once; a slice rather than a set, which would allocate a node of eleven per virtual
+    /// server, shared like the real servers by the Service port's virtual servers.
+    pub local_destinations: Arc<[(IpAddr, u16)]>,
     /// For a load-balancer IP: the client ranges allowed (`spec.loadBalancerSourceRanges`);
     /// `None`: every client.
     pub source_ranges: Option<Vec<ipnet::IpNet>>,
@@ -797,8 +798,12 @@ pub(crate) fn service_output(
             &full,
             &mut out.notes,
         );
+        // The real servers of each (family, policy) the port's virtual servers ask for,
+        // computed once and shared.
+        let mut real_servers = Vec::new();
         for (address, vport, kind) in targets {
-            let mut vs = rules.virtual_server(address, protocol, vport, kind, &origin);
+            let mut vs =
+                rules.virtual_server(address, protocol, vport, kind, &origin, &mut real_servers);
             local_endpoints.extend(vs.local_destinations.iter().map(|(a, _)| *a));
             if kind == AddressKind::LoadBalancer {
                 vs.source_ranges = source_ranges.clone();
@@ -826,6 +831,9 @@ pub(crate) fn service_output(
     out.full = full;
     out
 }
+
+/// A Service port's real servers for one family and policy, and those of them on this node.
+type Destinations = (RealServers, Arc<[(IpAddr, u16)]>);
 
 /// The rules of one Service, built up port by port.
 struct ServiceRules<'a> {
@@ -1051,6 +1059,7 @@ impl ServiceRules<'_> {
         port: u16,
         kind: AddressKind,
         origin: &ServiceRef,
+        computed: &mut Vec<((Family, bool), Destinations)>,
     ) -> VirtualServer {
         let key = ServiceKey::Addr {
             address,
@@ -1068,8 +1077,15 @@ impl ServiceRules<'_> {
                 self.external_local
             }
         };
-        let (destinations, local_destinations) =
-            self.destinations(Family::of(&address), &origin.port_name, local_only);
+        let wanted = (Family::of(&address), local_only);
+        let (destinations, local_destinations) = match computed.iter().find(|(w, _)| *w == wanted) {
+            Some((_, found)) => found.clone(),
+            None => {
+                let found = self.destinations(wanted.0, &origin.port_name, local_only);
+                computed.push((wanted, found.clone()));
+                found
+            }
+        };
         VirtualServer {
             service,
             destinations,
@@ -1085,12 +1101,7 @@ impl ServiceRules<'_> {
     /// Real servers of one Service port for one family: ready endpoints, or when there are none
     /// the serving terminating ones, so that a rollout's last pods still get traffic rather than
     /// none. Also says which of them are on this node.
-    fn destinations(
-        &self,
-        family: Family,
-        port_name: &str,
-        local_only: bool,
-    ) -> (RealServers, Box<[(IpAddr, u16)]>) {
+    fn destinations(&self, family: Family, port_name: &str, local_only: bool) -> Destinations {
         let candidates: Vec<(&UsableEndpoint, u16)> = self
             .slices
             .iter()
@@ -1119,7 +1130,7 @@ impl ServiceRules<'_> {
             .into_iter()
             .map(|(e, p)| RealServer::new(e.address, *p))
             .collect();
-        (destinations, local.into_boxed_slice())
+        (destinations, Arc::from(local))
     }
 }
 

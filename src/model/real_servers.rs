@@ -8,6 +8,7 @@
 //! [`RealServer`] is 24 bytes and [`RealServers`] holds exactly its entries (7 MiB).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipvs::{Destination, ForwardingMethod};
 
@@ -70,13 +71,14 @@ impl RealServer {
 
 /// The real servers of one virtual server, sorted by (address, port), each once.
 ///
-/// A sorted boxed slice rather than a map: the model builds a virtual server's real servers
-/// whole and never changes them in place (a change makes a new virtual server), so nothing
-/// needs a map's cheap insertion, and a slice holds its entries and nothing else (16 bytes
-/// inline, 24 per real server, no allocation when empty). A lookup by (address, port), which
-/// the plan does per real server, is a binary search over a handful of entries.
+/// A sorted slice rather than a map: the model builds a virtual server's real servers whole
+/// and never changes them in place (a change makes a new virtual server), so nothing needs a
+/// map's cheap insertion, and a slice holds its entries and nothing else (24 bytes per real
+/// server). A lookup by (address, port), which the plan does per real server, is a binary
+/// search over a handful of entries. Shared: a Service port's virtual servers (its cluster
+/// IP, its node port on each node address, ...) have the same real servers, held once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RealServers(Box<[RealServer]>);
+pub struct RealServers(Arc<[RealServer]>);
 
 impl RealServers {
     /// The real server at `address` and `port`, if it is one of these.
@@ -121,7 +123,7 @@ impl FromIterator<RealServer> for RealServers {
             }
             same
         });
-        RealServers(all.into_boxed_slice())
+        RealServers(Arc::from(all))
     }
 }
 

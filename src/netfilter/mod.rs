@@ -185,7 +185,7 @@ impl Elements {
                 self.local_policy.insert((target, cluster_ip));
             }
         }
-        for (endpoint, target_port) in &vs.local_destinations {
+        for (endpoint, target_port) in vs.local_destinations.iter() {
             self.hairpin.insert((*endpoint, protocol, *target_port));
         }
     }
