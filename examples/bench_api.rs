@@ -802,13 +802,21 @@ fn log_field(line: &str, field: &str) -> Option<f64> {
 /// poll saw the real server; and whether the periodic repair was reading the table then.
 /// Lines for the slowest changes, and a summary over all.
 fn breakdown(m: &Measured, log: &str) -> Vec<String> {
-    let mut syncs: Vec<(f64, f64)> = Vec::new();
+    // (end, seconds, its phases)
+    let mut syncs: Vec<(f64, f64, String)> = Vec::new();
     let mut repairs: Vec<(f64, f64)> = Vec::new();
     for line in log.lines().map(without_colours) {
         let Some(at) = log_time(&line) else { continue };
         if line.contains(" synced ") && line.contains("full=false") {
             if let Some(ms) = log_field(&line, "elapsed_ms") {
-                syncs.push((at, ms / 1e3));
+                let phases = ["model", "plan", "netfilter", "apply"]
+                    .iter()
+                    .filter_map(|p| {
+                        Some(format!("{p} {:.0}", log_field(&line, &format!("{p}_ms"))?))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                syncs.push((at, ms / 1e3, phases));
             }
         } else if line.contains("repair:") {
             if let Some(ms) = log_field(&line, "read_ms") {
@@ -820,17 +828,17 @@ fn breakdown(m: &Measured, log: &str) -> Vec<String> {
     for (latency, sent) in m.changes.iter().zip(&m.sent) {
         let sent = time_of_day(*sent);
         let total = latency.as_secs_f64();
-        let Some(&(end, took)) = syncs
-            .iter()
-            .find(|(end, _)| day_diff(*end, sent) >= 0.0 && day_diff(*end, sent) <= total + 0.05)
-        else {
+        let Some((end, took, phases)) = syncs.iter().find(|(end, _, _)| {
+            day_diff(*end, sent) >= 0.0 && day_diff(*end, sent) <= total + 0.05
+        }) else {
             continue;
         };
+        let (end, took) = (*end, *took);
         let before = day_diff(end - took, sent);
         let reading = repairs
             .iter()
             .any(|(from, to)| day_diff(sent, *from) >= 0.0 && day_diff(*to, sent) >= 0.0);
-        parts.push((total, before, took, total - before - took, reading));
+        parts.push((total, before, took, total - before - took, reading, phases));
     }
     let ms = |s: f64| s * 1e3;
     let mut out = vec![format!(
@@ -840,9 +848,9 @@ fn breakdown(m: &Measured, log: &str) -> Vec<String> {
     )];
     let mut sorted = parts.clone();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (total, before, took, after, reading) in sorted.iter().take(5) {
+    for (total, before, took, after, reading, phases) in sorted.iter().take(5) {
         out.push(format!(
-            "  {:>6.0} ms: {:>6.0} / {:>4.0} / {:>4.0} ms{}",
+            "  {:>6.0} ms: {:>6.0} / {:>4.0} / {:>4.0} ms (sync: {phases} ms){}",
             ms(*total),
             ms(*before),
             ms(*took),

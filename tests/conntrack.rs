@@ -34,11 +34,11 @@ fn mk_vs(key: ServiceKey, real_servers: &[&str]) -> VirtualServer {
                 RealServer::new(addr.ip(), addr.port())
             })
             .collect(),
-        origin: ServiceRef {
+        origin: std::sync::Arc::new(ServiceRef {
             namespace: "kube-system".into(),
             name: "kube-dns".into(),
             port_name: "dns".into(),
-        },
+        }),
         kind: AddressKind::ClusterIp,
         local_policy: false,
         local_destinations: Default::default(),

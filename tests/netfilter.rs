@@ -39,11 +39,11 @@ fn mk_vs(
             .iter()
             .map(|(a, p)| RealServer::new(ip(a), *p))
             .collect(),
-        origin: ServiceRef {
+        origin: std::sync::Arc::new(ServiceRef {
             namespace: "default".into(),
             name: "web".into(),
             port_name: String::new(),
-        },
+        }),
         kind,
         local_policy,
         local_destinations: local.iter().map(|(a, p)| (ip(a), *p)).collect(),

@@ -66,11 +66,11 @@ fn mk_vs(key: ServiceKey, real_servers: &[RealServer]) -> VirtualServer {
     VirtualServer {
         service: Service::new(key, "rr"),
         destinations: real_servers.iter().copied().collect(),
-        origin: ServiceRef {
+        origin: std::sync::Arc::new(ServiceRef {
             namespace: "default".into(),
             name: "web".into(),
             port_name: "http".into(),
-        },
+        }),
         kind: AddressKind::ClusterIp,
         local_policy: false,
         local_destinations: Default::default(),

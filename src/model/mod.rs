@@ -156,8 +156,8 @@ pub struct VirtualServer {
     pub service: IpvsService,
     /// Its real servers, found by (address, port).
     pub destinations: RealServers,
-    /// The Service port it was made for.
-    pub origin: ServiceRef,
+    /// The Service port it was made for, shared by the port's virtual servers.
+    pub origin: Arc<ServiceRef>,
     /// Which kind of the Service's addresses it listens on.
     pub kind: AddressKind,
     /// Whether the traffic policy for this kind of address is `Local` (external for node ports,
@@ -783,11 +783,11 @@ pub(crate) fn service_output(
         let Some((protocol, number)) = ServiceRules::port(port, i, &full, &mut out.notes) else {
             continue;
         };
-        let origin = ServiceRef {
+        let origin = Arc::new(ServiceRef {
             namespace: rules.namespace.clone(),
             name: rules.name.clone(),
             port_name: port.name.clone().unwrap_or_default(),
-        };
+        });
         let targets = rules.targets(
             spec,
             port,
@@ -1058,7 +1058,7 @@ impl ServiceRules<'_> {
         protocol: Protocol,
         port: u16,
         kind: AddressKind,
-        origin: &ServiceRef,
+        origin: &Arc<ServiceRef>,
         computed: &mut Vec<((Family, bool), Destinations)>,
     ) -> VirtualServer {
         let key = ServiceKey::Addr {
