@@ -365,14 +365,27 @@ fn a_restart_after_kill_9_mid_sync_converges_and_removes_what_ipvsd_left_only() 
     // real servers each: 10,200 rules): ipvsd is killed in the middle of programming them.
     const COUNT: usize = 3400;
     std::fs::write(&manifest, many_services(COUNT)).unwrap();
+    let bound_before = addresses_of("kube-ipvs0");
     let daemon = Daemon::start(dir.path(), &[]);
-    // Polled without pause: the kernel takes thousands of virtual servers in well under a
-    // second once ipvsd starts writing, and the kill must land while it writes.
+    // Reading the manifests and building the model take minutes on a slow emulated host;
+    // meanwhile the kernel is only looked at now and then, so as not to take the CPU ipvsd
+    // needs. Its first sync binds the new Services' addresses before it writes their virtual
+    // servers: the first of them bound says the writing is about to start.
     let started = std::time::Instant::now();
+    while addresses_of("kube-ipvs0").is_subset(&bound_before) {
+        assert!(
+            started.elapsed() < Duration::from_secs(420),
+            "ipvsd did not start its first sync within 420 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Then polled without pause: the kernel takes thousands of virtual servers in seconds
+    // once ipvsd starts writing, and the kill must land while it writes.
+    let writing = std::time::Instant::now();
     while virtual_server_count() <= foreign_count(&foreign) + 20 {
         assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "ipvsd did not start writing within 240 s"
+            writing.elapsed() < Duration::from_secs(120),
+            "ipvsd bound addresses but wrote no virtual servers within 120 s"
         );
         std::thread::sleep(Duration::from_micros(200));
     }
