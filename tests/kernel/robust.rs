@@ -402,7 +402,8 @@ fn a_restart_after_kill_9_mid_sync_converges_and_removes_what_ipvsd_left_only() 
     let mut expected = many_rules(COUNT);
     expected.extend(foreign.iter().cloned());
     let daemon = Daemon::start(dir.path(), &[]);
-    wait_until("convergence", Duration::from_secs(150), || {
+    // Reading the manifests again is most of it on a slow emulated host (see above).
+    wait_until("convergence", Duration::from_secs(420), || {
         virtual_server_count() == COUNT + foreign_count(&foreign)
     });
     let listing = run(&ipvsadm, &["-Sn"]);
