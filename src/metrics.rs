@@ -147,20 +147,12 @@ impl Traffic {
         let labels: Vec<usize> = table
             .iter()
             .map(|vs| {
-                let (protocol, address, port) = match vs.key {
-                    ipvs::ServiceKey::Addr {
-                        address,
-                        protocol,
-                        port,
-                    } => (
-                        displayed_len(protocol),
-                        displayed_len(address),
-                        displayed_len(port),
-                    ),
-                    ipvs::ServiceKey::FwMark { mark, .. } => {
-                        ("fwmark".len(), displayed_len(mark), 0)
-                    }
-                };
+                let [protocol, address, port] = key_labels(&vs.key);
+                let (protocol, address, port) = (
+                    displayed_len(protocol),
+                    displayed_len(address),
+                    displayed_len(port),
+                );
                 protocol + address + port + vs.service.len()
             })
             .collect();
@@ -225,23 +217,51 @@ struct VirtualServerLabels<'a>(&'a VirtualServerTraffic);
 impl EncodeLabelSet for VirtualServerLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
         let vs = self.0;
-        match vs.key {
-            ipvs::ServiceKey::Addr {
-                address,
-                protocol,
-                port,
-            } => {
-                encode_label(encoder, "protocol", protocol)?;
-                encode_label(encoder, "address", address)?;
-                encode_label(encoder, "port", port)?;
-            }
-            ipvs::ServiceKey::FwMark { mark, .. } => {
-                encode_label(encoder, "protocol", "fwmark")?;
-                encode_label(encoder, "address", mark)?;
-                encode_label(encoder, "port", "")?;
-            }
-        }
+        let [protocol, address, port] = key_labels(&vs.key);
+        encode_label(encoder, "protocol", protocol)?;
+        encode_label(encoder, "address", address)?;
+        encode_label(encoder, "port", port)?;
         encode_label(encoder, "service", &vs.service)
+    }
+}
+
+/// The values of a virtual server's `protocol`, `address` and `port` labels, in that order:
+/// one place that says what they are, for the text and for the room taken for it.
+fn key_labels(key: &ipvs::ServiceKey) -> [KeyLabel; 3] {
+    match *key {
+        ipvs::ServiceKey::Addr {
+            address,
+            protocol,
+            port,
+        } => [
+            KeyLabel::Protocol(protocol),
+            KeyLabel::Address(address),
+            KeyLabel::Number(port.into()),
+        ],
+        ipvs::ServiceKey::FwMark { mark, .. } => [
+            KeyLabel::Text("fwmark"),
+            KeyLabel::Number(mark),
+            KeyLabel::Text(""),
+        ],
+    }
+}
+
+/// One label value of [`key_labels`], written by its `Display`.
+enum KeyLabel {
+    Protocol(ipvs::Protocol),
+    Address(std::net::IpAddr),
+    Number(u32),
+    Text(&'static str),
+}
+
+impl fmt::Display for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyLabel::Protocol(protocol) => protocol.fmt(f),
+            KeyLabel::Address(address) => address.fmt(f),
+            KeyLabel::Number(number) => number.fmt(f),
+            KeyLabel::Text(text) => f.write_str(text),
+        }
     }
 }
 
