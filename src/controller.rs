@@ -15,8 +15,9 @@
 //!
 //! Every sync period the kernel is read again, so that a rule changed by hand is put back. At
 //! 10,000 Services that read takes tens of seconds in a slow VM, and replacing the nftables
-//! table seconds more, so the repair does not stop the syncs: its read runs beside them (see
-//! [`Dataplane::read_in_background`]) and compares each virtual server with the cache's
+//! table seconds more, so the repair does not stop the syncs: its read runs beside them, the
+//! IPVS part on a thread of its own at a lower CPU priority (see
+//! [`Dataplane::read_in_background`]), and compares each virtual server with the cache's
 //! fingerprint of it as it reads, keeping only those that differ (no second copy of the table);
 //! what the syncs changed meanwhile is taken from the cache, which knows it better than a read
 //! that may have passed it before or after. What the read finds different from the cache is

@@ -2,11 +2,19 @@
 //! operations, many requests packed into each datagram.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
 
 use ipvs::{Client, Destination, Dump, EntryKind, ForwardingMethod, ServiceKey, Undecodable};
 
 use super::{Fingerprints, IpvsComparison, IpvsContents};
 use crate::plan::{ActualService, Operation};
+
+/// The nice value the repair's reading thread takes (0 is the default, 19 the lowest
+/// priority): low enough that the syncs, the API watch and the API server beside ipvsd come
+/// first, high enough that a busy node still gets the read done within a few sync periods.
+pub const READING_NICE: i32 = 10;
 
 /// The kernel's IPVS table, through one netlink socket.
 #[derive(Clone)]
@@ -89,6 +97,44 @@ impl IpvsTable {
         Ok(comparison)
     }
 
+    /// Reads the whole table as [`IpvsTable::read_compared`] does, on a thread of its own at a
+    /// lower CPU priority ([`READING_NICE`]) with a connection of its own.
+    ///
+    /// Why: at 10,000 Services the read is 30,000 destination dumps, a CPU's worth of work for
+    /// minutes in a slow VM, every sync period; on the syncs' runtime it took that CPU from the
+    /// changes arriving meanwhile (the API watch, the sync, and the API server beside ipvsd), and
+    /// the slowest changes of the benchmark all overlapped a read. The kernel does a dump's work
+    /// in the reading thread's `recvmsg`, so that runs at the lower priority too.
+    pub fn read_compared_apart(
+        expected: Arc<Fingerprints>,
+    ) -> impl Future<Output = Result<IpvsComparison, ipvs::Error>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("ipvsd-repair".to_string())
+            .spawn(move || {
+                lower_priority(READING_NICE);
+                let read = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(ipvs::Error::from)
+                    .and_then(|runtime| {
+                        runtime.block_on(async {
+                            IpvsTable::connect().await?.read_compared(&expected).await
+                        })
+                    });
+                // The receiver goes away only when the repair was given up.
+                let _ = tx.send(read);
+            });
+        async move {
+            spawned?;
+            rx.await.map_err(|_| {
+                ipvs::Error::from(io::Error::other(
+                    "the repair's reading thread ended without an answer",
+                ))
+            })?
+        }
+    }
+
     /// Reads every virtual server with its destinations, handing each to `take`; returns the
     /// entries that could not be read. A virtual server deleted between the two dumps is
     /// left out.
@@ -148,6 +194,15 @@ impl IpvsTable {
     }
 }
 
+/// Gives the calling thread the nice value `nice` (Linux keeps one per thread). Lowering one's
+/// own priority needs no privilege; should it fail, the read runs at the usual priority.
+fn lower_priority(nice: i32) {
+    let thread = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
+        tracing::debug!(error = %e, nice, "could not lower the reading thread's priority");
+    }
+}
+
 /// Firewall mark of the throwaway virtual server that probes for a scheduler. Fwmark services
 /// are never ipvsd's own, so the probe cannot collide with a managed rule.
 const PROBE_MARK: u32 = 0x1b5_d000;
@@ -171,5 +226,27 @@ impl IpvsTable {
             Err(e) => return Err(e),
         }
         self.client.delete_service(&key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reading_thread_lowers_its_own_priority_only() {
+        let before = rustix::process::getpriority_process(None).expect("own priority");
+        let inside = std::thread::spawn(|| {
+            lower_priority(READING_NICE);
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                .expect("thread priority")
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(inside, READING_NICE.max(before));
+        // The calling thread (here, the test's) keeps its own.
+        let after = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .expect("thread priority");
+        assert_eq!(after, before);
     }
 }

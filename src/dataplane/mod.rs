@@ -226,13 +226,12 @@ impl Dataplane for Kernel {
         &self,
         expected: Arc<Fingerprints>,
     ) -> impl Future<Output = KernelRead> + Send + 'static {
-        let ipvs = self.ipvs.clone();
         let dummy = std::sync::Arc::clone(&self.dummy);
         let nft = self.netfilter.nft.clone();
         let config = self.netfilter.config.clone();
         async move {
             use crate::netfilter::{listing, TABLE_FAMILY, TABLE_NAME};
-            let ipvs = ipvs.read_compared(&expected).await;
+            let ipvs = IpvsTable::read_compared_apart(expected).await;
             let bound_addresses = dummy.addresses().await;
             let netfilter = nft
                 .list(&["table", TABLE_FAMILY, TABLE_NAME])
