@@ -11,10 +11,10 @@ use ipvs::{Client, Destination, Dump, EntryKind, ForwardingMethod, ServiceKey, U
 use super::{Fingerprints, IpvsComparison, IpvsContents};
 use crate::plan::{ActualService, Operation};
 
-/// The nice value the repair's reading thread takes (0 is the default, 19 the lowest
-/// priority): low enough that the syncs, the API watch and the API server beside ipvsd come
-/// first, high enough that a busy node still gets the read done within a few sync periods.
-pub const READING_NICE: i32 = 10;
+/// How many nice steps below the rest of ipvsd the repair's reading thread runs (19 is the
+/// lowest priority): low enough that the syncs, the API watch and the API server beside ipvsd
+/// come first, high enough that a busy node still gets the read done within a few sync periods.
+pub const READING_NICE_STEPS: i32 = 10;
 
 /// The kernel's IPVS table, through one netlink socket.
 #[derive(Clone)]
@@ -98,7 +98,7 @@ impl IpvsTable {
     }
 
     /// Reads the whole table as [`IpvsTable::read_compared`] does, on a thread of its own at a
-    /// lower CPU priority ([`READING_NICE`]) with a connection of its own.
+    /// lower CPU priority ([`READING_NICE_STEPS`]) with a connection of its own.
     ///
     /// Why: at 10,000 Services the read is 30,000 destination dumps, a CPU's worth of work for
     /// minutes in a slow VM, every sync period; on the syncs' runtime it took that CPU from the
@@ -112,7 +112,7 @@ impl IpvsTable {
         let spawned = std::thread::Builder::new()
             .name("ipvsd-repair".to_string())
             .spawn(move || {
-                lower_priority(READING_NICE);
+                lower_priority(READING_NICE_STEPS);
                 let read = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -194,12 +194,15 @@ impl IpvsTable {
     }
 }
 
-/// Gives the calling thread the nice value `nice` (Linux keeps one per thread). Lowering one's
-/// own priority needs no privilege; should it fail, the read runs at the usual priority.
-fn lower_priority(nice: i32) {
-    let thread = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
-        tracing::debug!(error = %e, nice, "could not lower the reading thread's priority");
+/// Lowers the calling thread's priority by `steps` nice steps (Linux keeps a nice value per
+/// thread; 19 is the lowest). Lowering one's own priority needs no privilege; should it fail,
+/// the read runs at the usual priority.
+fn lower_priority(steps: i32) {
+    let thread = Some(rustix::thread::gettid());
+    let lowered = rustix::process::getpriority_process(thread)
+        .and_then(|nice| rustix::process::setpriority_process(thread, (nice + steps).min(19)));
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, steps, "could not lower the reading thread's priority");
     }
 }
 
@@ -237,13 +240,14 @@ mod tests {
     fn the_reading_thread_lowers_its_own_priority_only() {
         let before = rustix::process::getpriority_process(None).expect("own priority");
         let inside = std::thread::spawn(|| {
-            lower_priority(READING_NICE);
+            lower_priority(READING_NICE_STEPS);
             rustix::process::getpriority_process(Some(rustix::thread::gettid()))
                 .expect("thread priority")
         })
         .join()
         .expect("thread");
-        assert_eq!(inside, READING_NICE.max(before));
+        assert_eq!(inside, (before + READING_NICE_STEPS).min(19));
+        assert!(inside > before || before == 19);
         // The calling thread (here, the test's) keeps its own.
         let after = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
             .expect("thread priority");
