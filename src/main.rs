@@ -16,6 +16,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Freed pages go back to the kernel from jemalloc's own threads, soon after they were last
+    // used (the delay is built in: `.cargo/config.toml`), not whenever ipvsd next allocates.
+    // Without them the pages are returned later, by the allocating threads.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     ipvsd::metrics::set_heap_stats(jemalloc_stats);
     init_logging(cli.log_level.as_deref(), cli.log_format);
     match cli.command {

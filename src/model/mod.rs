@@ -363,12 +363,7 @@ impl ParsedSlice {
     /// there is nothing to say). Depends on the slice alone.
     pub(crate) fn parse(slice: &Slice, warnings: &mut Vec<String>) -> Option<ParsedSlice> {
         let name = object_name(&slice.metadata);
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
+        let Some(service) = slice.service_name.as_ref() else {
             warnings.push(format!(
                 "EndpointSlice {name}: no {SERVICE_NAME_LABEL} label, ignored"
             ));
