@@ -15,9 +15,9 @@
 //!
 //! Every sync period the kernel is read again, so that a rule changed by hand is put back. At
 //! 10,000 Services that read takes tens of seconds in a slow VM, and replacing the nftables
-//! table seconds more, so the repair does not stop the syncs: its read runs beside them, the
-//! IPVS part on a thread of its own at a lower CPU priority (see
-//! [`Dataplane::read_in_background`]), and compares each virtual server with the cache's
+//! table seconds more, so the repair does not stop the syncs: its read runs beside them, on a
+//! thread of its own at a lower CPU priority, pausing between short stretches of work (see
+//! [`Dataplane::read_in_background`] and [`crate::dataplane::reading_thread`]), and compares each virtual server with the cache's
 //! fingerprint of it as it reads, keeping only those that differ (no second copy of the table);
 //! what the syncs changed meanwhile is taken from the cache, which knows it better than a read
 //! that may have passed it before or after. What the read finds different from the cache is
@@ -1123,6 +1123,7 @@ impl<D: Dataplane> Controller<D> {
         let compare_time = started.elapsed();
         let phase = std::time::Instant::now();
         let read_count = comparison.counters.len();
+        let paused = comparison.paused;
         self.publish_traffic(model.desired(), &comparison.counters);
         self.report_undecodable(&comparison.undecodable);
         if let Some(actual) = self.actual.as_mut() {
@@ -1164,6 +1165,7 @@ impl<D: Dataplane> Controller<D> {
             drifted = self.drift.virtual_servers.len() + drift.virtual_servers.len(),
             fingerprint_ms = window.fingerprint_time.as_millis() as u64,
             read_ms = read_time.as_millis() as u64,
+            paused_ms = paused.as_millis() as u64,
             compare_ms = compare_time.as_millis() as u64,
             traffic_ms = traffic_time.as_millis() as u64,
             netfilter_ms = netfilter_time.as_millis() as u64,

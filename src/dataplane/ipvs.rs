@@ -2,19 +2,11 @@
 //! operations, many requests packed into each datagram.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::io;
-use std::sync::Arc;
 
 use ipvs::{Client, Destination, Dump, EntryKind, ForwardingMethod, ServiceKey, Undecodable};
 
 use super::{Fingerprints, IpvsComparison, IpvsContents};
 use crate::plan::{ActualService, Operation};
-
-/// How many nice steps below the rest of ipvsd the repair's reading thread runs (19 is the
-/// lowest priority): low enough that the syncs, the API watch and the API server beside ipvsd
-/// come first, high enough that a busy node still gets the read done within a few sync periods.
-pub const READING_NICE_STEPS: i32 = 10;
 
 /// The kernel's IPVS table, through one netlink socket.
 #[derive(Clone)]
@@ -74,77 +66,52 @@ impl IpvsTable {
     pub async fn read(&self) -> Result<IpvsContents, ipvs::Error> {
         let mut services = BTreeMap::new();
         let undecodable = self
-            .read_each(|service| {
+            .read_each(false, |service| {
                 services.insert(service.service.key, service);
             })
-            .await?;
+            .await?
+            .0;
         Ok(IpvsContents {
             services,
             undecodable,
         })
     }
 
-    /// Reads the whole table, comparing each virtual server with `expected` as it comes.
+    /// Reads the whole table, comparing each virtual server with `expected` as it comes;
+    /// `paced`: pausing as [`super::reading_thread::READING_STRETCH`] says.
     pub async fn read_compared(
         &self,
         expected: &Fingerprints,
+        paced: bool,
     ) -> Result<IpvsComparison, ipvs::Error> {
         let mut comparison = IpvsComparison::default();
-        let undecodable = self
-            .read_each(|service| comparison.add(service, expected))
+        let (undecodable, paused) = self
+            .read_each(paced, |service| comparison.add(service, expected))
             .await?;
         comparison.undecodable = undecodable;
+        comparison.paused = paused;
         Ok(comparison)
     }
 
-    /// Reads the whole table as [`IpvsTable::read_compared`] does, on a thread of its own at a
-    /// lower CPU priority ([`READING_NICE_STEPS`]) with a connection of its own.
-    ///
-    /// Why: at 10,000 Services the read is 30,000 destination dumps, a CPU's worth of work for
-    /// minutes in a slow VM, every sync period; on the syncs' runtime it took that CPU from the
-    /// changes arriving meanwhile (the API watch, the sync, and the API server beside ipvsd), and
-    /// the slowest changes of the benchmark all overlapped a read. The kernel does a dump's work
-    /// in the reading thread's `recvmsg`, so that runs at the lower priority too.
-    pub fn read_compared_apart(
-        expected: Arc<Fingerprints>,
-    ) -> impl Future<Output = Result<IpvsComparison, ipvs::Error>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("ipvsd-repair".to_string())
-            .spawn(move || {
-                lower_priority(READING_NICE_STEPS);
-                let read = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(ipvs::Error::from)
-                    .and_then(|runtime| {
-                        runtime.block_on(async {
-                            IpvsTable::connect().await?.read_compared(&expected).await
-                        })
-                    });
-                // The receiver goes away only when the repair was given up.
-                let _ = tx.send(read);
-            });
-        async move {
-            spawned?;
-            rx.await.map_err(|_| {
-                ipvs::Error::from(io::Error::other(
-                    "the repair's reading thread ended without an answer",
-                ))
-            })?
-        }
-    }
-
     /// Reads every virtual server with its destinations, handing each to `take`; returns the
-    /// entries that could not be read. A virtual server deleted between the two dumps is
-    /// left out.
+    /// entries that could not be read, and how long it paused (`paced`: see
+    /// [`super::reading_thread::READING_STRETCH`]). A virtual server deleted between the two dumps is left out.
     async fn read_each(
         &self,
+        paced: bool,
         mut take: impl FnMut(ActualService),
-    ) -> Result<Vec<Undecodable>, ipvs::Error> {
+    ) -> Result<(Vec<Undecodable>, std::time::Duration), ipvs::Error> {
         let dump = self.client.service_dump().await?;
         let mut undecodable = dump.undecodable;
+        let mut paused = std::time::Duration::ZERO;
+        let mut stretch = std::time::Instant::now();
         for service in dump.entries {
+            let busy = stretch.elapsed();
+            if paced && busy >= super::reading_thread::READING_STRETCH {
+                tokio::time::sleep(busy).await;
+                paused += busy;
+                stretch = std::time::Instant::now();
+            }
             let destinations = match self.destination_dump(&service.key).await {
                 Ok(d) => d,
                 Err(ipvs::Error::NotFound { .. }) => continue,
@@ -156,7 +123,7 @@ impl IpvsTable {
                 destinations: destinations.entries.iter().map(Into::into).collect(),
             });
         }
-        Ok(undecodable)
+        Ok((undecodable, paused))
     }
 
     /// Reads the destinations of the given virtual servers, one dump after the other: netlink
@@ -194,18 +161,6 @@ impl IpvsTable {
     }
 }
 
-/// Lowers the calling thread's priority by `steps` nice steps (Linux keeps a nice value per
-/// thread; 19 is the lowest). Lowering one's own priority needs no privilege; should it fail,
-/// the read runs at the usual priority.
-fn lower_priority(steps: i32) {
-    let thread = Some(rustix::thread::gettid());
-    let lowered = rustix::process::getpriority_process(thread)
-        .and_then(|nice| rustix::process::setpriority_process(thread, (nice + steps).min(19)));
-    if let Err(e) = lowered {
-        tracing::debug!(error = %e, steps, "could not lower the reading thread's priority");
-    }
-}
-
 /// Firewall mark of the throwaway virtual server that probes for a scheduler. Fwmark services
 /// are never ipvsd's own, so the probe cannot collide with a managed rule.
 const PROBE_MARK: u32 = 0x1b5_d000;
@@ -229,28 +184,5 @@ impl IpvsTable {
             Err(e) => return Err(e),
         }
         self.client.delete_service(&key).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_reading_thread_lowers_its_own_priority_only() {
-        let before = rustix::process::getpriority_process(None).expect("own priority");
-        let inside = std::thread::spawn(|| {
-            lower_priority(READING_NICE_STEPS);
-            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-                .expect("thread priority")
-        })
-        .join()
-        .expect("thread");
-        assert_eq!(inside, (before + READING_NICE_STEPS).min(19));
-        assert!(inside > before || before == 19);
-        // The calling thread (here, the test's) keeps its own.
-        let after = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-            .expect("thread priority");
-        assert_eq!(after, before);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ pub mod link;
 pub mod nftables;
 pub mod node_addresses;
 pub mod owned;
+pub mod reading_thread;
 pub mod rtnetlink;
 pub mod sysctl;
 
@@ -140,6 +142,8 @@ pub struct IpvsComparison {
     pub counters: BTreeMap<::ipvs::ServiceKey, ::ipvs::Stats>,
     /// Services and destinations that could not be read.
     pub undecodable: Vec<::ipvs::Undecodable>,
+    /// How long the read paused to leave the CPU to others.
+    pub paused: std::time::Duration,
 }
 
 impl IpvsComparison {
@@ -231,22 +235,39 @@ impl Dataplane for Kernel {
         let config = self.netfilter.config.clone();
         async move {
             use crate::netfilter::{listing, TABLE_FAMILY, TABLE_NAME};
-            let ipvs = IpvsTable::read_compared_apart(expected).await;
+            let read = reading_thread::on_reading_thread(move || async move {
+                let ipvs = match IpvsTable::connect().await {
+                    Ok(table) => table.read_compared(&expected, true).await,
+                    Err(e) => Err(e),
+                };
+                let netfilter = nft
+                    .list(&["table", TABLE_FAMILY, TABLE_NAME])
+                    .await
+                    .map(|text| {
+                        let listed = listing::parse(&text);
+                        NetfilterCheck {
+                            rule_differences: listing::rule_differences(
+                                &listed.rules,
+                                &listing::expected_rules(&config),
+                            ),
+                            elements: listing::to_written_form(listed.elements),
+                            counters: crate::netfilter::parse_counters(&text),
+                        }
+                    });
+                (ipvs, netfilter)
+            })
+            .await;
+            let (ipvs, netfilter) = read.unwrap_or_else(|e| {
+                let why = || io::Error::new(e.kind(), e.to_string());
+                (
+                    Err(::ipvs::Error::from(why())),
+                    Err(NftablesError::Io {
+                        program: "nft".into(),
+                        source: why(),
+                    }),
+                )
+            });
             let bound_addresses = dummy.addresses().await;
-            let netfilter = nft
-                .list(&["table", TABLE_FAMILY, TABLE_NAME])
-                .await
-                .map(|text| {
-                    let listed = listing::parse(&text);
-                    NetfilterCheck {
-                        rule_differences: listing::rule_differences(
-                            &listed.rules,
-                            &listing::expected_rules(&config),
-                        ),
-                        elements: listing::to_written_form(listed.elements),
-                        counters: crate::netfilter::parse_counters(&text),
-                    }
-                });
             KernelRead {
                 ipvs,
                 bound_addresses,
