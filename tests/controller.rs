@@ -48,6 +48,8 @@ struct Table {
     transactions: Vec<Transaction>,
     /// Refuse this many nftables transactions before accepting again.
     refuse_netfilter: usize,
+    /// Listing the nftables table times out, as a slow node's `nft` may.
+    listing_times_out: bool,
     /// Packets the port filter rejected since the table was last written.
     rejected: u64,
     /// The node's UDP conntrack entries.
@@ -106,12 +108,17 @@ impl Dataplane for FakeKernel {
             let (read, gate) = kernel.with(|t| {
                 t.background_reads += 1;
                 let netfilter = match &t.netfilter {
+                    _ if t.listing_times_out => Err(NftablesError::TimedOut(Duration::ZERO)),
                     Some(elements) => Ok(NetfilterCheck {
                         elements: elements.clone(),
                         rule_differences: Vec::new(),
                         counters: [("port-filter-rejected".to_string(), t.rejected)].into(),
                     }),
-                    None => Err(NftablesError::TimedOut(Duration::ZERO)),
+                    // What nft says of a table that is not there.
+                    None => Err(NftablesError::Refused {
+                        status: std::os::unix::process::ExitStatusExt::from_raw(256),
+                        stderr: "Error: No such file or directory".into(),
+                    }),
                 };
                 let read = KernelRead {
                     ipvs: Ok(IpvsComparison::of(
@@ -612,6 +619,37 @@ async fn the_repair_replaces_the_nftables_table_only_when_its_listing_differs() 
             t.transactions
         );
         assert_eq!(t.netfilter.as_ref().unwrap().set("cluster-ips-v4").len(), 5);
+    });
+}
+
+#[tokio::test]
+async fn a_listing_that_times_out_leaves_the_nftables_table_alone_and_one_that_says_it_is_gone_replaces_it(
+) {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(100)).await;
+    h.wait_until("a repair", |t| t.background_reads >= 1).await;
+    h.kernel.with(|t| t.listing_times_out = true);
+    let reads = h.kernel.with(|t| t.background_reads);
+    h.wait_until("three repairs more", |t| t.background_reads >= reads + 3)
+        .await;
+    h.kernel.with(|t| {
+        assert_eq!(t.transactions.len(), 1, "{:?}", t.transactions);
+        // The table goes (deleted by hand); nft, asked again, says so.
+        t.listing_times_out = false;
+        t.netfilter = None;
+    });
+    h.wait_until("the replacement", |t| t.transactions.len() == 2)
+        .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(
+            matches!(
+                t.transactions[..],
+                [Transaction::Replace(_), Transaction::Replace(_)]
+            ),
+            "{:?}",
+            t.transactions
+        );
+        assert!(t.netfilter.is_some());
     });
 }
 

@@ -230,6 +230,9 @@ impl Dataplane for Kernel {
         &self,
         expected: Arc<Fingerprints>,
     ) -> impl Future<Output = KernelRead> + Send + 'static {
+        // Listing 90,000 elements took over two minutes in a slow VM; the repair can wait, and
+        // a listing that still does not finish is skipped, not taken for a difference.
+        const LISTING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
         let dummy = std::sync::Arc::clone(&self.dummy);
         let nft = self.netfilter.nft.clone();
         let config = self.netfilter.config.clone();
@@ -241,7 +244,7 @@ impl Dataplane for Kernel {
                     Err(e) => Err(e),
                 };
                 let netfilter = nft
-                    .list(&["table", TABLE_FAMILY, TABLE_NAME])
+                    .list_within(&["table", TABLE_FAMILY, TABLE_NAME], LISTING_TIMEOUT)
                     .await
                     .map(|text| {
                         let listed = listing::parse(&text);

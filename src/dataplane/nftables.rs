@@ -67,7 +67,7 @@ impl Nftables {
             .find(|p| is_executable(p))
             .ok_or(NftablesError::NotFound { path: path.clone() })?;
         let nft = Nftables { program };
-        nft.run(&["--version"], None).await?;
+        nft.run(&["--version"], None, NFT_TIMEOUT).await?;
         Ok(nft)
     }
 
@@ -78,19 +78,32 @@ impl Nftables {
 
     /// Applies a transaction written in the `nft -f` language.
     pub async fn apply(&self, script: &str) -> Result<(), NftablesError> {
-        self.run(&["-f", "-"], Some(script)).await.map(drop)
+        self.run(&["-f", "-"], Some(script), NFT_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// What `nft list ARGS...` prints.
     pub async fn list(&self, args: &[&str]) -> Result<String, NftablesError> {
+        self.list_within(args, NFT_TIMEOUT).await
+    }
+
+    /// [`Nftables::list`], waiting up to `timeout`.
+    pub async fn list_within(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, NftablesError> {
         let mut all = vec!["list"];
         all.extend_from_slice(args);
-        self.run(&all, None).await
+        self.run(&all, None, timeout).await
     }
 
     /// The names of the tables of `family` (e.g. `inet`).
     pub async fn tables(&self, family: &str) -> Result<Vec<String>, NftablesError> {
-        let out = self.run(&["list", "tables", family], None).await?;
+        let out = self
+            .run(&["list", "tables", family], None, NFT_TIMEOUT)
+            .await?;
         Ok(out
             .lines()
             .filter_map(|l| l.strip_prefix("table ")?.split_whitespace().nth(1))
@@ -98,7 +111,12 @@ impl Nftables {
             .collect())
     }
 
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftablesError> {
+    async fn run(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String, NftablesError> {
         let io_error = |source| NftablesError::Io {
             program: self.program.clone(),
             source,
@@ -124,9 +142,9 @@ impl Nftables {
             }
             child.wait_with_output().await
         };
-        let output = tokio::time::timeout(NFT_TIMEOUT, work)
+        let output = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| NftablesError::TimedOut(NFT_TIMEOUT))?
+            .map_err(|_| NftablesError::TimedOut(timeout))?
             .map_err(io_error)?;
         if !output.status.success() {
             return Err(NftablesError::Refused {
