@@ -314,7 +314,7 @@ fn main() -> Result<()> {
             actual
                 .services
                 .get(key)
-                .map(|a| (*key, vs.origin.to_string(), a.service.stats))
+                .map(|a| (*key, Arc::clone(&vs.origin).into(), a.service.stats))
         })
         .collect();
     metrics.set_traffic(&traffic);

@@ -1297,7 +1297,7 @@ impl<D: Dataplane> Controller<D> {
             .filter_map(|(key, vs)| {
                 counters
                     .get(key)
-                    .map(|stats| (*key, vs.origin.to_string(), *stats))
+                    .map(|stats| (*key, Arc::clone(&vs.origin).into(), *stats))
             })
             .collect();
         // Building the traffic table and freeing the old one (30,000 rows at 10,000

@@ -121,7 +121,7 @@ async fn metrics_carry_every_series() {
         bytes_out: 5200,
         ..ipvs::Stats::default()
     };
-    metrics.set_traffic(&[(dns, "kube-system/kube-dns:dns".to_string(), stats)]);
+    metrics.set_traffic(&[(dns, "kube-system/kube-dns:dns".into(), stats)]);
 
     let (status, body) = get(server.address, "/metrics").await;
     assert_eq!(status, 200);
