@@ -674,6 +674,9 @@ async fn measure(
                 }
             }
         }
+        if contender == Contender::Ipvsd {
+            wait_for_repair(&log, &label, size)?;
+        }
         let (cpu_total, peak_rss_kib) = usage(pid)?;
         if contender == Contender::KubeProxy {
             // Its own account of its syncs, to say where its time goes.
@@ -801,6 +804,29 @@ fn log_field(line: &str, field: &str) -> Option<f64> {
 /// API call, the watch, the controller's wait), the sync (`elapsed_ms`), and after it until the
 /// poll saw the real server; and whether the periodic repair was reading the table then.
 /// Lines for the slowest changes, and a summary over all.
+/// With `BENCH_WAIT_REPAIR=S`, waits up to S seconds for ipvsd's log to show its first
+/// periodic repair done, so that a run whose changes ended while the repair read the table
+/// measures the whole repair too (its time, and the memory and CPU it took).
+fn wait_for_repair(log: &str, label: &str, size: usize) -> Result<()> {
+    let limit: u64 = match std::env::var("BENCH_WAIT_REPAIR") {
+        Ok(v) if !v.is_empty() => v.parse().context("BENCH_WAIT_REPAIR: seconds")?,
+        _ => return Ok(()),
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(limit) {
+        if std::fs::read_to_string(log)?.contains("repair: kernel read") {
+            eprintln!(
+                "bench: {label}, {size} Services: waited {:.1} s for the first repair to end",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("bench: {label}, {size} Services: no repair ended within {limit} s");
+    Ok(())
+}
+
 fn breakdown(m: &Measured, log: &str) -> Vec<String> {
     // (end, seconds, its phases)
     let mut syncs: Vec<(f64, f64, String)> = Vec::new();
