@@ -17,12 +17,13 @@
 //! 10,000 Services that read takes tens of seconds in a slow VM, and replacing the nftables
 //! table seconds more, so the repair does not stop the syncs: its read runs beside them, on a
 //! thread of its own at a lower CPU priority, pausing between short stretches of work (see
-//! [`Dataplane::read_in_background`] and [`crate::dataplane::reading_thread`]), and compares each virtual server with the cache's
-//! fingerprint of it as it reads, keeping only those that differ (no second copy of the table);
-//! what the syncs changed meanwhile is taken from the cache, which knows it better than a read
-//! that may have passed it before or after. What the read finds different from the cache is
-//! planned by the next sync like any change; the nftables table is replaced only when its
-//! listing differs from what it should hold.
+//! [`Dataplane::read_in_background`] and [`crate::dataplane::reading_thread`]), and compares
+//! each virtual server with the cache's fingerprint of it as it reads, keeping only those that
+//! differ (no second copy of the table); what the syncs changed meanwhile is taken from the
+//! cache, which knows it better than a read that may have passed it before or after. What the
+//! read finds different from the cache is planned by the next sync like any change; the
+//! nftables table is replaced only when its listing differs from what it should hold, or nft
+//! says it is gone (a listing that gets no answer changes nothing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

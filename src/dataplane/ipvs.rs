@@ -95,7 +95,8 @@ impl IpvsTable {
 
     /// Reads every virtual server with its destinations, handing each to `take`; returns the
     /// entries that could not be read, and how long it paused (`paced`: see
-    /// [`super::reading_thread::READING_STRETCH`]). A virtual server deleted between the two dumps is left out.
+    /// [`super::reading_thread::READING_STRETCH`]). A virtual server deleted between the two
+    /// dumps is left out.
     async fn read_each(
         &self,
         paced: bool,
