@@ -3,8 +3,8 @@
 //!
 //! Why: at 10,000 Services the repair's read is 30,000 IPVS destination dumps and a listing of
 //! 90,000 nftables elements, a CPU's worth of work for minutes in a slow VM, every sync period.
-//! On the syncs' runtime it took the CPU from the changes arriving meanwhile (the API watch, the
-//! sync, and the API server beside ipvsd). On a thread of its own the kernel's share of a dump
+//! On the syncs' runtime it competed for the CPU with the changes arriving meanwhile (the API
+//! watch, the sync, and the API server beside ipvsd). On a thread of its own the kernel's share of a dump
 //! (done in the reading thread's `recvmsg`) and `nft` (its child) run at the lower priority too;
 //! and the IPVS read pauses between short stretches of work ([`READING_STRETCH`]), since a
 //! lower priority orders only one machine's work.
@@ -22,9 +22,11 @@ pub const READING_NICE_STEPS: i32 = 10;
 /// pauses as long again, so it is busy half the time at most and never for long at once.
 ///
 /// Why: a lower priority only orders the work of one machine. The read's CPU still goes to it
-/// when the node's other work waits elsewhere: in the test bed the API server runs beside the
-/// VM's two vCPUs on a two-core host, and changes that arrived during a read spent 250–350 ms
-/// before their sync began. Pausing gives the CPU back in short slices, whoever needs it.
+/// when the node's other work waits elsewhere (in the test bed the API server runs beside the
+/// VM's two vCPUs on a two-core host). Pausing gives the CPU back in short slices, whoever
+/// needs it. Measured there, neither the priority nor the pauses shortened the slowest changes
+/// (250–350 ms before their sync began, with or without them: the README's Performance
+/// section); what they bound is the read's share of a CPU.
 pub const READING_STRETCH: Duration = Duration::from_millis(2);
 
 /// Runs `work` on a new thread at a priority [`READING_NICE_STEPS`] below the caller's, on a
