@@ -23,7 +23,11 @@
 //! cache, which knows it better than a read that may have passed it before or after. What the
 //! read finds different from the cache is planned by the next sync like any change; the
 //! nftables table is replaced only when its listing differs from what it should hold, or nft
-//! says it is gone (a listing that gets no answer changes nothing).
+//! says it is gone (a listing that gets no answer changes nothing). The listing too is compared
+//! beside the syncs, set by set against a digest of what each set held when the read began, and
+//! only a set that differs is compared element by element on the sync loop. The fingerprints
+//! and digests are kept up to date sync by sync, so a repair's start and end hold the sync loop
+//! for what differs, not for the size of the table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -156,6 +160,79 @@ pub struct Controller<D> {
     repair: Option<RepairWindow>,
     /// What the last repair's read found different from the cache, for the next sync to plan.
     drift: Drift,
+    /// The cache's fingerprint of each virtual server, kept up to date sync by sync.
+    prints: CachePrints,
+}
+
+/// The cache's fingerprint of each virtual server ([`ActualService::fingerprint`]), what a
+/// repair's read compares the kernel with. Kept up to date sync by sync, each fingerprinting
+/// only the virtual servers it changed: fingerprinting the whole cache when a repair began held
+/// the sync loop for 300–450 ms at 30,000 virtual servers in the test bed, and a change
+/// arriving then waited for it.
+#[derive(Debug, Default)]
+struct CachePrints {
+    /// As of the last repair's start (shared with its read while it runs).
+    prints: Arc<crate::dataplane::Fingerprints>,
+    /// Virtual servers the cache changed since.
+    stale: BTreeSet<ipvs::ServiceKey>,
+    /// The cache was replaced since (or never fingerprinted).
+    all_stale: bool,
+}
+
+impl CachePrints {
+    /// The cache changed what it holds of `key`.
+    fn touch(&mut self, key: ipvs::ServiceKey) {
+        if !self.all_stale {
+            self.stale.insert(key);
+        }
+    }
+
+    /// The cache was replaced.
+    fn touch_all(&mut self) {
+        self.all_stale = true;
+        self.stale.clear();
+    }
+
+    /// Brings the stale fingerprints up to date with `actual`. Done after each sync while no
+    /// repair reads (its read shares the fingerprints; changing them then would copy them
+    /// all), so that a repair's start has next to nothing left to do.
+    fn refresh(&mut self, actual: Option<&Actual>) {
+        let services = actual.map(|a| &a.services);
+        if std::mem::take(&mut self.all_stale) {
+            self.prints = Arc::new(
+                services
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, service)| (*key, service.fingerprint()))
+                    .collect(),
+            );
+        } else if !self.stale.is_empty() {
+            // No read holds them by now: no copy.
+            let prints = Arc::make_mut(&mut self.prints);
+            for key in &self.stale {
+                match services.and_then(|s| s.get(key)) {
+                    Some(service) => prints.insert(*key, service.fingerprint()),
+                    None => prints.remove(key),
+                };
+            }
+        }
+        self.stale.clear();
+    }
+
+    /// The fingerprints of `actual` now, for a repair's read.
+    fn current(&mut self, actual: Option<&Actual>) -> Arc<crate::dataplane::Fingerprints> {
+        self.refresh(actual);
+        debug_assert_eq!(
+            *self.prints,
+            actual
+                .iter()
+                .flat_map(|a| &a.services)
+                .map(|(key, service)| (*key, service.fingerprint()))
+                .collect::<crate::dataplane::Fingerprints>(),
+            "every change of the cache is noted"
+        );
+        Arc::clone(&self.prints)
+    }
 }
 
 /// What the syncs changed while a repair's read ran: the read may have seen these before or
@@ -279,6 +356,10 @@ impl<D: Dataplane> Controller<D> {
             model: None,
             repair: None,
             drift: Drift::default(),
+            prints: CachePrints {
+                all_stale: true,
+                ..CachePrints::default()
+            },
         }
     }
 
@@ -382,7 +463,14 @@ impl<D: Dataplane> Controller<D> {
                         } else if repair_read.is_none() {
                             debug!("periodic repair: reading the kernel beside the syncs");
                             let started = std::time::Instant::now();
-                            let expected = Arc::new(self.fingerprints());
+                            let expected = crate::dataplane::RepairExpectation {
+                                virtual_servers: self.prints.current(self.actual.as_ref()),
+                                sets: self
+                                    .netfilter
+                                    .as_ref()
+                                    .map(ElementIndex::digests)
+                                    .unwrap_or_default(),
+                            };
                             self.repair = Some(RepairWindow {
                                 fingerprint_time: started.elapsed(),
                                 ..RepairWindow::new()
@@ -502,6 +590,7 @@ impl<D: Dataplane> Controller<D> {
                 .collect();
             self.publish_traffic(desired, &counters);
             self.report_undecodable(&contents.undecodable);
+            self.prints.touch_all();
             self.actual = Some(Actual {
                 services: contents.services,
                 bound_addresses,
@@ -601,6 +690,9 @@ impl<D: Dataplane> Controller<D> {
             if changed {
                 self.dataplane.save_owned(&self.ownership.managed).await;
             }
+        }
+        if self.repair.is_none() {
+            self.prints.refresh(self.actual.as_ref());
         }
 
         let report = SyncReport {
@@ -934,6 +1026,9 @@ impl<D: Dataplane> Controller<D> {
     /// it does, then IPVS, then addresses no longer needed. Returns how many failed.
     async fn apply(&mut self, desired: &Desired, ops: &[Operation]) -> usize {
         let mut failed = self.change_addresses(AddressChange::Bind, ops).await;
+        for key in ops.iter().filter_map(Operation::service_key) {
+            self.prints.touch(key);
+        }
         let actual = self.actual.as_mut().expect("read before apply");
         let results = self.dataplane.apply_ipvs(ops).await;
         for (op, result) in ops.iter().zip(results) {
@@ -1103,6 +1198,7 @@ impl<D: Dataplane> Controller<D> {
                 continue;
             }
             drift.virtual_servers.insert(key);
+            self.prints.touch(key);
             actual.services.insert(key, read);
         }
         let gone: Vec<ipvs::ServiceKey> = actual
@@ -1114,6 +1210,7 @@ impl<D: Dataplane> Controller<D> {
             .copied()
             .collect();
         for key in gone {
+            self.prints.touch(key);
             actual.services.remove(&key);
             drift.virtual_servers.insert(key);
         }
@@ -1141,6 +1238,7 @@ impl<D: Dataplane> Controller<D> {
                     &check.elements,
                     index,
                     &window.elements,
+                    &check.agreeing,
                 ));
                 self.count_netfilter_packets(check.counters);
                 differences
@@ -1205,6 +1303,9 @@ impl<D: Dataplane> Controller<D> {
         let read = self.dataplane.read_destinations(&keys).await?;
         if let Some(window) = self.repair.as_mut() {
             window.virtual_servers.extend(keys.iter().copied());
+        }
+        for key in &keys {
+            self.prints.touch(*key);
         }
         if let Some(actual) = self.actual.as_mut() {
             for (key, destinations) in read {
@@ -1275,16 +1376,6 @@ impl<D: Dataplane> Controller<D> {
             model.real_servers(),
             desired.bound_addresses.len(),
         );
-    }
-
-    /// What a repair's read compares the kernel with: the cache's fingerprint of each
-    /// virtual server.
-    fn fingerprints(&self) -> crate::dataplane::Fingerprints {
-        self.actual
-            .iter()
-            .flat_map(|actual| &actual.services)
-            .map(|(key, service)| (*key, service.fingerprint()))
-            .collect()
     }
 
     fn publish_traffic(

@@ -13,12 +13,12 @@ use ipvsd::dataplane::conntrack::ConntrackError;
 use ipvsd::dataplane::link::LinkError;
 use ipvsd::dataplane::nftables::NftablesError;
 use ipvsd::dataplane::{
-    Dataplane, Fingerprints, IpvsComparison, IpvsContents, KernelRead, NetfilterCheck,
+    Dataplane, IpvsComparison, IpvsContents, KernelRead, NetfilterCheck, RepairExpectation,
 };
 use ipvsd::health::Health;
 use ipvsd::metrics::Metrics;
 use ipvsd::model::ModelConfig;
-use ipvsd::netfilter::{SetContents, Transaction};
+use ipvsd::netfilter::{self, SetContents, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{Actual, Operation, DEFAULT_NODEPORT_RANGE};
 use ipvsd::source::{manifest, Changes, ContentLog, Objects, Snapshot, Source};
@@ -101,7 +101,7 @@ impl Dataplane for FakeKernel {
 
     fn read_in_background(
         &self,
-        expected: Arc<Fingerprints>,
+        expected: RepairExpectation,
     ) -> impl std::future::Future<Output = KernelRead> + Send + 'static {
         let kernel = self.clone();
         async move {
@@ -109,10 +109,16 @@ impl Dataplane for FakeKernel {
                 t.background_reads += 1;
                 let netfilter = match &t.netfilter {
                     _ if t.listing_times_out => Err(NftablesError::TimedOut(Duration::ZERO)),
-                    Some(elements) => Ok(NetfilterCheck {
-                        elements: elements.clone(),
-                        rule_differences: Vec::new(),
-                        counters: [("port-filter-rejected".to_string(), t.rejected)].into(),
+                    Some(elements) => Ok({
+                        let mut elements = elements.clone();
+                        let agreeing =
+                            netfilter::listing::take_agreeing(&mut elements, &expected.sets);
+                        NetfilterCheck {
+                            elements,
+                            agreeing,
+                            rule_differences: Vec::new(),
+                            counters: [("port-filter-rejected".to_string(), t.rejected)].into(),
+                        }
                     }),
                     // What nft says of a table that is not there.
                     None => Err(NftablesError::Refused {
@@ -126,7 +132,7 @@ impl Dataplane for FakeKernel {
                             services: t.actual.services.clone(),
                             undecodable: t.actual.undecodable.clone(),
                         },
-                        &expected,
+                        &expected.virtual_servers,
                     )),
                     bound_addresses: Ok(t.actual.bound_addresses.clone()),
                     netfilter,

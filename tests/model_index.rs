@@ -501,6 +501,11 @@ fn run(seed: u64, steps: usize) {
         let all_after = netfilter::elements(&expected).contents();
         assert_eq!(elements.contents(), all_after, "{what}: elements");
         assert_eq!(
+            elements.digests(),
+            all_after.digests(),
+            "{what}: set digests"
+        );
+        assert_eq!(
             changes,
             netfilter::diff(&all_after, &all_before),
             "{what}: element changes"

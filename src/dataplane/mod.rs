@@ -42,11 +42,12 @@ pub trait Dataplane: Send + Sync {
 
     /// Reads what a repair compares with the cache (the IPVS table, the dummy interface's
     /// addresses, ipvsd's nftables table) on its own, so that it can run beside the syncs: the
-    /// future borrows nothing and may be spawned. The IPVS table is compared with `expected`
-    /// (the cache's fingerprints when the read began) as it is read.
+    /// future borrows nothing and may be spawned. The IPVS table and the nftables sets are
+    /// compared with `expected` (the cache's fingerprints and the sets' digests when the read
+    /// began) as they are read.
     fn read_in_background(
         &self,
-        expected: Arc<Fingerprints>,
+        expected: RepairExpectation,
     ) -> impl Future<Output = KernelRead> + Send + 'static;
 
     /// The addresses bound to the dummy interface.
@@ -130,6 +131,16 @@ pub struct IpvsContents {
 /// a repair's read compares the kernel's table with.
 pub type Fingerprints = HashMap<::ipvs::ServiceKey, u64>;
 
+/// What a repair's read compares the kernel with, as the controller held it when the read
+/// began.
+#[derive(Debug, Clone, Default)]
+pub struct RepairExpectation {
+    /// The cache's fingerprint of each virtual server.
+    pub virtual_servers: Arc<Fingerprints>,
+    /// The digest of each of ipvsd's nftables sets holding elements.
+    pub sets: crate::netfilter::SetDigests,
+}
+
 /// The kernel's IPVS table as a repair reads it, compared with the cache's fingerprints as it
 /// is read: only the virtual servers that differ are kept whole, so the read holds no second
 /// copy of the table (at 30,000 virtual servers and 300,000 real servers, 50 MiB).
@@ -185,8 +196,12 @@ pub struct KernelRead {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetfilterCheck {
     /// Elements by set, as [`crate::netfilter::listing::parse`] reads them, in the form
-    /// transactions write them ([`crate::netfilter::listing::to_written_form`]).
+    /// transactions write them ([`crate::netfilter::listing::to_written_form`]), of the sets
+    /// whose digest is not the one expected.
     pub elements: crate::netfilter::SetContents,
+    /// The sets whose digest is the one expected: they held what they should when the read
+    /// began, and their elements are not kept.
+    pub agreeing: BTreeSet<String>,
     /// Chains whose rules are not those ipvsd writes; empty when they are.
     pub rule_differences: Vec<String>,
     /// The packets each named counter counted since the table was written.
@@ -228,7 +243,7 @@ impl Dataplane for Kernel {
 
     fn read_in_background(
         &self,
-        expected: Arc<Fingerprints>,
+        expected: RepairExpectation,
     ) -> impl Future<Output = KernelRead> + Send + 'static {
         // Listing 90,000 elements took over two minutes in a slow VM; the repair can wait, and
         // a listing that still does not finish is skipped, not taken for a difference.
@@ -240,7 +255,7 @@ impl Dataplane for Kernel {
             use crate::netfilter::{listing, TABLE_FAMILY, TABLE_NAME};
             let read = reading_thread::on_reading_thread(move || async move {
                 let ipvs = match IpvsTable::connect().await {
-                    Ok(table) => table.read_compared(&expected, true).await,
+                    Ok(table) => table.read_compared(&expected.virtual_servers, true).await,
                     Err(e) => Err(e),
                 };
                 let netfilter = nft
@@ -248,12 +263,15 @@ impl Dataplane for Kernel {
                     .await
                     .map(|text| {
                         let listed = listing::parse(&text);
+                        let mut elements = listing::to_written_form(listed.elements);
+                        let agreeing = listing::take_agreeing(&mut elements, &expected.sets);
                         NetfilterCheck {
                             rule_differences: listing::rule_differences(
                                 &listed.rules,
                                 &listing::expected_rules(&config),
                             ),
-                            elements: listing::to_written_form(listed.elements),
+                            elements,
+                            agreeing,
                             counters: crate::netfilter::parse_counters(&text),
                         }
                     });

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{render_table, MasqueradeConfig, SetContents};
+use super::{render_table, MasqueradeConfig, SetContents, SetDigest, SetDigests};
 
 /// ipvsd's table as `nft list table` prints it: the elements of each set and map, and the
 /// number of rules in each chain.
@@ -198,19 +198,37 @@ pub fn to_written_form(listed: SetContents) -> SetContents {
     )
 }
 
+/// Takes out of `listed` (in written form) the sets whose elements have the digest `expected`
+/// gives them (an empty set when it gives none), and returns their names: those sets held
+/// what they should when the repair began, and need no comparison element by element.
+pub fn take_agreeing(listed: &mut SetContents, expected: &SetDigests) -> BTreeSet<String> {
+    let agreeing: BTreeSet<String> = listed
+        .0
+        .iter()
+        .filter(|(name, elements)| {
+            let digest = SetDigest::of(elements.iter().map(String::as_str));
+            expected.0.get(*name).copied().unwrap_or_default() == digest
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    listed.0.retain(|name, _| !agreeing.contains(name));
+    agreeing
+}
+
 /// How the listed elements (in written form, see [`to_written_form`]) differ from what the
-/// sets should hold, leaving out the elements `unsettled` (changed while the listing ran);
-/// empty when they agree.
+/// sets should hold, leaving out the elements `unsettled` (changed while the listing ran) and
+/// the sets `agreeing` (found equal by digest, see [`take_agreeing`]); empty when they agree.
 pub fn element_differences(
     listed: &SetContents,
     expected: &impl ElementLookup,
     unsettled: &SetContents,
+    agreeing: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let empty = BTreeSet::new();
     let mut names: BTreeSet<&str> = expected.set_names().into_iter().collect();
     names.extend(listed.0.keys().map(String::as_str));
-    for name in names {
+    for name in names.into_iter().filter(|n| !agreeing.contains(*n)) {
         let have = listed.0.get(name).unwrap_or(&empty);
         let skip = unsettled.0.get(name).unwrap_or(&empty);
         let mut extra = 0;
@@ -348,7 +366,7 @@ mod tests {
         let none = SetContents::default();
         let listed = to_written_form(listing.elements.clone());
         assert_eq!(
-            element_differences(&listed, &expected, &none),
+            element_differences(&listed, &expected, &none, &BTreeSet::new()),
             Vec::<String>::new()
         );
         assert_eq!(
@@ -382,7 +400,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            element_differences(&listed, &want, &none),
+            element_differences(&listed, &want, &none, &BTreeSet::new()),
             ["set cluster-ips-v4: 1 missing, 1 extra".to_owned()]
         );
         // The same elements, changed while the listing ran: no difference.
@@ -391,8 +409,42 @@ mod tests {
             &["10.96.0.1 . tcp . 443", "10.96.0.2 . tcp . 80"],
         )]);
         assert_eq!(
-            element_differences(&listed, &want, &unsettled),
+            element_differences(&listed, &want, &unsettled, &BTreeSet::new()),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn sets_whose_digest_agrees_are_not_compared_element_by_element() {
+        let listed = to_written_form(parse(LISTED).elements);
+        let mut want = listed.clone();
+        want.0
+            .get_mut("cluster-ips-v4")
+            .unwrap()
+            .insert("10.96.0.2 . tcp . 80".into());
+        // Listed but not expected, and empty: agrees with no digest.
+        let mut listing = listed.clone();
+        listing
+            .0
+            .insert("service-addresses-v6".into(), BTreeSet::new());
+        let agreeing = take_agreeing(&mut listing, &want.digests());
+        assert_eq!(
+            agreeing,
+            ["firewall-allow-v4", "service-addresses-v6"]
+                .map(String::from)
+                .into()
+        );
+        assert_eq!(listing.0.keys().collect::<Vec<_>>(), ["cluster-ips-v4"]);
+        assert_eq!(
+            element_differences(&listing, &want, &SetContents::default(), &agreeing),
+            ["set cluster-ips-v4: 1 missing, 0 extra".to_owned()]
+        );
+        // The same element order aside, the same digest.
+        let mut all = listed.clone();
+        assert_eq!(
+            take_agreeing(&mut all, &listed.digests()).len(),
+            listed.0.len()
+        );
+        assert!(all.0.is_empty());
     }
 }

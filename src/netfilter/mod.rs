@@ -234,6 +234,8 @@ struct IndexedSet {
     /// The element's text is shared with the contributions that hold it: one copy of each
     /// element in the index.
     contributors: BTreeMap<Arc<str>, usize>,
+    /// The digest of its elements, kept as they come and go.
+    digest: SetDigest,
 }
 
 /// The table's elements with what each virtual server and bound address contributes, so a
@@ -261,6 +263,7 @@ impl Default for ElementIndex {
                 sets.push(IndexedSet {
                     name: kind.name(fam),
                     contributors: BTreeMap::new(),
+                    digest: SetDigest::default(),
                 });
             }
         }
@@ -281,6 +284,18 @@ impl ElementIndex {
             &desired.bound_addresses,
         );
         index
+    }
+
+    /// The digest of each set that holds elements: what a repair compares the listing with
+    /// beside the syncs, so that only a set that differs is compared element by element.
+    pub fn digests(&self) -> SetDigests {
+        SetDigests(
+            self.sets
+                .iter()
+                .filter(|set| !set.contributors.is_empty())
+                .map(|set| (set.name.clone(), set.digest))
+                .collect(),
+        )
     }
 
     /// Everything the table holds.
@@ -375,6 +390,7 @@ impl ElementIndex {
             Entry::Vacant(first) => {
                 let element = Arc::clone(first.key());
                 first.insert(1);
+                set.digest.add(&element);
                 changes.record(&set.name, &element, true);
                 element
             }
@@ -388,6 +404,7 @@ impl ElementIndex {
         *count -= 1;
         if *count == 0 {
             set.contributors.remove(element);
+            set.digest.remove(element);
             changes.record(&set.name, element, false);
         }
     }
@@ -444,6 +461,53 @@ impl listing::ElementLookup for ElementIndex {
     }
 }
 
+/// A digest of a set's elements: how many, and the sum of their hashes, so that it can be
+/// kept as elements come and go, whatever their order. Two sets with the same digest hold the
+/// same elements but by a chance of one in 2^64.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetDigest {
+    /// How many elements.
+    pub count: usize,
+    /// The wrapping sum of their hashes.
+    pub sum: u64,
+}
+
+impl SetDigest {
+    /// The digest of `elements` (each counted once).
+    pub fn of<'a>(elements: impl IntoIterator<Item = &'a str>) -> SetDigest {
+        let mut digest = SetDigest::default();
+        for element in elements {
+            digest.add(element);
+        }
+        digest
+    }
+
+    /// Counts `element` in.
+    pub fn add(&mut self, element: &str) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(element_hash(element));
+    }
+
+    /// Counts `element` out.
+    pub fn remove(&mut self, element: &str) {
+        self.count -= 1;
+        self.sum = self.sum.wrapping_sub(element_hash(element));
+    }
+}
+
+/// An element's hash, the same in every process of the same build (the standard hasher with
+/// its fixed keys).
+fn element_hash(element: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    element.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The digest of each set holding elements, by set name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetDigests(pub BTreeMap<String, SetDigest>);
+
 /// The content of ipvsd's sets and maps as `nft` elements, by set name (`cluster-ips-v4`, ...):
 /// the form transactions are written and compared in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -453,6 +517,22 @@ impl SetContents {
     /// How many elements there are in all.
     pub fn len(&self) -> usize {
         self.0.values().map(BTreeSet::len).sum()
+    }
+
+    /// The digest of each set holding elements.
+    pub fn digests(&self) -> SetDigests {
+        SetDigests(
+            self.0
+                .iter()
+                .filter(|(_, elements)| !elements.is_empty())
+                .map(|(name, elements)| {
+                    (
+                        name.clone(),
+                        SetDigest::of(elements.iter().map(String::as_str)),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// Whether there are none.
