@@ -1229,10 +1229,12 @@ impl<D: Dataplane> Controller<D> {
         }
         let traffic_time = phase.elapsed();
         let phase = std::time::Instant::now();
+        let mut sets_compared = 0;
         let netfilter = match (read.netfilter, &self.netfilter) {
             (_, None) => Vec::new(),
             _ if window.netfilter_replaced => Vec::new(),
             (Ok(check), Some(index)) => {
+                sets_compared = check.elements.0.len();
                 let mut differences = check.rule_differences;
                 differences.extend(netfilter::listing::element_differences(
                     &check.elements,
@@ -1278,6 +1280,7 @@ impl<D: Dataplane> Controller<D> {
             compare_ms = compare_time.as_millis() as u64,
             traffic_ms = traffic_time.as_millis() as u64,
             netfilter_ms = netfilter_time.as_millis() as u64,
+            sets_compared,
             rss_mib = crate::metrics::resident_mib(),
             heap_mib = heap.map(|h| h.allocated_mib),
             heap_resident_mib = heap.map(|h| h.resident_mib),
