@@ -166,7 +166,18 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(manifests: &Path, extra: &[&str]) -> Daemon {
+        Daemon::spawn(Command::new(ipvsd_bin()), manifests, extra)
+    }
+
+    /// Starts ipvsd logging JSON lines into `log` (the file is created).
+    pub(crate) fn start_logging(manifests: &Path, extra: &[&str], log: &Path) -> Daemon {
         let mut cmd = Command::new(ipvsd_bin());
+        cmd.args(["--log-format", "json"])
+            .stderr(std::fs::File::create(log).expect("creating the log file"));
+        Daemon::spawn(cmd, manifests, extra)
+    }
+
+    fn spawn(mut cmd: Command, manifests: &Path, extra: &[&str]) -> Daemon {
         cmd.args(["run", "--node-name", "demo-node", "--manifests"])
             .arg(manifests)
             .args(["--health-address", "", "--metrics-address", ""])

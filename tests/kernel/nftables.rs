@@ -187,13 +187,28 @@ status:
     - ip: 192.0.2.70
 ";
 
+/// The lines of a JSON log that end a repair.
+fn repair_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .expect("reading ipvsd's log")
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("repair: kernel read"))
+        })
+        .collect()
+}
+
 #[test]
 fn the_repair_lists_the_table_and_replaces_it_only_when_it_was_changed() {
     require_ipvs();
     let _node = ExternalClient::start("192.168.50.20/24", "192.168.50.10/24");
     let dir = editable_demo();
     std::fs::write(dir.path().join("guarded.yaml"), GUARDED).unwrap();
-    let daemon = Daemon::start(dir.path(), &["--sync-period", "1s"]);
+    let log = dir.path().join("ipvsd.log");
+    let daemon = Daemon::start_logging(dir.path(), &["--sync-period", "1s"], &log);
     wait_until("the table", Duration::from_secs(20), || {
         has_ipvsd_table() && set_of("firewall-allow-v4").contains("10.1.0.0/16")
     });
@@ -206,6 +221,19 @@ fn the_repair_lists_the_table_and_replaces_it_only_when_it_was_changed() {
         "the table was replaced though nothing changed it:\n{}",
         nft(&["list", "table", "inet", "ipvsd"])
     );
+    // And each found every set as written by its digest alone: what nft lists, read back
+    // into the form ipvsd writes, hashes as ipvsd's own elements do.
+    let repairs = repair_lines(&log);
+    assert!(
+        !repairs.is_empty(),
+        "no repair logged in 3.5 s with a 1 s period"
+    );
+    for repair in &repairs {
+        assert_eq!(
+            repair["fields"]["sets_compared"], 0,
+            "a set of the table as written was compared element by element: {repair}"
+        );
+    }
 
     // An element deleted by hand: the next repair sees it and writes the table again.
     nft(&[
@@ -220,6 +248,14 @@ fn the_repair_lists_the_table_and_replaces_it_only_when_it_was_changed() {
         set_of("cluster-ips-v4").contains("10.96.0.10 . tcp . 80")
     });
     assert_ne!(table_handle(), handle);
+    // That repair compared the one set whose digest differed.
+    assert!(
+        repair_lines(&log)
+            .iter()
+            .any(|r| r["fields"]["sets_compared"] == 1),
+        "no repair compared the changed set: {:?}",
+        repair_lines(&log)
+    );
 
     // A chain flushed by hand: its rules come back.
     nft(&["flush", "chain", "inet", "ipvsd", "filter-input"]);
