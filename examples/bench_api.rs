@@ -18,7 +18,9 @@
 //!    server (that one virtual server polled every millisecond for half a second, then every
 //!    10 ms; the table is never dumped while timing).
 //! 3. CPU seconds (user + system, children included: kube-proxy runs iptables-restore and ipset)
-//!    after the first sync and at the end, and peak RSS (VmHWM).
+//!    after the first sync and at the end, and peak RSS (VmHWM); resident memory is also
+//!    sampled every 200 ms, and the highest sample printed with its anonymous and file-backed
+//!    parts and its time, beside the highest of every 10 s (where the peak comes).
 //!
 //! The reference is what a script-based loader does with the same rules: in a fresh namespace,
 //! `ip -batch` binds the addresses ipvsd bound, then `ipvsadm -R` reads ipvsd's `ipvsadm -Sn`.
@@ -456,6 +458,84 @@ fn usage(pid: u32) -> Result<(f64, u64)> {
     Ok((ticks as f64 / 100.0, hwm))
 }
 
+/// Samples a process's resident memory every 200 ms until stopped: where in the run the peak
+/// comes, and how much of it is the heap (anonymous) rather than the binary (file-backed).
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<RssSample>>,
+}
+
+/// Resident KiB at a time since the process started: in all, anonymous, file-backed.
+#[derive(Clone, Copy, Default)]
+struct RssSample {
+    at: Duration,
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl RssSampler {
+    fn start(pid: u32, started: Instant) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                    break;
+                };
+                let kib = |field: &str| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(field))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                samples.push(RssSample {
+                    at: started.elapsed(),
+                    rss: kib("VmRSS:"),
+                    anon: kib("RssAnon:"),
+                    file: kib("RssFile:"),
+                });
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            samples
+        });
+        RssSampler { stop, thread }
+    }
+
+    /// Stops and prints the highest sample and the highest of every 10 s.
+    fn finish(self, label: &str, size: usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        let Some(peak) = samples.iter().max_by_key(|s| s.rss) else {
+            return;
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        eprintln!(
+            "bench: {label}, {size} Services: highest RSS sample {:.1} MiB at {:.1} s \
+             (anonymous {:.1}, file-backed {:.1} MiB)",
+            mib(peak.rss),
+            peak.at.as_secs_f64(),
+            mib(peak.anon),
+            mib(peak.file),
+        );
+        let mut windows: Vec<u64> = Vec::new();
+        for s in &samples {
+            let w = (s.at.as_secs() / 10) as usize;
+            if windows.len() <= w {
+                windows.resize(w + 1, 0);
+            }
+            windows[w] = windows[w].max(s.rss);
+        }
+        let line: Vec<String> = windows.iter().map(|k| format!("{:.0}", mib(*k))).collect();
+        eprintln!(
+            "bench: {label}, {size} Services: highest RSS of every 10 s from the start (MiB): {}",
+            line.join(" ")
+        );
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Contender {
     Ipvsd,
@@ -586,6 +666,7 @@ async fn measure(
     let started = Instant::now();
     let mut child = contender.start(&ns, args, &log)?;
     let pid = child.id();
+    let sampler = RssSampler::start(pid, started);
     let result = async {
         // First sync: the sample, one virtual server at a time.
         let mut sample: Vec<usize> = (0..SAMPLE).map(|k| k * size / SAMPLE).collect();
@@ -718,6 +799,7 @@ async fn measure(
         ))
     }
     .await;
+    sampler.finish(&label, size);
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
     let mut result = result;

@@ -195,9 +195,8 @@ pub struct KernelRead {
 /// writes with its flags (which only the dataplane knows).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetfilterCheck {
-    /// Elements by set, as [`crate::netfilter::listing::parse`] reads them, in the form
-    /// transactions write them ([`crate::netfilter::listing::to_written_form`]), of the sets
-    /// whose digest is not the one expected.
+    /// Elements by set, in the form transactions write them, of the sets whose digest is not
+    /// the one expected (see [`crate::netfilter::listing::check`]).
     pub elements: crate::netfilter::SetContents,
     /// The sets whose digest is the one expected: they held what they should when the read
     /// began, and their elements are not kept.
@@ -262,16 +261,14 @@ impl Dataplane for Kernel {
                     .list_within(&["table", TABLE_FAMILY, TABLE_NAME], LISTING_TIMEOUT)
                     .await
                     .map(|text| {
-                        let listed = listing::parse(&text);
-                        let mut elements = listing::to_written_form(listed.elements);
-                        let agreeing = listing::take_agreeing(&mut elements, &expected.sets);
+                        let checked = listing::check(&text, &expected.sets);
                         NetfilterCheck {
                             rule_differences: listing::rule_differences(
-                                &listed.rules,
+                                &checked.rules,
                                 &listing::expected_rules(&config),
                             ),
-                            elements,
-                            agreeing,
+                            elements: checked.elements,
+                            agreeing: checked.agreeing,
                             counters: crate::netfilter::parse_counters(&text),
                         }
                     });
