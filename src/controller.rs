@@ -235,6 +235,12 @@ impl CachePrints {
     }
 }
 
+/// An nftables transaction on its way, with the elements the table holds once it is applied.
+struct PendingNetfilter {
+    transaction: Arc<Transaction>,
+    index: ElementIndex,
+}
+
 /// What the syncs changed while a repair's read ran: the read may have seen these before or
 /// after the change, so the cache is believed for them.
 #[derive(Debug)]
@@ -619,11 +625,30 @@ impl<D: Dataplane> Controller<D> {
         let now = std::time::Instant::now();
         let plan_time = phase.elapsed();
         // Masquerading first: a new virtual server's first packets must already be marked.
+        // Except when the whole table is written and every virtual server planned (the first
+        // sync, a retry): then nft writes the table beside the IPVS writes, as kube-proxy writes
+        // its iptables rules after its virtual servers. At 90,000 elements nft takes seconds
+        // (a quarter of a first sync in the test bed), and it runs in a process of its own.
         let phase = std::time::Instant::now();
-        let netfilter_failed = self
-            .sync_netfilter(desired, full, update.rebuilt, &update.touched)
-            .await;
-        let netfilter_time = phase.elapsed();
+        let mut netfilter_failed = 0;
+        let mut beside = None;
+        if let Some(pending) = self
+            .prepare_netfilter(desired, full, update.rebuilt, &update.touched)
+            .await
+        {
+            let apply = self
+                .dataplane
+                .apply_netfilter(Arc::clone(&pending.transaction));
+            let started = std::time::Instant::now();
+            if scope.is_none() && matches!(*pending.transaction, Transaction::Replace(_)) {
+                let task = tokio::spawn(async move { (apply.await, started.elapsed()) });
+                beside = Some((pending, task));
+            } else {
+                let result = apply.await;
+                netfilter_failed = self.finish_netfilter(pending, result, started.elapsed());
+            }
+        }
+        let mut netfilter_time = phase.elapsed();
         // A sync of everything is planned and applied a part at a time, so that it never holds
         // the operations of the whole table at once (at 30,000 virtual servers, 340,000
         // operations, 57 MiB); each part is what a change touching its keys would do.
@@ -643,10 +668,29 @@ impl<D: Dataplane> Controller<D> {
             }
         };
         let mut totals = Applied::default();
+        let mut applied = Ok(());
         for part in parts {
-            let applied = self.plan_and_apply(desired, part, read_now, now).await?;
-            totals.add(applied);
+            match self.plan_and_apply(desired, part, read_now, now).await {
+                Ok(part) => totals.add(part),
+                Err(e) => {
+                    applied = Err(e);
+                    break;
+                }
+            }
         }
+        if let Some((pending, task)) = beside {
+            let (result, elapsed) = task.await.unwrap_or_else(|e| {
+                let error = crate::dataplane::nftables::NftablesError::Io {
+                    program: "nft".into(),
+                    source: std::io::Error::other(e.to_string()),
+                };
+                (Err(error), std::time::Duration::ZERO)
+            });
+            // Its own time, beside the IPVS writes rather than before them.
+            netfilter_time = elapsed;
+            netfilter_failed = self.finish_netfilter(pending, result, elapsed);
+        }
+        applied?;
         let Applied {
             operations,
             failed,
@@ -905,17 +949,18 @@ impl<D: Dataplane> Controller<D> {
         }
     }
 
-    /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or
-    /// when its content is unknown, else only the elements that changed: those of the touched
-    /// virtual servers and addresses, or after a rebuild of the model the difference of all.
-    /// Returns 1 if the transaction failed (nothing of it was applied), else 0.
-    async fn sync_netfilter(
+    /// The transaction that brings ipvsd's nftables table to what `desired` needs, with the
+    /// elements the table holds once it is applied: the whole table when `full` or when its
+    /// content is unknown, else only the elements that changed (those of the touched virtual
+    /// servers and addresses, or after a rebuild of the model the difference of all); `None`
+    /// when the table already holds them.
+    async fn prepare_netfilter(
         &mut self,
         desired: &Desired,
         full: bool,
         rebuilt: bool,
         touched: &Touched,
-    ) -> usize {
+    ) -> Option<PendingNetfilter> {
         let (transaction, index) = match (self.netfilter.take(), full) {
             (Some(mut index), false) => {
                 let changes = if rebuilt {
@@ -928,7 +973,7 @@ impl<D: Dataplane> Controller<D> {
                 };
                 if changes.is_empty() {
                     self.netfilter = Some(index);
-                    return 0;
+                    return None;
                 }
                 (Transaction::Change(changes), index)
             }
@@ -938,11 +983,22 @@ impl<D: Dataplane> Controller<D> {
                 (Transaction::Replace(index.contents()), index)
             }
         };
-        let started = std::time::Instant::now();
-        let result = self.dataplane.apply_netfilter(&transaction).await;
-        let elapsed = started.elapsed();
+        Some(PendingNetfilter {
+            transaction: Arc::new(transaction),
+            index,
+        })
+    }
+
+    /// Takes in how a transaction went; returns 1 if it failed.
+    fn finish_netfilter(
+        &mut self,
+        pending: PendingNetfilter,
+        result: Result<(), crate::dataplane::nftables::NftablesError>,
+        elapsed: std::time::Duration,
+    ) -> usize {
+        let PendingNetfilter { transaction, index } = pending;
         if let Some(window) = self.repair.as_mut() {
-            match (&transaction, &result) {
+            match (&*transaction, &result) {
                 (Transaction::Change(changes), Ok(())) => {
                     for (set, element) in changes.add.iter().chain(changes.delete.iter()) {
                         window
@@ -960,12 +1016,12 @@ impl<D: Dataplane> Controller<D> {
             Ok(()) => {
                 self.metrics.observe_netfilter_transaction(elapsed);
                 debug!(
-                    replace = matches!(transaction, Transaction::Replace(_)),
+                    replace = matches!(*transaction, Transaction::Replace(_)),
                     elements = transaction.elements(),
                     elapsed_ms = elapsed.as_millis() as u64,
                     "nftables transaction applied"
                 );
-                if matches!(transaction, Transaction::Replace(_)) {
+                if matches!(*transaction, Transaction::Replace(_)) {
                     self.netfilter_counted = Some(BTreeMap::new());
                 }
                 self.netfilter = Some(index);

@@ -50,6 +50,8 @@ struct Table {
     refuse_netfilter: usize,
     /// Listing the nftables table times out, as a slow node's `nft` may.
     listing_times_out: bool,
+    /// When set, an nftables transaction waits to be notified before it is applied.
+    netfilter_gate: Option<Arc<tokio::sync::Notify>>,
     /// Packets the port filter rejected since the table was last written.
     rejected: u64,
     /// The node's UDP conntrack entries.
@@ -227,25 +229,34 @@ impl Dataplane for FakeKernel {
         Ok(name != "nosuch")
     }
 
-    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
-        self.with(|t| {
-            if t.refuse_netfilter > 0 {
-                t.refuse_netfilter -= 1;
-                return Err(NftablesError::TimedOut(Duration::ZERO));
+    fn apply_netfilter(
+        &self,
+        transaction: Arc<Transaction>,
+    ) -> impl std::future::Future<Output = Result<(), NftablesError>> + Send + 'static {
+        let kernel = self.clone();
+        async move {
+            if let Some(gate) = kernel.with(|t| t.netfilter_gate.clone()) {
+                gate.notified().await;
             }
-            if matches!(transaction, Transaction::Change(_)) {
-                assert!(
-                    t.netfilter.is_some(),
-                    "elements changed in a table that does not exist"
-                );
-            }
-            t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
-            t.transactions.push(transaction.clone());
-            if matches!(transaction, Transaction::Replace(_)) {
-                t.rejected = 0;
-            }
-            Ok(())
-        })
+            kernel.with(|t| {
+                if t.refuse_netfilter > 0 {
+                    t.refuse_netfilter -= 1;
+                    return Err(NftablesError::TimedOut(Duration::ZERO));
+                }
+                if matches!(*transaction, Transaction::Change(_)) {
+                    assert!(
+                        t.netfilter.is_some(),
+                        "elements changed in a table that does not exist"
+                    );
+                }
+                t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
+                t.transactions.push((*transaction).clone());
+                if matches!(*transaction, Transaction::Replace(_)) {
+                    t.rejected = 0;
+                }
+                Ok(())
+            })
+        }
     }
 
     async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {
@@ -789,6 +800,56 @@ async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
         assert_eq!(changes.add.set("cluster-ips-v4"), added);
         assert_eq!(changes.add.set("service-ports-v4"), added);
         assert_eq!(changes.len(), 2, "{changes:?}");
+    });
+}
+
+#[tokio::test]
+async fn the_first_sync_writes_the_nftables_table_beside_the_ipvs_rules_and_a_change_before_them() {
+    let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    h.kernel
+        .with(|t| t.netfilter_gate = Some(Arc::clone(&gate)));
+    h.change(|s| *s = demo_snapshot());
+    // The whole table waits; the virtual servers do not wait for it.
+    h.wait_until("the IPVS rules with no table yet", |t| {
+        t.applied.iter().any(|a| a.contains("10.96.0.10:80")) && t.netfilter.is_none()
+    })
+    .await;
+    gate.notify_one();
+    h.wait_until("the table", |t| t.netfilter.is_some()).await;
+
+    // A new cluster-IP port: its elements are written before its virtual server.
+    h.change(|s| {
+        let web = s
+            .services
+            .iter_mut()
+            .find(|svc| svc.metadata.name.as_deref() == Some("web"))
+            .expect("the web Service");
+        let ports = web.spec.as_mut().unwrap().ports.as_mut().unwrap();
+        let mut extra = ports[0].clone();
+        extra.name = Some("extra".into());
+        extra.port = 8081;
+        ports.push(extra);
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.kernel.with(|t| {
+        assert!(
+            !t.applied.iter().any(|a| a.contains(":8081")),
+            "the new port's virtual server came before its nftables elements: {:#?}",
+            t.applied
+        );
+    });
+    gate.notify_one();
+    h.wait_until("the new port's virtual server", |t| {
+        t.applied.iter().any(|a| a.contains("10.96.0.10:8081"))
+    })
+    .await;
+    let kernel = h.stop().await;
+    kernel.with(|t| {
+        assert!(matches!(
+            t.transactions[..],
+            [Transaction::Replace(_), Transaction::Change(_)]
+        ));
     });
 }
 

@@ -80,11 +80,12 @@ pub trait Dataplane: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<bool, ::ipvs::Error>> + Send;
 
-    /// Applies one transaction to ipvsd's nftables table, all or nothing.
+    /// Applies one transaction to ipvsd's nftables table, all or nothing. The future borrows
+    /// nothing, so that a full sync can write the table beside its IPVS writes.
     fn apply_netfilter(
         &self,
-        transaction: &Transaction,
-    ) -> impl Future<Output = Result<(), NftablesError>> + Send;
+        transaction: Arc<Transaction>,
+    ) -> impl Future<Output = Result<(), NftablesError>> + Send + 'static;
 
     /// The packets each named counter of ipvsd's nftables table has counted since the table
     /// was written (see [`crate::netfilter::COUNTERS`]).
@@ -320,9 +321,16 @@ impl Dataplane for Kernel {
         }
     }
 
-    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
-        let script = transaction.render(&self.netfilter.config);
-        self.netfilter.nft.apply(&script).await
+    fn apply_netfilter(
+        &self,
+        transaction: Arc<Transaction>,
+    ) -> impl Future<Output = Result<(), NftablesError>> + Send + 'static {
+        let nft = self.netfilter.nft.clone();
+        let config = self.netfilter.config.clone();
+        async move {
+            let script = transaction.render(&config);
+            nft.apply(&script).await
+        }
     }
 
     async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {
