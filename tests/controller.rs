@@ -758,6 +758,20 @@ async fn a_service_asking_for_a_scheduler_the_kernel_lacks_gets_the_default() {
     });
 }
 
+/// A second port, 8081, on the demo's web Service.
+fn add_web_port_8081(s: &mut Snapshot) {
+    let web = s
+        .services
+        .iter_mut()
+        .find(|svc| svc.metadata.name.as_deref() == Some("web"))
+        .expect("the web Service");
+    let ports = web.spec.as_mut().unwrap().ports.as_mut().unwrap();
+    let mut extra = ports[0].clone();
+    extra.name = Some("extra".into());
+    extra.port = 8081;
+    ports.push(extra);
+}
+
 #[tokio::test]
 async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
     let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
@@ -774,18 +788,7 @@ async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
 
     // A new endpoint changes no set (it is not on this node); a new cluster-IP port does.
     h.change(|s| endpoints_of(s, "dns").push(mk_endpoint("10.244.0.13")));
-    h.change(|s| {
-        let web = s
-            .services
-            .iter_mut()
-            .find(|svc| svc.metadata.name.as_deref() == Some("web"))
-            .expect("the web Service");
-        let ports = web.spec.as_mut().unwrap().ports.as_mut().unwrap();
-        let mut extra = ports[0].clone();
-        extra.name = Some("extra".into());
-        extra.port = 8081;
-        ports.push(extra);
-    });
+    h.change(add_web_port_8081);
     h.wait_until("the element", |t| t.transactions.len() == 2)
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -819,18 +822,7 @@ async fn the_first_sync_writes_the_nftables_table_beside_the_ipvs_rules_and_a_ch
     h.wait_until("the table", |t| t.netfilter.is_some()).await;
 
     // A new cluster-IP port: its elements are written before its virtual server.
-    h.change(|s| {
-        let web = s
-            .services
-            .iter_mut()
-            .find(|svc| svc.metadata.name.as_deref() == Some("web"))
-            .expect("the web Service");
-        let ports = web.spec.as_mut().unwrap().ports.as_mut().unwrap();
-        let mut extra = ports[0].clone();
-        extra.name = Some("extra".into());
-        extra.port = 8081;
-        ports.push(extra);
-    });
+    h.change(add_web_port_8081);
     tokio::time::sleep(Duration::from_millis(200)).await;
     h.kernel.with(|t| {
         assert!(
