@@ -35,7 +35,7 @@ use netlink_proto::{Connection, ConnectionHandle};
 use netlink_sys::Socket;
 use tracing::{debug, warn};
 
-use crate::dump::{destinations_of_dump, services_of_dump, Dump};
+use crate::dump::{destinations_of_dump, Dump};
 use crate::message::destination::dest_key_attrs;
 use crate::message::{
     CmdAttr, IpvsCmd, IpvsMessage, RawGenlFrame, IPVS_GENL_NAME, IPVS_GENL_VERSION,
@@ -685,6 +685,19 @@ impl Client {
 
     /// Sends one request and gathers its replies until the ack or the end of the dump.
     async fn request(&self, message: IpvsMessage, dump: bool) -> Result<Answer, Error> {
+        let mut replies = Vec::new();
+        self.request_each(message, dump, |reply| replies.push(reply))
+            .await?;
+        Ok(Answer { replies })
+    }
+
+    /// Sends one request and hands each reply to `each` as it arrives (see [`Client::request`]).
+    async fn request_each(
+        &self,
+        message: IpvsMessage,
+        dump: bool,
+        mut each: impl FnMut(Result<IpvsMessage, String>),
+    ) -> Result<(), Error> {
         let cmd = message.cmd;
         let _one_dump = if dump {
             Some(self.inner.dumping.lock().await)
@@ -698,17 +711,16 @@ impl Client {
             .handle
             .request(msg, SocketAddr::new(0, 0))
             .map_err(|e| closed(cmd, e))?;
-        let mut replies = Vec::new();
         let mut failure = None;
         let mut finished = false;
         let gather = async {
             while let Some(reply) = stream.next().await {
                 match reply.payload {
                     NetlinkPayload::InnerMessage(frame) => match frame.to_ipvs() {
-                        Ok(genl) => replies.push(Ok(genl.payload)),
+                        Ok(genl) => each(Ok(genl.payload)),
                         // One message of a dump that does not parse is that entry's problem,
                         // not the whole answer's: the caller decides.
-                        Err(e) => replies.push(Err(e.to_string())),
+                        Err(e) => each(Err(e.to_string())),
                     },
                     NetlinkPayload::Error(e) => {
                         if let Some(code) = e.code {
@@ -738,7 +750,7 @@ impl Client {
                 command: cmd.name(),
             });
         }
-        Ok(Answer { replies })
+        Ok(())
     }
 
     /// Sends requests in datagrams of up to [`BATCH_LEN`] and returns one result per request, in
@@ -843,10 +855,14 @@ impl Client {
     /// value it has no name for, another program's doing) are listed apart rather than failing
     /// the read.
     pub async fn service_dump(&self) -> Result<Dump<Service>, Error> {
-        let answer = self
-            .request(IpvsMessage::new(IpvsCmd::GetService, vec![]), true)
-            .await?;
-        Ok(services_of_dump(&answer.replies))
+        let mut dump = Dump::default();
+        self.request_each(
+            IpvsMessage::new(IpvsCmd::GetService, vec![]),
+            true,
+            |reply| dump.add_service_reply(&reply),
+        )
+        .await?;
+        Ok(dump)
     }
 
     /// The destinations of a service (one dump), each entry read on its own (see

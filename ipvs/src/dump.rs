@@ -83,6 +83,17 @@ impl<T> Default for Dump<T> {
 pub fn services_of_dump(messages: &[Result<IpvsMessage, String>]) -> Dump<Service> {
     let mut dump = Dump::default();
     for message in messages {
+        dump.add_service_reply(message);
+    }
+    dump
+}
+
+impl Dump<Service> {
+    /// Takes in one message of a service dump (see [`services_of_dump`]), so that a dump can be
+    /// read as its messages arrive: a parsed message holds each attribute apart, several times
+    /// the room of the [`Service`] read from it (at 30,000 services, tens of MiB held at once
+    /// when the messages were kept until the dump's end).
+    pub fn add_service_reply(&mut self, message: &Result<IpvsMessage, String>) {
         let attrs = message.as_ref().map(|m| {
             m.attrs.iter().find_map(|a| match a {
                 CmdAttr::Service(attrs) => Some(attrs),
@@ -97,20 +108,19 @@ pub fn services_of_dump(messages: &[Result<IpvsMessage, String>]) -> Dump<Servic
         };
         match attrs {
             Ok(Some(attrs)) => match Service::try_from(attrs.as_slice()) {
-                Ok(service) => dump.entries.push(service),
-                Err(e) => dump.undecodable.push(undecodable(
+                Ok(service) => self.entries.push(service),
+                Err(e) => self.undecodable.push(undecodable(
                     ServiceKey::try_from(attrs.as_slice()).ok(),
                     e.to_string(),
                 )),
             },
-            Ok(None) => dump.undecodable.push(undecodable(
+            Ok(None) => self.undecodable.push(undecodable(
                 None,
                 "reply without IPVS_CMD_ATTR_SERVICE".to_string(),
             )),
-            Err(reason) => dump.undecodable.push(undecodable(None, reason.clone())),
+            Err(reason) => self.undecodable.push(undecodable(None, reason.clone())),
         }
     }
-    dump
 }
 
 /// The destinations of a destination dump of `service`; a message that did not even parse is
