@@ -19,8 +19,8 @@
 //!    10 ms; the table is never dumped while timing).
 //! 3. CPU seconds (user + system, children included: kube-proxy runs iptables-restore and ipset)
 //!    after the first sync and at the end, and peak RSS (VmHWM); resident memory is also
-//!    sampled every 200 ms, and the highest sample printed with its anonymous and file-backed
-//!    parts and its time, beside the highest of every 10 s (where the peak comes).
+//!    sampled every 200 ms, and the highest sample printed with its anonymous, file-backed and
+//!    shared parts and its time, beside the highest of every 10 s (where the peak comes).
 //!
 //! The reference is what a script-based loader does with the same rules: in a fresh namespace,
 //! `ip -batch` binds the addresses ipvsd bound, then `ipvsadm -R` reads ipvsd's `ipvsadm -Sn`.
@@ -465,13 +465,15 @@ struct RssSampler {
     thread: std::thread::JoinHandle<Vec<RssSample>>,
 }
 
-/// Resident KiB at a time since the process started: in all, anonymous, file-backed.
+/// Resident KiB at a time since the process started: in all, anonymous, file-backed, shared
+/// memory (the test bed's binaries are on its initramfs, whose pages count as shared memory).
 #[derive(Clone, Copy, Default)]
 struct RssSample {
     at: Duration,
     rss: u64,
     anon: u64,
     file: u64,
+    shmem: u64,
 }
 
 impl RssSampler {
@@ -496,6 +498,7 @@ impl RssSampler {
                     rss: kib("VmRSS:"),
                     anon: kib("RssAnon:"),
                     file: kib("RssFile:"),
+                    shmem: kib("RssShmem:"),
                 });
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -514,11 +517,12 @@ impl RssSampler {
         let mib = |kib: u64| kib as f64 / 1024.0;
         eprintln!(
             "bench: {label}, {size} Services: highest RSS sample {:.1} MiB at {:.1} s \
-             (anonymous {:.1}, file-backed {:.1} MiB)",
+             (anonymous {:.1}, file-backed {:.1}, shared memory {:.1} MiB)",
             mib(peak.rss),
             peak.at.as_secs_f64(),
             mib(peak.anon),
             mib(peak.file),
+            mib(peak.shmem),
         );
         let mut windows: Vec<u64> = Vec::new();
         for s in &samples {

@@ -171,7 +171,7 @@ pub struct Controller<D> {
 /// arriving then waited for it.
 #[derive(Debug, Default)]
 struct CachePrints {
-    /// As of the last repair's start (shared with its read while it runs).
+    /// As of the last refresh (shared with a repair's read while it runs).
     prints: Arc<crate::dataplane::Fingerprints>,
     /// Virtual servers the cache changed since.
     stale: BTreeSet<ipvs::ServiceKey>,
