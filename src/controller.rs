@@ -1442,15 +1442,16 @@ impl<D: Dataplane> Controller<D> {
         desired: &Desired,
         counters: &std::collections::BTreeMap<ipvs::ServiceKey, ipvs::Stats>,
     ) {
-        let traffic: Vec<_> = desired
-            .virtual_servers
-            .iter()
-            .filter_map(|(key, vs)| {
-                counters
-                    .get(key)
-                    .map(|stats| (*key, Arc::clone(&vs.origin).into(), *stats))
-            })
-            .collect();
+        // Both sorted by key: one walk over the two, no lookups (at 30,000 virtual servers the
+        // lookups were most of the 60-90 ms this took the sync loop in the test bed's VM).
+        let mut counters = counters.iter().peekable();
+        let mut traffic = Vec::with_capacity(desired.virtual_servers.len());
+        for (key, vs) in &desired.virtual_servers {
+            while counters.next_if(|(k, _)| *k < key).is_some() {}
+            if let Some((_, stats)) = counters.next_if(|(k, _)| *k == key) {
+                traffic.push((*key, Arc::clone(&vs.origin).into(), *stats));
+            }
+        }
         // Building the traffic table and freeing the old one (30,000 rows at 10,000
         // Services: a few milliseconds on a host, more in a slow VM) stays off the sync loop.
         // (Publications are a sync period apart, so they do not overtake each other.)

@@ -1054,6 +1054,59 @@ async fn ownership_survives_a_restart_without_claiming_foreign_rules() {
     });
 }
 
+#[tokio::test]
+async fn a_repair_publishes_the_traffic_of_ipvsds_virtual_servers_and_of_no_other() {
+    let h = Harness::with_demo(Duration::from_millis(10), Duration::from_millis(200)).await;
+    // An operator's virtual server, sorted among ipvsd's, and traffic on one of ipvsd's.
+    let foreign = ServiceKey::Addr {
+        address: "10.96.0.9".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 80,
+    };
+    let web = ServiceKey::Addr {
+        address: "10.96.0.10".parse().unwrap(),
+        protocol: ipvs::Protocol::Tcp,
+        port: 80,
+    };
+    h.kernel.with(|t| {
+        let mut service = ipvs::Service::new(foreign, "rr");
+        service.stats.connections = 11;
+        t.actual.services.insert(
+            foreign,
+            ipvsd::plan::ActualService {
+                service,
+                destinations: Vec::new(),
+            },
+        );
+        let web = t
+            .actual
+            .services
+            .get_mut(&web)
+            .expect("the web virtual server");
+        web.service.stats.connections = 7;
+    });
+    let repairs = h.kernel.with(|t| t.background_reads);
+    h.wait_until("a repair after that", |t| t.background_reads > repairs + 1)
+        .await;
+    let text = h.metrics.encode();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ipvsd_virtual_server_connections_total{"))
+        .collect();
+    assert_eq!(series.len(), DEMO_VIRTUAL_SERVERS, "{series:#?}");
+    assert!(
+        !text.contains(r#"address="10.96.0.9""#),
+        "an operator's virtual server was published: {text}"
+    );
+    let web: Vec<&&str> = series
+        .iter()
+        .filter(|l| l.contains(r#"protocol="tcp",address="10.96.0.10",port="80""#))
+        .collect();
+    assert_eq!(web.len(), 1, "{series:#?}");
+    assert!(web[0].ends_with(" 7"), "{web:?}");
+    h.stop().await;
+}
+
 /// `ipvsd_model_computations_total` as the metrics say it, full and incremental together.
 fn model_computations(metrics: &Metrics) -> u64 {
     let text = metrics.encode();
