@@ -707,8 +707,8 @@ async fn measure(
             );
         }
         if contender == Contender::Ipvsd {
-            // ipvsd writes its nftables table beside the IPVS rules in a first sync: the sync
-            // is over when its log says so, which may be after the last rule.
+            // The sync is over when ipvsd's log says so, which may be after the last rule: what
+            // it writes besides IPVS counts too.
             let ended = loop {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 if let Some(at) = first_full_sync_end(&text) {

@@ -624,31 +624,24 @@ impl<D: Dataplane> Controller<D> {
         };
         let now = std::time::Instant::now();
         let plan_time = phase.elapsed();
-        // Masquerading first: a new virtual server's first packets must already be marked.
-        // Except when the whole table is written and every virtual server planned (the first
-        // sync, a retry): then nft writes the table beside the IPVS writes, as kube-proxy writes
-        // its iptables rules after its virtual servers. At 90,000 elements nft takes seconds
-        // (a quarter of a first sync in the test bed), and it runs in a process of its own.
+        // Masquerading first: a new virtual server's first packets must already be marked, and
+        // a connection to a virtual server before its elements are in place may be reset (the
+        // kernel suite saw it when a first sync wrote the table beside its IPVS writes). So even
+        // the whole table, at 90,000 elements seconds of nft, comes before the IPVS writes.
         let phase = std::time::Instant::now();
         let mut netfilter_failed = 0;
-        let mut beside = None;
         if let Some(pending) = self
             .prepare_netfilter(desired, full, update.rebuilt, &update.touched)
             .await
         {
-            let apply = self
-                .dataplane
-                .apply_netfilter(Arc::clone(&pending.transaction));
             let started = std::time::Instant::now();
-            if scope.is_none() && matches!(*pending.transaction, Transaction::Replace(_)) {
-                let task = tokio::spawn(async move { (apply.await, started.elapsed()) });
-                beside = Some((pending, task));
-            } else {
-                let result = apply.await;
-                netfilter_failed = self.finish_netfilter(pending, result, started.elapsed());
-            }
+            let result = self
+                .dataplane
+                .apply_netfilter(Arc::clone(&pending.transaction))
+                .await;
+            netfilter_failed = self.finish_netfilter(pending, result, started.elapsed());
         }
-        let mut netfilter_time = phase.elapsed();
+        let netfilter_time = phase.elapsed();
         // A sync of everything is planned and applied a part at a time, so that it never holds
         // the operations of the whole table at once (at 30,000 virtual servers, 340,000
         // operations, 57 MiB); each part is what a change touching its keys would do.
@@ -668,29 +661,10 @@ impl<D: Dataplane> Controller<D> {
             }
         };
         let mut totals = Applied::default();
-        let mut applied = Ok(());
         for part in parts {
-            match self.plan_and_apply(desired, part, read_now, now).await {
-                Ok(part) => totals.add(part),
-                Err(e) => {
-                    applied = Err(e);
-                    break;
-                }
-            }
+            let applied = self.plan_and_apply(desired, part, read_now, now).await?;
+            totals.add(applied);
         }
-        if let Some((pending, task)) = beside {
-            let (result, elapsed) = task.await.unwrap_or_else(|e| {
-                let error = crate::dataplane::nftables::NftablesError::Io {
-                    program: "nft".into(),
-                    source: std::io::Error::other(e.to_string()),
-                };
-                (Err(error), std::time::Duration::ZERO)
-            });
-            // Its own time, beside the IPVS writes rather than before them.
-            netfilter_time = elapsed;
-            netfilter_failed = self.finish_netfilter(pending, result, elapsed);
-        }
-        applied?;
         let Applied {
             operations,
             failed,

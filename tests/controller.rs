@@ -807,19 +807,27 @@ async fn the_nftables_table_is_written_whole_once_then_changed_by_elements() {
 }
 
 #[tokio::test]
-async fn the_first_sync_writes_the_nftables_table_beside_the_ipvs_rules_and_a_change_before_them() {
+async fn the_nftables_table_comes_before_the_ipvs_rules_in_a_first_sync_and_a_change() {
     let h = Harness::start(Duration::from_millis(10), Duration::from_secs(3600));
     let gate = Arc::new(tokio::sync::Notify::new());
     h.kernel
         .with(|t| t.netfilter_gate = Some(Arc::clone(&gate)));
     h.change(|s| *s = demo_snapshot());
-    // The whole table waits; the virtual servers do not wait for it.
-    h.wait_until("the IPVS rules with no table yet", |t| {
-        t.applied.iter().any(|a| a.contains("10.96.0.10:80")) && t.netfilter.is_none()
+    // The whole table waits, and the virtual servers wait for it: one reachable before its
+    // elements are in place may reset a connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.kernel.with(|t| {
+        assert!(
+            t.applied.is_empty(),
+            "virtual servers came before the nftables table: {:#?}",
+            t.applied
+        );
+    });
+    gate.notify_one();
+    h.wait_until("the table, then the IPVS rules", |t| {
+        t.netfilter.is_some() && t.applied.iter().any(|a| a.contains("10.96.0.10:80"))
     })
     .await;
-    gate.notify_one();
-    h.wait_until("the table", |t| t.netfilter.is_some()).await;
 
     // A new cluster-IP port: its elements are written before its virtual server.
     h.change(add_web_port_8081);

@@ -81,7 +81,7 @@ pub trait Dataplane: Send + Sync {
     ) -> impl Future<Output = Result<bool, ::ipvs::Error>> + Send;
 
     /// Applies one transaction to ipvsd's nftables table, all or nothing. The future borrows
-    /// nothing, so that a full sync can write the table beside its IPVS writes.
+    /// nothing (the transaction is rendered in it), so that it may be spawned.
     fn apply_netfilter(
         &self,
         transaction: Arc<Transaction>,
