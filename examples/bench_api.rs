@@ -450,12 +450,16 @@ fn usage(pid: u32) -> Result<(f64, u64)> {
         .map(|f| f.parse::<u64>().unwrap_or(0))
         .sum();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let hwm = status
+    Ok((ticks as f64 / 100.0, status_kib(&status, "VmHWM:")))
+}
+
+/// A KiB field of `/proc/PID/status` (`VmHWM:`, `RssAnon:`, ...); 0 when absent.
+fn status_kib(status: &str, field: &str) -> u64 {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    Ok((ticks as f64 / 100.0, hwm))
+        .unwrap_or(0)
 }
 
 /// Samples a process's resident memory every 200 ms until stopped: where in the run the peak
@@ -486,13 +490,7 @@ impl RssSampler {
                 let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                     break;
                 };
-                let kib = |field: &str| {
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix(field))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                        .unwrap_or(0)
-                };
+                let kib = |field: &str| status_kib(&status, field);
                 samples.push(RssSample {
                     at: started.elapsed(),
                     rss: kib("VmRSS:"),

@@ -164,6 +164,15 @@ pub struct Controller<D> {
     prints: CachePrints,
 }
 
+/// Every virtual server's fingerprint, computed afresh.
+fn fingerprints_of(actual: Option<&Actual>) -> crate::dataplane::Fingerprints {
+    actual
+        .iter()
+        .flat_map(|a| &a.services)
+        .map(|(key, service)| (*key, service.fingerprint()))
+        .collect()
+}
+
 /// The cache's fingerprint of each virtual server ([`ActualService::fingerprint`]), what a
 /// repair's read compares the kernel with. Kept up to date sync by sync, each fingerprinting
 /// only the virtual servers it changed: fingerprinting the whole cache when a repair began held
@@ -199,13 +208,7 @@ impl CachePrints {
     fn refresh(&mut self, actual: Option<&Actual>) {
         let services = actual.map(|a| &a.services);
         if std::mem::take(&mut self.all_stale) {
-            self.prints = Arc::new(
-                services
-                    .into_iter()
-                    .flatten()
-                    .map(|(key, service)| (*key, service.fingerprint()))
-                    .collect(),
-            );
+            self.prints = Arc::new(fingerprints_of(actual));
         } else if !self.stale.is_empty() {
             // No read holds them by now: no copy.
             let prints = Arc::make_mut(&mut self.prints);
@@ -224,21 +227,11 @@ impl CachePrints {
         self.refresh(actual);
         debug_assert_eq!(
             *self.prints,
-            actual
-                .iter()
-                .flat_map(|a| &a.services)
-                .map(|(key, service)| (*key, service.fingerprint()))
-                .collect::<crate::dataplane::Fingerprints>(),
+            fingerprints_of(actual),
             "every change of the cache is noted"
         );
         Arc::clone(&self.prints)
     }
-}
-
-/// An nftables transaction on its way, with the elements the table holds once it is applied.
-struct PendingNetfilter {
-    transaction: Arc<Transaction>,
-    index: ElementIndex,
 }
 
 /// What the syncs changed while a repair's read ran: the read may have seen these before or
@@ -629,18 +622,9 @@ impl<D: Dataplane> Controller<D> {
         // kernel suite saw it when a first sync wrote the table beside its IPVS writes). So even
         // the whole table, at 90,000 elements seconds of nft, comes before the IPVS writes.
         let phase = std::time::Instant::now();
-        let mut netfilter_failed = 0;
-        if let Some(pending) = self
-            .prepare_netfilter(desired, full, update.rebuilt, &update.touched)
-            .await
-        {
-            let started = std::time::Instant::now();
-            let result = self
-                .dataplane
-                .apply_netfilter(Arc::clone(&pending.transaction))
-                .await;
-            netfilter_failed = self.finish_netfilter(pending, result, started.elapsed());
-        }
+        let netfilter_failed = self
+            .sync_netfilter(desired, full, update.rebuilt, &update.touched)
+            .await;
         let netfilter_time = phase.elapsed();
         // A sync of everything is planned and applied a part at a time, so that it never holds
         // the operations of the whole table at once (at 30,000 virtual servers, 340,000
@@ -923,18 +907,17 @@ impl<D: Dataplane> Controller<D> {
         }
     }
 
-    /// The transaction that brings ipvsd's nftables table to what `desired` needs, with the
-    /// elements the table holds once it is applied: the whole table when `full` or when its
-    /// content is unknown, else only the elements that changed (those of the touched virtual
-    /// servers and addresses, or after a rebuild of the model the difference of all); `None`
-    /// when the table already holds them.
-    async fn prepare_netfilter(
+    /// Brings ipvsd's nftables table to what `desired` needs: the whole table when `full` or
+    /// when its content is unknown, else only the elements that changed: those of the touched
+    /// virtual servers and addresses, or after a rebuild of the model the difference of all.
+    /// Returns 1 if the transaction failed (nothing of it was applied), else 0.
+    async fn sync_netfilter(
         &mut self,
         desired: &Desired,
         full: bool,
         rebuilt: bool,
         touched: &Touched,
-    ) -> Option<PendingNetfilter> {
+    ) -> usize {
         let (transaction, index) = match (self.netfilter.take(), full) {
             (Some(mut index), false) => {
                 let changes = if rebuilt {
@@ -947,7 +930,7 @@ impl<D: Dataplane> Controller<D> {
                 };
                 if changes.is_empty() {
                     self.netfilter = Some(index);
-                    return None;
+                    return 0;
                 }
                 (Transaction::Change(changes), index)
             }
@@ -957,22 +940,11 @@ impl<D: Dataplane> Controller<D> {
                 (Transaction::Replace(index.contents()), index)
             }
         };
-        Some(PendingNetfilter {
-            transaction: Arc::new(transaction),
-            index,
-        })
-    }
-
-    /// Takes in how a transaction went; returns 1 if it failed.
-    fn finish_netfilter(
-        &mut self,
-        pending: PendingNetfilter,
-        result: Result<(), crate::dataplane::nftables::NftablesError>,
-        elapsed: std::time::Duration,
-    ) -> usize {
-        let PendingNetfilter { transaction, index } = pending;
+        let started = std::time::Instant::now();
+        let result = self.dataplane.apply_netfilter(&transaction).await;
+        let elapsed = started.elapsed();
         if let Some(window) = self.repair.as_mut() {
-            match (&*transaction, &result) {
+            match (&transaction, &result) {
                 (Transaction::Change(changes), Ok(())) => {
                     for (set, element) in changes.add.iter().chain(changes.delete.iter()) {
                         window
@@ -990,12 +962,12 @@ impl<D: Dataplane> Controller<D> {
             Ok(()) => {
                 self.metrics.observe_netfilter_transaction(elapsed);
                 debug!(
-                    replace = matches!(*transaction, Transaction::Replace(_)),
+                    replace = matches!(transaction, Transaction::Replace(_)),
                     elements = transaction.elements(),
                     elapsed_ms = elapsed.as_millis() as u64,
                     "nftables transaction applied"
                 );
-                if matches!(*transaction, Transaction::Replace(_)) {
+                if matches!(transaction, Transaction::Replace(_)) {
                     self.netfilter_counted = Some(BTreeMap::new());
                 }
                 self.netfilter = Some(index);

@@ -229,34 +229,28 @@ impl Dataplane for FakeKernel {
         Ok(name != "nosuch")
     }
 
-    fn apply_netfilter(
-        &self,
-        transaction: Arc<Transaction>,
-    ) -> impl std::future::Future<Output = Result<(), NftablesError>> + Send + 'static {
-        let kernel = self.clone();
-        async move {
-            if let Some(gate) = kernel.with(|t| t.netfilter_gate.clone()) {
-                gate.notified().await;
-            }
-            kernel.with(|t| {
-                if t.refuse_netfilter > 0 {
-                    t.refuse_netfilter -= 1;
-                    return Err(NftablesError::TimedOut(Duration::ZERO));
-                }
-                if matches!(*transaction, Transaction::Change(_)) {
-                    assert!(
-                        t.netfilter.is_some(),
-                        "elements changed in a table that does not exist"
-                    );
-                }
-                t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
-                t.transactions.push((*transaction).clone());
-                if matches!(*transaction, Transaction::Replace(_)) {
-                    t.rejected = 0;
-                }
-                Ok(())
-            })
+    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
+        if let Some(gate) = self.with(|t| t.netfilter_gate.clone()) {
+            gate.notified().await;
         }
+        self.with(|t| {
+            if t.refuse_netfilter > 0 {
+                t.refuse_netfilter -= 1;
+                return Err(NftablesError::TimedOut(Duration::ZERO));
+            }
+            if matches!(transaction, Transaction::Change(_)) {
+                assert!(
+                    t.netfilter.is_some(),
+                    "elements changed in a table that does not exist"
+                );
+            }
+            t.netfilter = Some(transaction.result(t.netfilter.as_ref()));
+            t.transactions.push(transaction.clone());
+            if matches!(transaction, Transaction::Replace(_)) {
+                t.rejected = 0;
+            }
+            Ok(())
+        })
     }
 
     async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {

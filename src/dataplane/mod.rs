@@ -80,12 +80,11 @@ pub trait Dataplane: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<bool, ::ipvs::Error>> + Send;
 
-    /// Applies one transaction to ipvsd's nftables table, all or nothing. The future borrows
-    /// nothing (the transaction is rendered in it), so that it may be spawned.
+    /// Applies one transaction to ipvsd's nftables table, all or nothing.
     fn apply_netfilter(
         &self,
-        transaction: Arc<Transaction>,
-    ) -> impl Future<Output = Result<(), NftablesError>> + Send + 'static;
+        transaction: &Transaction,
+    ) -> impl Future<Output = Result<(), NftablesError>> + Send;
 
     /// The packets each named counter of ipvsd's nftables table has counted since the table
     /// was written (see [`crate::netfilter::COUNTERS`]).
@@ -321,16 +320,9 @@ impl Dataplane for Kernel {
         }
     }
 
-    fn apply_netfilter(
-        &self,
-        transaction: Arc<Transaction>,
-    ) -> impl Future<Output = Result<(), NftablesError>> + Send + 'static {
-        let nft = self.netfilter.nft.clone();
-        let config = self.netfilter.config.clone();
-        async move {
-            let script = transaction.render(&config);
-            nft.apply(&script).await
-        }
+    async fn apply_netfilter(&self, transaction: &Transaction) -> Result<(), NftablesError> {
+        let script = transaction.render(&self.netfilter.config);
+        self.netfilter.nft.apply(&script).await
     }
 
     async fn netfilter_counters(&self) -> Result<BTreeMap<String, u64>, NftablesError> {

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{render_table, MasqueradeConfig, SetContents, SetDigest, SetDigests};
+use super::{render_table, MasqueradeConfig, SetContents, SetDigests};
 
 /// ipvsd's table as `nft list table` prints it: the elements of each set and map, and the
 /// number of rules in each chain.
@@ -56,8 +56,7 @@ pub fn check(text: &str, expected: &SetDigests) -> Checked {
         };
         let interval = is_interval(name);
         let written: BTreeSet<String> = listed.iter().map(|e| written_form(e, interval)).collect();
-        let digest = SetDigest::of(written.iter().map(String::as_str));
-        if expected.0.get(name).copied().unwrap_or_default() == digest {
+        if expected.agree(name, &written) {
             checked.agreeing.insert(name.to_owned());
         } else {
             checked.elements.0.insert(name.to_owned(), written);
@@ -252,10 +251,7 @@ pub fn take_agreeing(listed: &mut SetContents, expected: &SetDigests) -> BTreeSe
     let agreeing: BTreeSet<String> = listed
         .0
         .iter()
-        .filter(|(name, elements)| {
-            let digest = SetDigest::of(elements.iter().map(String::as_str));
-            expected.0.get(*name).copied().unwrap_or_default() == digest
-        })
+        .filter(|(name, elements)| expected.agree(name, elements))
         .map(|(name, _)| name.clone())
         .collect();
     listed.0.retain(|name, _| !agreeing.contains(name));

@@ -508,6 +508,15 @@ fn element_hash(element: &str) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetDigests(pub BTreeMap<String, SetDigest>);
 
+impl SetDigests {
+    /// Whether `elements` have the digest the set `name` should have (an empty set's when none
+    /// is given).
+    pub fn agree(&self, name: &str, elements: &BTreeSet<String>) -> bool {
+        self.0.get(name).copied().unwrap_or_default()
+            == SetDigest::of(elements.iter().map(String::as_str))
+    }
+}
+
 /// The content of ipvsd's sets and maps as `nft` elements, by set name (`cluster-ips-v4`, ...):
 /// the form transactions are written and compared in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
