@@ -28,7 +28,9 @@
 //! Usage: bench_api --kubeconfig FILE --kube-proxy PATH [--kube-proxy-version V]
 //!        [--sizes 1000,5000] [--endpoints 10] [--changes 50] [--kube-proxy-changes 10,3]
 //!        [--kube-proxy-max 5000]
-//! Environment: IPVSD_BIN (default /testbed/bin/ipvsd), IPVSADM (default ipvsadm).
+//! Environment: IPVSD_BIN (default /testbed/bin/ipvsd), IPVSADM (default ipvsadm),
+//! BENCH_RATE_ESTIMATION (`on` or `off`: the kernel's IPVS rate estimation for every contender
+//! and the reference; unset: left at the kernel's default).
 //!
 //! `bench_api poll` is the poller it runs inside a contender's namespace (requests on standard
 //! input, one answer line per request).
@@ -84,6 +86,10 @@ struct Args {
     /// Per size, in the order of `sizes`; the last one holds for the sizes after it.
     kube_proxy_changes: Vec<usize>,
     kube_proxy_max: usize,
+    /// The kernel's IPVS rate estimation in every contender's namespace and the reference's
+    /// (`BENCH_RATE_ESTIMATION=on|off`; unset: the kernel's default, on): ipvsd is given
+    /// `--rate-estimation`, the others' namespaces get the sysctl before they start.
+    rate_estimation: Option<bool>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -100,6 +106,12 @@ fn parse_args() -> Result<Args> {
         changes: 50,
         kube_proxy_changes: vec![10],
         kube_proxy_max: 5000,
+        rate_estimation: match std::env::var("BENCH_RATE_ESTIMATION").as_deref() {
+            Err(_) | Ok("") => None,
+            Ok("on") => Some(true),
+            Ok("off") => Some(false),
+            Ok(other) => bail!("BENCH_RATE_ESTIMATION={other}: expected on or off"),
+        },
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -567,9 +579,13 @@ impl Contender {
                         "100ms",
                     ])
                     .args(["--health-address", "", "--metrics-address", ""]);
+                if let Some(on) = args.rate_estimation {
+                    cmd.args(["--rate-estimation", if on { "on" } else { "off" }]);
+                }
                 cmd
             }
             Contender::KubeProxy => {
+                set_rate_estimation(ns, args.rate_estimation)?;
                 let mut cmd = ns.command(&args.kube_proxy);
                 cmd.args(["--proxy-mode", "ipvs", "--kubeconfig"])
                     .arg(&args.kubeconfig)
@@ -1015,9 +1031,21 @@ fn breakdown(m: &Measured, log: &str) -> Vec<String> {
     out
 }
 
+/// Sets the kernel's IPVS rate estimation in `ns` (see [`Args::rate_estimation`]).
+fn set_rate_estimation(ns: &Namespace, on: Option<bool>) -> Result<()> {
+    if let Some(on) = on {
+        let value = if on { "1" } else { "0" };
+        run(ns
+            .command("sysctl")
+            .args(["-w", &format!("net.ipv4.vs.run_estimation={value}")]))?;
+    }
+    Ok(())
+}
+
 /// `ip -batch` of the addresses, then `ipvsadm -R` of the rules, in a fresh namespace.
 fn reference(args: &Args, saved: &Saved, index: u8) -> Result<(Duration, Duration)> {
     let ns = node_namespace(&format!("bench-ref-{index}"), index, false)?;
+    set_rate_estimation(&ns, args.rate_estimation)?;
     let mut batch = format!("link add {DUMMY} type dummy\n");
     for address in &saved.addresses {
         batch.push_str(&format!("address add {address} dev {DUMMY}\n"));
@@ -1149,6 +1177,14 @@ async fn driver() -> Result<()> {
 
     let mut services: Vec<BenchService> = Vec::new();
     let mut next_added = 0;
+    eprintln!(
+        "bench: the kernel's IPVS rate estimation (net.ipv4.vs.run_estimation) {} in every namespace",
+        match args.rate_estimation {
+            None => "left at the kernel's default",
+            Some(true) => "on",
+            Some(false) => "off",
+        }
+    );
     let mut index: u8 = 0;
     for &size in &args.sizes {
         let start = Instant::now();

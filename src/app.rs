@@ -124,6 +124,7 @@ async fn build_dataplane(args: &RunArgs, model_config: &ModelConfig) -> Result<K
         &args.sysctl_root,
         &Sysctls {
             strict_arp: args.strict_arp,
+            rate_estimation: args.rate_estimation,
         },
     )
     .context("setting sysctls")?;

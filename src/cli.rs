@@ -124,6 +124,12 @@ pub struct RunArgs {
     /// addresses.
     #[arg(long)]
     pub strict_arp: bool,
+    /// Turn the kernel's IPVS rate estimation on or off (net.ipv4.vs.run_estimation, Linux
+    /// 5.18 and later; unset: left alone). Before Linux 6.2 it runs over every virtual and real
+    /// server at once every 2 s in softirq, holding a CPU for long on large tables, and it also
+    /// refreshes the counters: off, those freeze too.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub rate_estimation: Option<bool>,
     /// Where the node's sysctls are (a container mounts the host's /proc/sys elsewhere).
     #[arg(long, default_value = "/proc/sys")]
     pub sysctl_root: PathBuf,
@@ -220,6 +226,15 @@ pub fn parse_listen_address(s: &str) -> Result<Option<SocketAddr>, String> {
     s.parse()
         .map(Some)
         .map_err(|e| format!("invalid address {s:?}: {e}"))
+}
+
+/// `on` or `off`.
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
 }
 
 /// Parses a duration as Kubernetes flags write them: `90` (seconds), `90s`, `500ms`, `5m`,

@@ -400,11 +400,15 @@ fn sysctls_are_applied() {
         write_sysctl(name, "0");
     }
 
-    let changes = apply(&Sysctls { strict_arp: false }).expect("apply");
+    let changes = apply(&Sysctls::default()).expect("apply");
     assert_eq!(changes.len(), 4, "{changes:?}");
     assert_eq!(read_sysctl("net.ipv4.conf.all.arp_ignore"), "0");
 
-    let changes = apply(&Sysctls { strict_arp: true }).expect("apply strict ARP");
+    let strict_arp = Sysctls {
+        strict_arp: true,
+        ..Sysctls::default()
+    };
+    let changes = apply(&strict_arp).expect("apply strict ARP");
     let changed: Vec<_> = changes.iter().map(|c| c.name).collect();
     assert_eq!(
         changed,
@@ -416,7 +420,19 @@ fn sysctls_are_applied() {
     for (name, value) in wanted {
         assert_eq!(read_sysctl(name), value, "{name}");
     }
-    assert!(apply(&Sysctls { strict_arp: true }).unwrap().is_empty());
+    assert!(apply(&strict_arp).unwrap().is_empty());
+
+    // The kernel's rate estimation: left alone unless asked, then set both ways.
+    const RUN_ESTIMATION: &str = "net.ipv4.vs.run_estimation";
+    assert_eq!(read_sysctl(RUN_ESTIMATION), "1", "the kernel's default");
+    for (wanted, value) in [(Some(false), "0"), (None, "0"), (Some(true), "1")] {
+        apply(&Sysctls {
+            rate_estimation: wanted,
+            ..Sysctls::default()
+        })
+        .expect("apply rate estimation");
+        assert_eq!(read_sysctl(RUN_ESTIMATION), value, "{wanted:?}");
+    }
 }
 
 /// Drops counted on this namespace's rtnetlink sockets subscribed to exactly the IPv4 and IPv6
