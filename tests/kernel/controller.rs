@@ -424,6 +424,47 @@ fn sigterm_leaves_the_rules_and_a_restart_keeps_their_counters() {
     assert!(daemon.terminate().success());
 }
 
+/// Whether the running kernel is older than `major.minor`.
+fn kernel_before(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap()) < (major, minor)
+}
+
+#[test]
+fn rate_estimation_off_is_set_and_before_6_2_freezes_the_counters_until_it_is_on_again() {
+    require_ipvs();
+    let _node = node_with_external_client();
+    let _pods = demo_pods();
+    let dir = editable_demo();
+    let expected = demo_rules(&[NODE, "10.244.0.1"]);
+    let estimation = "/proc/sys/net/ipv4/vs/run_estimation";
+    assert_eq!(std::fs::read_to_string(estimation).unwrap().trim(), "1");
+    let daemon = Daemon::start_synced(dir.path(), &["--rate-estimation", "off"], &expected);
+    assert_eq!(std::fs::read_to_string(estimation).unwrap().trim(), "0");
+    let cluster_ip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    for _ in 0..5 {
+        tcp_hello(cluster_ip);
+    }
+    if kernel_before(6, 2) {
+        // Three of the estimator's 2-second periods: with it, the counters would show them.
+        std::thread::sleep(Duration::from_secs(6));
+        assert_eq!(
+            connections_of("TCP  10.96.0.10:80"),
+            0,
+            "before 6.2 the estimator refreshes the counters: off, they stay"
+        );
+    }
+    std::fs::write(estimation, "1").unwrap();
+    wait_until("the counters", Duration::from_secs(10), || {
+        connections_of("TCP  10.96.0.10:80") >= 5
+    });
+    assert!(daemon.terminate().success());
+}
+
 #[test]
 fn rules_of_others_survive_every_sync() {
     require_ipvs();
