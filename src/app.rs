@@ -195,6 +195,9 @@ fn controller_config(args: &RunArgs, model: ModelConfig) -> Config {
         min_sync_period: args.min_sync_period,
         sync_period: args.sync_period,
         graceful_termination_timeout: args.graceful_termination_timeout,
+        rate_estimator_warning: (args.rate_estimation.is_none()
+            && sysctl::estimator_in_softirq(&args.sysctl_root))
+        .then_some(crate::controller::RATE_ESTIMATOR_WARNING),
     }
 }
 

@@ -322,6 +322,16 @@ impl Harness {
 
     /// A controller starting on a kernel that already holds rules, as after a restart.
     fn start_on(kernel: FakeKernel, min_sync_period: Duration, sync_period: Duration) -> Harness {
+        Harness::start_configured(kernel, min_sync_period, sync_period, |_| {})
+    }
+
+    /// [`Harness::start_on`], with `configure` changing the controller's settings.
+    fn start_configured(
+        kernel: FakeKernel,
+        min_sync_period: Duration,
+        sync_period: Duration,
+        configure: impl FnOnce(&mut Config),
+    ) -> Harness {
         let source = Arc::new(FakeSource::default());
         let (changes, changes_rx) = watch::channel(0u64);
         let node: IpAddr = "192.168.50.10".parse().unwrap();
@@ -338,7 +348,10 @@ impl Harness {
             min_sync_period,
             sync_period,
             graceful_termination_timeout: None,
+            rate_estimator_warning: None,
         };
+        let mut config = config;
+        configure(&mut config);
         let controller = Controller::new(
             config,
             Inputs {
@@ -1209,4 +1222,73 @@ async fn a_change_is_computed_for_its_service_and_a_relist_rebuilds_everything()
     h.kernel
         .with(|t| assert_eq!(t.applied[applied..], [] as [String; 0]));
     h.stop().await;
+}
+
+/// What the log says while a test runs on this thread: the controller runs on the test's
+/// runtime, whose one thread the subscriber is set for.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_table_as_large_as_the_rate_estimator_warning_says_is_warned_about() {
+    // The demo's table: its virtual servers and their real servers.
+    let entries = {
+        let h = Harness::with_demo(Duration::from_millis(10), Duration::from_secs(3600)).await;
+        let kernel = h.stop().await;
+        kernel.with(|t| {
+            t.actual.services.len()
+                + t.actual
+                    .services
+                    .values()
+                    .map(|s| s.destinations.len())
+                    .sum::<usize>()
+        })
+    };
+    for (threshold, warned) in [(entries, true), (entries + 1, false)] {
+        let log = CapturedLog::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let h = Harness::start_configured(
+            FakeKernel::default(),
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+            |c| c.rate_estimator_warning = Some(threshold),
+        );
+        h.change(|s| *s = demo_snapshot());
+        h.wait_until("the first sync", |t| {
+            t.actual.services.len() == DEMO_VIRTUAL_SERVERS
+        })
+        .await;
+        h.stop().await;
+        let text = log.text();
+        assert!(text.contains("synced"), "the log is captured:\n{text}");
+        assert_eq!(
+            text.matches("--rate-estimation off").count(),
+            usize::from(warned),
+            "threshold {threshold}, {entries} entries:\n{text}"
+        );
+    }
 }

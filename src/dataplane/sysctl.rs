@@ -109,6 +109,15 @@ pub fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, Sysctl
     Ok(changes)
 }
 
+/// Whether the kernel estimates IPVS rates in one softirq timer over every virtual and real
+/// server (before Linux 6.2) and estimation is on (or cannot be turned off: before 5.18).
+pub fn estimator_in_softirq(root: &Path) -> bool {
+    let release = fs::read_to_string(root.join("kernel/osrelease")).unwrap_or_default();
+    let on = fs::read_to_string(root.join(RUN_ESTIMATION.replace('.', "/")))
+        .map_or(true, |v| v.trim() != "0");
+    release_before(release.trim(), (6, 2)) && on
+}
+
 const CONN_REUSE_MODE: &str = "net.ipv4.vs.conn_reuse_mode";
 const RUN_ESTIMATION: &str = "net.ipv4.vs.run_estimation";
 
@@ -277,6 +286,26 @@ mod tests {
         };
         apply_under(dir.path(), &on).unwrap();
         assert_eq!(read(&dir, RUN_ESTIMATION), "1");
+    }
+
+    #[test]
+    fn the_estimator_runs_in_softirq_before_6_2_while_on() {
+        for (release, value, expected) in [
+            ("6.1.0-57-amd64", Some("1"), true),
+            ("6.1.0-57-amd64", Some("0"), false),
+            ("5.10.0", None, true),
+            ("6.2.0", Some("1"), false),
+            ("6.12.9", Some("1"), false),
+        ] {
+            let mut values = vec![("kernel.osrelease", release)];
+            values.extend(value.map(|v| (RUN_ESTIMATION, v)));
+            let dir = mk_proc_sys(&values);
+            assert_eq!(
+                estimator_in_softirq(dir.path()),
+                expected,
+                "{release} {value:?}"
+            );
+        }
     }
 
     #[test]
