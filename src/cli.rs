@@ -125,7 +125,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict_arp: bool,
     /// Turn the kernel's IPVS rate estimation on or off (net.ipv4.vs.run_estimation, Linux
-    /// 5.18 and later; unset: left alone). Before Linux 6.2 it runs over every virtual and real
+    /// 5.16 and later; unset: left alone). Before Linux 6.2 it runs over every virtual and real
     /// server at once every 2 s in softirq, holding a CPU for long on large tables, and it also
     /// refreshes the counters: off, those freeze too.
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]

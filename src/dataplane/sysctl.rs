@@ -13,7 +13,7 @@ pub struct Sysctls {
     /// the node does not answer ARP for service addresses bound to the dummy interface
     /// (needed with MetalLB-style L2 announcements).
     pub strict_arp: bool,
-    /// The kernel's IPVS rate estimation (`net.ipv4.vs.run_estimation`, from Linux 5.18):
+    /// The kernel's IPVS rate estimation (`net.ipv4.vs.run_estimation`, from Linux 5.16):
     /// `Some(false)` turns it off, `Some(true)` on, `None` leaves it alone. Before 6.2 the
     /// kernel estimates every virtual and real server in one timer every 2 s, in softirq: at
     /// 330,000 of them that holds a CPU for 0.3–0.4 s in the test bed's VM (and upstream
@@ -110,7 +110,7 @@ pub fn apply_under(root: &Path, s: &Sysctls) -> Result<Vec<SysctlChange>, Sysctl
 }
 
 /// Whether the kernel estimates IPVS rates in one softirq timer over every virtual and real
-/// server (before Linux 6.2) and estimation is on (or cannot be turned off: before 5.18).
+/// server (before Linux 6.2) and estimation is on (or cannot be turned off: before 5.16).
 pub fn estimator_in_softirq(root: &Path) -> bool {
     let release = fs::read_to_string(root.join("kernel/osrelease")).unwrap_or_default();
     let on = fs::read_to_string(root.join(RUN_ESTIMATION.replace('.', "/")))
