@@ -1224,8 +1224,10 @@ async fn a_change_is_computed_for_its_service_and_a_relist_rebuilds_everything()
     h.stop().await;
 }
 
-/// What the log says while a test runs on this thread: the controller runs on the test's
-/// runtime, whose one thread the subscriber is set for.
+/// Everything this test binary logs, from its first use on. One global subscriber rather than
+/// one set for a test's thread: a callsite first reached by another test's thread, while only
+/// a thread's subscriber exists, can have its interest settled without it, and then that
+/// thread's subscriber misses its events.
 #[derive(Clone, Default)]
 struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
@@ -1241,8 +1243,27 @@ impl std::io::Write for CapturedLog {
 }
 
 impl CapturedLog {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    /// The binary's log, its global subscriber installed on the first call.
+    fn global() -> &'static CapturedLog {
+        static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+        LOG.get_or_init(|| {
+            let log = CapturedLog::default();
+            let writer = log.clone();
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            log
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// What was logged from byte `from` on (by every test running meanwhile).
+    fn text_from(&self, from: usize) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()[from..]).into_owned()
     }
 }
 
@@ -1261,16 +1282,9 @@ async fn a_table_as_large_as_the_rate_estimator_warning_says_is_warned_about() {
                     .sum::<usize>()
         })
     };
+    let log = CapturedLog::global();
     for (threshold, warned) in [(entries, true), (entries + 1, false)] {
-        let log = CapturedLog::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer({
-                let log = log.clone();
-                move || log.clone()
-            })
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let from = log.len();
         let h = Harness::start_configured(
             FakeKernel::default(),
             Duration::from_millis(10),
@@ -1283,12 +1297,26 @@ async fn a_table_as_large_as_the_rate_estimator_warning_says_is_warned_about() {
         })
         .await;
         h.stop().await;
-        let text = log.text();
-        assert!(text.contains("synced"), "the log is captured:\n{text}");
+        // No other test asks for the warning, so what this one logged is all of it.
+        let text = log.text_from(from);
+        assert!(
+            text.contains(&format!("full=true virtual_servers={DEMO_VIRTUAL_SERVERS}")),
+            "the log is captured:\n{text}"
+        );
+        let warnings: Vec<_> = text
+            .lines()
+            .filter(|l| l.contains("--rate-estimation off"))
+            .collect();
         assert_eq!(
-            text.matches("--rate-estimation off").count(),
+            warnings.len(),
             usize::from(warned),
             "threshold {threshold}, {entries} entries:\n{text}"
         );
+        for warning in warnings {
+            assert!(
+                warning.ends_with(&format!("entries={entries}")),
+                "{warning}"
+            );
+        }
     }
 }
