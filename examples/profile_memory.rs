@@ -23,11 +23,16 @@
 //!
 //! Environment: `PROFILE_SERVICES` (10000), `PROFILE_ENDPOINTS` (10), `PROFILE_SITES` (20: how
 //! many sites to print), `PROFILE_JSON` (where dhat writes its whole profile, for dhat's
-//! viewer; default `dhat-heap.json` in the working directory).
+//! viewer; default `dhat-heap.json` in the working directory), `PROFILE_SOURCE` (`lists`, the
+//! default: the list answers parsed straight into the store, their text counted as a stage of
+//! its own; `kube`: read as ipvsd reads them on a cluster, by `KubeSource`'s watchers and
+//! reflector stores from a stand-in API server on 127.0.0.1 that answers a page at a time, the
+//! runtime and the source kept to the end).
 
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +47,8 @@ use ipvsd::netfilter::{ElementIndex, MasqueradeConfig, Transaction};
 use ipvsd::node_addresses::NodeAddresses;
 use ipvsd::plan::{parts, plan_keys, Actual, GracefulTermination, Ownership, PART_SIZE};
 use ipvsd::source::kube::Checked;
-use ipvsd::source::{ObjectKey, Objects, Slice, SliceEndpoint};
+use ipvsd::source::kube::KubeSource;
+use ipvsd::source::{Changes, ObjectKey, Objects, Slice, SliceEndpoint, Source};
 use k8s_openapi::api::core::v1::Service;
 use kube::core::ObjectList;
 use serde_json::json;
@@ -231,31 +237,51 @@ fn main() -> Result<()> {
     let json_path = std::env::var("PROFILE_JSON").unwrap_or_else(|_| "dhat-heap.json".into());
     let profiler = dhat::Profiler::builder().file_name(&json_path).build();
 
+    let through_kube = match std::env::var("PROFILE_SOURCE").as_deref() {
+        Ok("kube") => true,
+        Ok("lists") | Err(_) => false,
+        Ok(other) => anyhow::bail!("PROFILE_SOURCE={other:?}: expected lists or kube"),
+    };
     let mut stages = Stages::new();
-    let service_body = list_body("v1", "ServiceList", services, service_json);
-    let slice_body = list_body("discovery.k8s.io/v1", "EndpointSliceList", services, |i| {
-        slice_json(i, endpoints)
-    });
-    stages.mark("list answers (JSON text)");
+    // With PROFILE_SOURCE=kube the runtime, the stand-in API server and the source live on to
+    // the end, as ipvsd's do.
+    let mut kube_source = None;
+    let objects = if through_kube {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        stages.rebase();
+        let (source, objects) = runtime.block_on(read_through_kube_source(services, endpoints))?;
+        stages.mark("1. lists read by KubeSource (its stores)");
+        kube_source = Some((runtime, source));
+        objects
+    } else {
+        let service_body = list_body("v1", "ServiceList", services, service_json);
+        let slice_body = list_body("discovery.k8s.io/v1", "EndpointSliceList", services, |i| {
+            slice_json(i, endpoints)
+        });
+        stages.mark("list answers (JSON text)");
 
-    // The source's store: every object shared by key.
-    let mut objects = Objects::default();
-    let list: ObjectList<Service> = serde_json::from_slice(&service_body)?;
-    for mut s in list.items {
-        s.trim_for_store();
+        // The source's store: every object shared by key.
+        let mut objects = Objects::default();
+        let list: ObjectList<Service> = serde_json::from_slice(&service_body)?;
+        for mut s in list.items {
+            s.trim_for_store();
+            objects
+                .services
+                .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        }
+        let list: ObjectList<Slice> = serde_json::from_slice(&slice_body)?;
+        for mut s in list.items {
+            s.trim_for_store();
+            objects
+                .endpoint_slices
+                .insert(ObjectKey::of(&s.metadata), Arc::new(s));
+        }
+        drop((service_body, slice_body));
+        stages.mark("1. lists read into the store");
         objects
-            .services
-            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
-    }
-    let list: ObjectList<Slice> = serde_json::from_slice(&slice_body)?;
-    for mut s in list.items {
-        s.trim_for_store();
-        objects
-            .endpoint_slices
-            .insert(ObjectKey::of(&s.metadata), Arc::new(s));
-    }
-    drop((service_body, slice_body));
-    stages.mark("1. lists read into the store");
+    };
 
     let nodes = NodeAddresses {
         addresses: NODE_ADDRESSES.iter().map(|a| IpAddr::V4(*a)).collect(),
@@ -395,9 +421,131 @@ fn main() -> Result<()> {
     }
     println!("highest live heap: {:.1} MiB", peak as f64 / MIB);
 
-    drop((actual, metrics, elements, model, objects));
+    drop((actual, metrics, elements, model, objects, kube_source));
     drop(profiler);
     print_sites(&json_path, sites)
+}
+
+/// Reads the objects as ipvsd does on a cluster: [`KubeSource`]'s watchers (kube-rs's, with
+/// their reflector stores) list them from a stand-in API server on 127.0.0.1, which answers
+/// each list a page at a time (`limit` and `continue`, as kube-apiserver does) and holds each
+/// watch open without events. Returns once the source hands out its first full view.
+async fn read_through_kube_source(
+    services: usize,
+    endpoints: usize,
+) -> Result<(KubeSource, Objects)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| async move {
+                    Ok::<_, Infallible>(answer(&request, services, endpoints))
+                });
+                // A connection ends when the source is dropped: nothing to report.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let client = kube::Client::try_from(kube::Config::new(url.parse()?))?;
+    let source = KubeSource::spawn(client, None, tokio::sync::watch::channel(0).0);
+    let started = Instant::now();
+    loop {
+        if let Some(Changes::Full(objects)) = source.take_changes(true) {
+            return Ok((source, objects));
+        }
+        anyhow::ensure!(
+            started.elapsed().as_secs() < 600,
+            "the source did not list the stand-in API server's objects within 600 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<bytes::Bytes, Infallible>;
+
+/// The stand-in API server's answer: a page of a list, or a watch that stays open.
+fn answer<B>(
+    request: &hyper::Request<B>,
+    services: usize,
+    endpoints: usize,
+) -> hyper::Response<Body> {
+    use http_body_util::BodyExt;
+    let query: BTreeMap<&str, &str> = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .collect();
+    if query.contains_key("watch") {
+        let never =
+            futures::stream::pending::<Result<hyper::body::Frame<bytes::Bytes>, Infallible>>();
+        return hyper::Response::new(http_body_util::StreamBody::new(never).boxed());
+    }
+    let start: usize = query
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(services);
+    let end = (start + limit).min(services);
+    let mut body = match request.uri().path() {
+        "/api/v1/services" => list_page("v1", "ServiceList", start..end, services, service_json),
+        "/apis/discovery.k8s.io/v1/endpointslices" => list_page(
+            "discovery.k8s.io/v1",
+            "EndpointSliceList",
+            start..end,
+            services,
+            |i| slice_json(i, endpoints),
+        ),
+        _ => {
+            let mut response = hyper::Response::new(
+                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")).boxed(),
+            );
+            *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+            return response;
+        }
+    };
+    body.shrink_to_fit();
+    let mut response =
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)).boxed());
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// One page of a list answer: `items` of `total`, with a `continue` token when more follow.
+fn list_page(
+    api_version: &str,
+    kind: &str,
+    items: std::ops::Range<usize>,
+    total: usize,
+    item: impl Fn(usize) -> serde_json::Value,
+) -> Vec<u8> {
+    let more = if items.end < total {
+        format!(r#","continue":"{}""#, items.end)
+    } else {
+        String::new()
+    };
+    let mut body = format!(
+        r#"{{"apiVersion":"{api_version}","kind":"{kind}","metadata":{{"resourceVersion":"99999"{more}}},"items":["#
+    )
+    .into_bytes();
+    for i in items.clone() {
+        if i > items.start {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &item(i)).expect("JSON values serialise");
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// The sites holding the most at the highest point, from dhat's file: each named by its first
