@@ -163,29 +163,6 @@ fn slice_json(i: usize, endpoints: usize) -> serde_json::Value {
     })
 }
 
-/// A list answer, its items made and written one at a time (so that making the input is not
-/// the highest point of the profile).
-fn list_body(
-    api_version: &str,
-    kind: &str,
-    count: usize,
-    item: impl Fn(usize) -> serde_json::Value,
-) -> Vec<u8> {
-    let mut body = format!(
-        r#"{{"apiVersion":"{api_version}","kind":"{kind}","metadata":{{"resourceVersion":"99999"}},"items":["#
-    )
-    .into_bytes();
-    for i in 0..count {
-        if i > 0 {
-            body.push(b',');
-        }
-        serde_json::to_writer(&mut body, &item(i)).expect("JSON values serialise");
-    }
-    body.extend_from_slice(b"]}");
-    body.shrink_to_fit();
-    body
-}
-
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The live heap at the end of each stage, and the highest within it.
@@ -256,10 +233,14 @@ fn main() -> Result<()> {
         kube_source = Some((runtime, source));
         objects
     } else {
-        let service_body = list_body("v1", "ServiceList", services, service_json);
-        let slice_body = list_body("discovery.k8s.io/v1", "EndpointSliceList", services, |i| {
-            slice_json(i, endpoints)
-        });
+        let service_body = list_page("v1", "ServiceList", 0..services, services, service_json);
+        let slice_body = list_page(
+            "discovery.k8s.io/v1",
+            "EndpointSliceList",
+            0..services,
+            services,
+            |i| slice_json(i, endpoints),
+        );
         stages.mark("list answers (JSON text)");
 
         // The source's store: every object shared by key.
@@ -494,7 +475,7 @@ fn answer<B>(
         .and_then(|l| l.parse().ok())
         .unwrap_or(services);
     let end = (start + limit).min(services);
-    let mut body = match request.uri().path() {
+    let body = match request.uri().path() {
         "/api/v1/services" => list_page("v1", "ServiceList", start..end, services, service_json),
         "/apis/discovery.k8s.io/v1/endpointslices" => list_page(
             "discovery.k8s.io/v1",
@@ -511,7 +492,6 @@ fn answer<B>(
             return response;
         }
     };
-    body.shrink_to_fit();
     let mut response =
         hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)).boxed());
     response.headers_mut().insert(
@@ -521,7 +501,9 @@ fn answer<B>(
     response
 }
 
-/// One page of a list answer: `items` of `total`, with a `continue` token when more follow.
+/// A list answer, or one page of it: `items` of `total`, with a `continue` token when more
+/// follow. Its items are made and written one at a time (so that making the input is not the
+/// highest point of the profile).
 fn list_page(
     api_version: &str,
     kind: &str,
@@ -545,6 +527,7 @@ fn list_page(
         serde_json::to_writer(&mut body, &item(i)).expect("JSON values serialise");
     }
     body.extend_from_slice(b"]}");
+    body.shrink_to_fit();
     body
 }
 
